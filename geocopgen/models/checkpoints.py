@@ -1,0 +1,169 @@
+"""Weights on disk: safetensors + JSON config per component, loaded with named errors.
+
+Files are the diffusers layout (``config.json`` + ``diffusion_pytorch_model.safetensors``), so a
+saved component also loads with ``<Class>.from_pretrained``. geocopgen loads them itself to
+check every tensor name and shape and to say exactly what does not fit (:class:`LoadReport`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+
+from geocopgen.errors import CheckpointError
+
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+CONFIG_NAME = "config.json"
+
+ModelT = TypeVar("ModelT", bound=nn.Module)
+
+
+@dataclass
+class LoadReport:
+    """What did not fit when a state dict met a model."""
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def describe(self, limit: int = 12) -> str:
+        parts = []
+        for label, items in (("missing", self.missing), ("unexpected", self.unexpected)):
+            if items:
+                shown = ", ".join(items[:limit]) + (" ..." if len(items) > limit else "")
+                parts.append(f"{len(items)} {label} key(s): {shown}")
+        if self.mismatched:
+            shown = ", ".join(
+                f"{k} (checkpoint {list(a)} vs model {list(b)})"
+                for k, a, b in self.mismatched[:limit]
+            )
+            parts.append(f"{len(self.mismatched)} shape mismatch(es): {shown}")
+        return "; ".join(parts) or "all keys and shapes match"
+
+
+def compare_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> LoadReport:
+    """Name-by-name and shape-by-shape comparison of ``state_dict`` against ``model``."""
+    own = model.state_dict()
+    report = LoadReport(
+        missing=[k for k in own if k not in state_dict],
+        unexpected=[k for k in state_dict if k not in own],
+    )
+    for key, tensor in state_dict.items():
+        if key in own and tuple(tensor.shape) != tuple(own[key].shape):
+            report.mismatched.append((key, tuple(tensor.shape), tuple(own[key].shape)))
+    return report
+
+
+def load_checked(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str, *, strict: bool = True
+) -> LoadReport:
+    """Load ``state_dict`` into ``model``; raise :class:`CheckpointError` naming every misfit.
+
+    With ``strict=False`` the tensors that fit are loaded and the report is returned.
+    """
+    report = compare_state_dict(model, state_dict)
+    if strict and not report.ok:
+        raise CheckpointError(
+            f"{source}: the weights do not fit {type(model).__name__}: {report.describe()}. "
+            "Check that the config matches the checkpoint (modalities, widths, depth)."
+        )
+    bad = {k for k, _, _ in report.mismatched}
+    model.load_state_dict({k: v for k, v in state_dict.items() if k not in bad}, strict=False)
+    return report
+
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; anything else is a :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such weights file (expected {WEIGHTS_NAME})")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path}: not a safetensors file ({err}). geocopgen loads weights only from "
+            "safetensors; convert official .pth checkpoints with "
+            "geocopgen.models.official.convert_official_checkpoint"
+        ) from None
+
+
+def save_model(model: nn.Module, folder: str | os.PathLike) -> None:
+    """``config.json`` + safetensors weights in ``folder`` (diffusers ``save_pretrained``)."""
+    model.save_pretrained(str(folder), safe_serialization=True)
+
+
+def load_model(cls: type[ModelT], folder: str | os.PathLike) -> ModelT:
+    """Rebuild ``cls`` from ``folder``'s config and load its safetensors weights, checked."""
+    folder = Path(folder)
+    config = read_config(folder / CONFIG_NAME)
+    saved = config.get("_class_name")
+    if saved and saved != cls.__name__:
+        raise CheckpointError(
+            f"{folder}: holds a {saved}, not a {cls.__name__}; point at the right component folder"
+        )
+    weights = folder / WEIGHTS_NAME
+    if not weights.exists():
+        others = sorted(
+            p.name for p in folder.glob("*") if p.suffix in {".bin", ".pth", ".pt", ".ckpt"}
+        )
+        raise CheckpointError(
+            f"{folder}: no {WEIGHTS_NAME}"
+            + (f" (found {', '.join(others)}: geocopgen loads only safetensors)" if others else "")
+        )
+    model = cls.from_config(_init_kwargs(cls, config))
+    load_checked(model, read_safetensors(weights), str(weights))
+    return model.eval()
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """A JSON config file as a dict, with a :class:`CheckpointError` when it is not one."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing; is this a geocopgen model folder?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+
+
+@contextmanager
+def atomic_folder(target: str | os.PathLike):
+    """Yield a temporary folder beside ``target``; move it into place only on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(old)
+    tmp.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _init_kwargs(cls: type, config: Mapping) -> dict:
+    """The config keys ``cls.__init__`` accepts (drops derived and private entries)."""
+    params = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in config.items() if k in params}

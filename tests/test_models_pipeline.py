@@ -1,0 +1,115 @@
+"""``CopGenPipeline`` on real tiles: encode → sample → decode, save → load identity, bad folders."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _models_fixtures import read_tile, tiny_autoencoder, tiny_backbone
+
+from geocopgen.errors import CheckpointError, ModalityError
+from geocopgen.models import CopGenPipeline, fit_scaling_factor, generators_from_seeds
+
+PLACES = ("38D_378R_2_3", "637U_59R_1_3")
+
+
+@pytest.fixture(scope="module")
+def tiles() -> dict[str, torch.Tensor]:
+    return {m: torch.cat([read_tile(m, p) for p in PLACES]) for m in ("s2l2a", "dem")}
+
+
+@pytest.fixture(scope="module")
+def pipe(tiles) -> CopGenPipeline:
+    codecs = {m: tiny_autoencoder(m, seed=i) for i, m in enumerate(tiles)}
+    for m, codec in codecs.items():
+        fit_scaling_factor(codec, [tiles[m]])
+    return CopGenPipeline(tiny_backbone(), autoencoders=codecs, num_inference_steps=5)
+
+
+def test_s2l2a_to_dem_images_in_model_units(pipe, tiles):
+    out = pipe(
+        ["dem"], {"s2l2a": tiles["s2l2a"]}, generator=generators_from_seeds([1, 2]), progress=False
+    )
+    assert set(out.images) == {"dem"}
+    assert out.images["dem"].shape == tiles["dem"].shape
+    assert set(out.latents) == {"dem", "s2l2a"}
+    latent = pipe(["dem"], {"s2l2a": tiles["s2l2a"]}, output_type="latent", progress=False)
+    assert latent.images == {}
+
+
+def test_save_then_load_gives_identical_outputs(pipe, tiles, tmp_path):
+    folder = pipe.save_pretrained(tmp_path / "model")
+    config = json.loads((folder / "pipeline.json").read_text())
+    assert config["autoencoders"] == {"s2l2a": "ModalityAutoencoder", "dem": "ModalityAutoencoder"}
+    assert (folder / "backbone" / "diffusion_pytorch_model.safetensors").is_file()
+    again = CopGenPipeline.from_pretrained(folder)
+    assert (
+        again.autoencoders["dem"].config.scaling_factor
+        == pipe.autoencoders["dem"].config.scaling_factor
+    )
+
+    def run(p):
+        gen = torch.Generator().manual_seed(4)
+        cond = {"s2l2a": tiles["s2l2a"]}
+        return p(
+            ["dem", "s1rtc"],
+            cond,
+            num_samples=2,
+            generator=gen,
+            output_type="latent",
+            progress=False,
+        )
+
+    a, b = run(pipe), run(again)
+    for name in a.latents:
+        assert torch.equal(a.latents[name], b.latents[name]), name
+    # saving again over the folder replaces it in one move and leaves no temporary folders
+    pipe.save_pretrained(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_reimagine_and_loop_through_images(pipe, tiles):
+    out = pipe(
+        ["dem"],
+        {"s2l2a": tiles["s2l2a"]},
+        init={"dem": tiles["dem"]},
+        strength=0.0,
+        output_type="latent",
+        progress=False,
+    )
+    with torch.no_grad():
+        assert torch.equal(out.latents["dem"], pipe.autoencoders["dem"].to_latents(tiles["dem"]))
+    looped = pipe.loop(
+        {"s2l2a": tiles["s2l2a"]}, [(["s2l2a"], ["dem"]), (["dem"], ["s2l2a"])], progress=False
+    )
+    assert set(looped.images) == {"dem", "s2l2a"}
+
+
+def test_missing_codec_and_bad_folders_are_named_errors(pipe, tiles, tmp_path):
+    with pytest.raises(ModalityError, match="no autoencoder for 's1rtc'"):
+        pipe(["dem"], {"s1rtc": torch.zeros(2, 2, 64, 64)}, progress=False)
+    with pytest.raises(CheckpointError, match="no such folder, and not a hub repo id"):
+        CopGenPipeline.from_pretrained(tmp_path / "nowhere" / "deeper")
+    (tmp_path / "file.safetensors").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match="is a file"):
+        CopGenPipeline.from_pretrained(tmp_path / "file.safetensors")
+    with pytest.raises(CheckpointError, match=r"pipeline\.json: missing"):
+        CopGenPipeline.from_pretrained(tmp_path)
+    folder = pipe.save_pretrained(tmp_path / "m")
+    weights = folder / "backbone" / "diffusion_pytorch_model.safetensors"
+    torch.save(pipe.backbone.state_dict(), weights)  # a pickle under a safetensors name
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        CopGenPipeline.from_pretrained(folder)
+
+
+def test_checkpoint_from_another_config_lists_the_misfits(pipe, tmp_path):
+    folder = pipe.save_pretrained(tmp_path / "m")
+    cfg_path = folder / "backbone" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["depth"] = 4
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(
+        CheckpointError, match=r"26 missing key\(s\): in_blocks\.1\.attn\.qkv\.weight"
+    ):
+        CopGenPipeline.from_pretrained(folder)
