@@ -1,0 +1,83 @@
+"""What every geocopgen command shares: error → exit-code mapping, verbosity, one-line warnings.
+
+* a :class:`GeoCopGenError` becomes ``Error: <message>`` on stderr and exit code 1 (no traceback);
+* usage errors (bad option values) are click's: exit code 2;
+* Ctrl-C prints that nothing was written (writers clean up their temporary files) and exits 130.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from geocopgen.errors import GeoCopGenError
+from geocopgen.modalities import get_modality
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class Verbosity:
+    """Process-wide CLI verbosity, set by the root callback (``--quiet`` / ``--verbose``)."""
+
+    quiet: bool = False
+    verbose: int = 0
+
+    @property
+    def progress(self) -> bool:
+        return not self.quiet
+
+
+VERBOSITY = Verbosity()
+
+
+class GeoCopGenGroup(TyperGroup):
+    """The root command group: maps geocopgen errors and Ctrl-C to clean exits."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GeoCopGenError as exc:
+            typer.echo(f"Error: {exc}", err=True)
+            ctx.exit(EXIT_ERROR)
+        except KeyboardInterrupt:
+            typer.echo("geocopgen: interrupted; no output was written.", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+def configure(quiet: bool, verbose: int) -> None:
+    """Set logging level and route warnings to one line each on stderr."""
+    VERBOSITY.quiet, VERBOSITY.verbose = quiet, verbose
+    level = logging.WARNING if not verbose else (logging.INFO if verbose == 1 else logging.DEBUG)
+    logging.basicConfig(format="geocopgen: %(message)s", level=level, stream=sys.stderr)
+    logging.getLogger("geocopgen").setLevel(level)
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message: Any, category: type, *_args: Any, **_kwargs: Any) -> None:
+    if VERBOSITY.quiet and not issubclass(category, UserWarning):
+        return
+    typer.echo(f"geocopgen: warning: {message}", err=True)
+
+
+def modality_option(value: str | None) -> str | None:
+    """Validate ``--modality`` as a usage error (exit 2) instead of a runtime one."""
+    if value is None:
+        return None
+    try:
+        return get_modality(value).name
+    except GeoCopGenError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def echo(message: str) -> None:
+    """Print unless ``--quiet``."""
+    if not VERBOSITY.quiet:
+        typer.echo(message)

@@ -1,0 +1,520 @@
+"""Open an input (a GeoTIFF, a folder with one file per band, an xarray object) as a ModalityArray.
+
+A *ModalityArray* (the project's data contract) is a lazy, dask-backed ``xarray.DataArray`` with
+dims ``("band", "y", "x")``, float32 values in the modality's physical units, NaN where invalid,
+rioxarray georeferencing, ``band`` = the modality's band names, and attrs ``modality``, ``units``,
+``source`` and (Sentinel-2) ``s2_offset``.
+
+Opening is two steps so that ``geocopgen info`` can show what *would* be read without reading
+pixels: :func:`plan_input` inspects files and decides modality, band order, grid, resampling and
+codec (an :class:`InputPlan`); :meth:`InputPlan.open` wraps a :class:`RasterSource` in dask.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask.array as dsa
+import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from dask.base import tokenize
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from geocopgen.errors import (
+    BandMismatchError,
+    GeoCopGenWarning,
+    OffsetWarning,
+    UnreadableInputError,
+)
+from geocopgen.io.codecs import PHYSICAL, S1_LINEAR, S2_DN, Codec, nodata_values
+from geocopgen.io.detect import Detection, detect_modality, path_words
+from geocopgen.io.source import BandRef, RasterSource, open_dataset
+from geocopgen.modalities import (
+    S2_OFFSET_DN,
+    Modality,
+    get_modality,
+    s2_offset,
+)
+from geocopgen.rastergrid import RasterGrid
+
+log = logging.getLogger(__name__)
+
+#: Extensions of raster files looked at in a one-file-per-band folder.
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
+#: A band name inside a file name: ``B02.tif``, ``T33NZA_..._B8A_20m.jp2``, ``vv.tif``.
+_BAND_IN_NAME = re.compile(r"(?:^|[_\-.])(B(?:0[1-9]|1[0-2]|8A)|VV|VH)(?:[_\-.]|$)", re.IGNORECASE)
+#: Default dask chunk (pixels per side); chip reads are windowed whatever the chunking.
+DEFAULT_CHUNK = 1024
+#: Side of the decimated sample read for data evidence (S2 offset, S1 scale).
+_SAMPLE = 512
+#: Fraction of sampled visible-band DNs below 1000 that proves there is no +1000 offset.
+DARK_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """Everything decided about an input before a pixel is read."""
+
+    source: str
+    detection: Detection
+    grid: RasterGrid
+    bands: tuple[BandRef, ...]
+    codec: Codec
+    raw_dtype: str
+    evidence: dict[str, str] = field(default_factory=dict)
+    datetime: str | None = None
+
+    @property
+    def modality(self) -> Modality:
+        return self.detection.modality
+
+    def raster_source(self) -> RasterSource:
+        return RasterSource(self.bands, self.grid, self.codec.with_source(self.source), self.source)
+
+    def open(self, chunks: int = DEFAULT_CHUNK) -> xr.DataArray:
+        """The lazy ModalityArray."""
+        src = self.raster_source()
+        data = dsa.from_array(
+            src,
+            chunks=(_file_runs(self.bands), chunks, chunks),
+            asarray=False,
+            meta=np.empty((0, 0, 0), dtype=np.float32),
+            name=f"geocopgen-read-{tokenize(src)}",
+        )
+        attrs: dict[str, Any] = {}
+        if self.modality.name.startswith("s2"):
+            attrs["s2_offset"] = self.codec.offset
+        if self.datetime:
+            attrs["datetime"] = self.datetime
+        return modality_array(data, self.grid, self.modality, source=self.source, **attrs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (what ``geocopgen info --json`` prints)."""
+        g = self.grid
+        out: dict[str, Any] = {
+            "source": self.source,
+            "modality": self.modality.name,
+            "modality_long_name": self.modality.long_name,
+            "detected_by": self.detection.evidence,
+            "bands": [b.name for b in self.bands],
+            "units": self.modality.units,
+            "raw_dtype": self.raw_dtype,
+            "encoding": self.codec.encoding,
+            "decode": self.codec.describe(),
+            "nodata": [_json_float(v) for v in self.codec.nodata],
+            "nan_is_nodata": self.codec.nan_is_nodata,
+            "crs": g.crs.to_string(),
+            "epsg": g.crs.to_epsg(),
+            "transform": list(g.transform)[:6],
+            "width": g.width,
+            "height": g.height,
+            "resolution": list(g.res),
+            "bounds": list(g.bounds),
+            "resampled": {b.name: b.resampling.name for b in self.bands if b.resampling},
+            "files": sorted({b.path for b in self.bands}),
+        }
+        if self.modality.name.startswith("s2"):
+            out["s2_offset"] = self.codec.offset
+        if self.datetime:
+            out["datetime"] = self.datetime
+        out.update({f"{k}_evidence": v for k, v in self.evidence.items()})
+        return out
+
+
+def _file_runs(bands: Sequence[BandRef]) -> tuple[int, ...]:
+    """Band chunks = runs of bands from one file: one read per file per window, and selecting
+    bands (``isel(band=[...])``) picks whole chunks, which keeps chip reads windowed."""
+    runs: list[int] = []
+    for i, ref in enumerate(bands):
+        if i and ref.path == bands[i - 1].path:
+            runs[-1] += 1
+        else:
+            runs.append(1)
+    return tuple(runs)
+
+
+def _json_float(v: float) -> float | str:
+    return "nan" if np.isnan(v) else v
+
+
+def modality_array(
+    data: Any, grid: RasterGrid, modality: Modality, *, source: str, **attrs: Any
+) -> xr.DataArray:
+    """Wrap a ``(band, y, x)`` float32 array as a georeferenced ModalityArray."""
+    x, y = grid.xy_coords()
+    array = xr.DataArray(
+        data,
+        dims=("band", "y", "x"),
+        coords={"band": list(modality.band_names), "y": y, "x": x},
+        attrs={"modality": modality.name, "units": modality.units, "source": source, **attrs},
+        name=modality.name,
+    )
+    array = array.rio.write_crs(grid.crs)
+    array = array.rio.write_transform(grid.transform)
+    return array.rio.write_nodata(np.nan, encoded=False)
+
+
+# --- planning -------------------------------------------------------------------------------
+def plan_input(
+    path: str | Path,
+    modality: str | Modality | None = None,
+    *,
+    offset: int | None = None,
+    s1_scale: str = "auto",
+    nodata: float | None = None,
+    grid: RasterGrid | None = None,
+) -> InputPlan:
+    """Inspect an input and decide how to read it (no pixel reads except small samples)."""
+    p = Path(path)
+    if not p.exists():
+        raise UnreadableInputError(f"{p}: no such file or folder. Check the path.")
+    if s1_scale not in ("auto", "db", "linear"):
+        raise ValueError(f"s1_scale must be 'auto', 'db' or 'linear', got {s1_scale!r}")
+    if p.is_dir():
+        refs, detection, tags, product_id = _folder_bands(p, modality)
+    else:
+        refs, detection, tags, product_id = _file_bands(p, modality)
+    m = detection.modality
+    source = str(p)
+
+    native = {r.path: _native_grid(r.path) for r in refs}
+    target = grid or _model_grid(refs, native, m)
+    first = open_dataset(refs[0].path)
+    with first:
+        raw_dtype = first.dtypes[refs[0].index - 1]
+        declared = [first.nodatavals[r.index - 1] for r in refs if r.path == refs[0].path]
+    for r in refs[1:]:
+        if r.path != refs[0].path:
+            with open_dataset(r.path) as ds:
+                declared.append(ds.nodatavals[r.index - 1])
+    if nodata is not None:
+        declared = [nodata]
+    nodatas = nodata_values(declared)
+    nan_is_nodata = any(np.isnan(v) for v in nodatas)
+
+    sample = _sampler(refs)
+    evidence: dict[str, str] = {}
+    encoding, off = PHYSICAL, 0
+    if m.name.startswith("s2"):
+        if np.dtype(raw_dtype).kind in "iu" or _looks_like_dn(sample, nodatas):
+            encoding = S2_DN
+            off, evidence["s2_offset"] = decide_s2_offset(
+                offset, product_id=product_id, tags=tags, sample=sample, source=source
+            )
+        else:
+            evidence["encoding"] = "float values <= 10: already reflectance"
+    elif m.name == "s1rtc":
+        scale, evidence["s1_scale"] = decide_s1_scale(
+            s1_scale, path=p, tags=tags, sample=sample, nodata=nodatas, source=source
+        )
+        encoding = S1_LINEAR if scale == "linear" else PHYSICAL
+    if str(tags.get("ENCODING", "")).lower() == PHYSICAL:
+        encoding, off = PHYSICAL, 0
+        evidence["encoding"] = "ENCODING=physical tag (a geocopgen output)"
+    codec = Codec(m, encoding, off, nodatas, nan_is_nodata, source)
+
+    bands = tuple(_place(r, native[r.path], target, m, codec) for r in refs)
+    when = _acquired(tags, product_id)
+    return InputPlan(source, detection, target, bands, codec, raw_dtype, evidence, when)
+
+
+def _acquired(tags: Mapping[str, Any], product_id: str | None) -> str | None:
+    """Acquisition time from a ``datetime`` tag or the product id (ISO 8601), if known."""
+    for key in ("datetime", "DATETIME", "ACQUISITION_DATETIME"):
+        if tags.get(key):
+            return str(tags[key])
+    m = re.search(r"_(\d{8}T\d{6})_", (product_id or "") + "_")
+    if m:
+        t = m.group(1)
+        return f"{t[:4]}-{t[4:6]}-{t[6:8]}T{t[9:11]}:{t[11:13]}:{t[13:15]}"
+    return None
+
+
+def _native_grid(path: str) -> RasterGrid:
+    with open_dataset(path) as ds:
+        grid = RasterGrid.from_dataset(ds, source=path)
+        _probe(ds, path)
+    return grid
+
+
+def _probe(ds: Any, path: str) -> None:
+    """Read the last pixel of every band: a truncated file fails here, before any work starts."""
+    try:
+        ds.read(window=Window(ds.width - 1, ds.height - 1, 1, 1))
+    except Exception as exc:  # rasterio raises several types for corrupt data
+        raise UnreadableInputError(
+            f"{path}: the file is truncated or corrupt (reading its last block failed: {exc}). "
+            "Re-create or re-download it."
+        ) from None
+
+
+def _file_bands(
+    path: Path, stated: str | Modality | None
+) -> tuple[list[BandRef], Detection, dict[str, str], str | None]:
+    with open_dataset(str(path)) as ds:
+        RasterGrid.from_dataset(ds, source=str(path))  # no CRS / rotated: say so first
+        count = ds.count
+        names = [d for d in ds.descriptions]
+        tags = dict(ds.tags())
+    detection = detect_modality(path=path, count=count, band_names=names, tags=tags, stated=stated)
+    m = detection.modality
+    upper = [str(n).upper() if n else None for n in names]
+    if all(upper) and set(upper) == {b.upper() for b in m.band_names}:
+        order = [upper.index(b.upper()) + 1 for b in m.band_names]
+    else:
+        order = list(range(1, count + 1))
+    refs = [BandRef(b, str(path), i) for b, i in zip(m.band_names, order, strict=True)]
+    product_id = tags.get("PRODUCT_ID") or _product_id_in(path.stem)
+    return refs, detection, tags, product_id
+
+
+def _folder_bands(
+    folder: Path, stated: str | Modality | None
+) -> tuple[list[BandRef], Detection, dict[str, str], str | None]:
+    found: dict[str, Path] = {}
+    for f in sorted(folder.iterdir()):
+        if f.suffix.lower() not in RASTER_SUFFIXES:
+            continue
+        m = _BAND_IN_NAME.search(f.stem)
+        if not m:
+            continue
+        name = m.group(1).upper()
+        if name in found:
+            raise BandMismatchError(
+                f"{folder}: two files for band {name} ({found[name].name}, {f.name}); keep one."
+            )
+        found[name] = f
+    if not found:
+        raise UnreadableInputError(
+            f"{folder}: no band files found (expected names like B02.tif or VV.tif). Pass a "
+            "GeoTIFF, or a folder with one file per band."
+        )
+    if stated is not None:
+        detection = Detection(get_modality(stated), "stated")
+    else:
+        try:
+            detection = detect_modality(path=folder, count=len(found), band_names=list(found))
+        except BandMismatchError:
+            detection = _folder_by_subset(folder, found)
+    m = detection.modality
+    missing = [b for b in m.band_names if b.upper() not in found]
+    if missing:
+        raise BandMismatchError(
+            f"{folder}: {m.long_name} needs {', '.join(m.band_names)}; missing "
+            f"{', '.join(missing)}. Add those files or name another modality."
+        )
+    refs = [BandRef(b, str(found[b.upper()]), 1) for b in m.band_names]
+    tags: dict[str, str] = {}
+    with open_dataset(refs[0].path) as ds:
+        tags = dict(ds.tags())
+    product_id = tags.get("PRODUCT_ID") or _product_id_in(folder.name)
+    return refs, detection, tags, product_id
+
+
+def _folder_by_subset(folder: Path, found: Mapping[str, Path]) -> Detection:
+    """Path words said one modality but the band files say another: trust complete band sets."""
+    from geocopgen.modalities import MODALITIES
+
+    for m in MODALITIES.values():
+        if {b.upper() for b in m.band_names} == set(found):
+            return Detection(m, "band file names")
+    raise BandMismatchError(
+        f"{folder}: its band files ({', '.join(sorted(found))}) are not the bands of any modality. "
+        "Name the modality (API modality=..., CLI --modality ...)."
+    )
+
+
+def _product_id_in(name: str) -> str | None:
+    return name if re.search(r"MSIL(1C|2A)", name, re.IGNORECASE) else None
+
+
+def _model_grid(
+    refs: Sequence[BandRef], native: Mapping[str, RasterGrid], m: Modality
+) -> RasterGrid:
+    """The grid of the first band already at the model resolution, else the finest band's grid.
+
+    A single-grid input (one file, a 30 m DEM...) keeps its own grid: it is resampled only when
+    a ``grid`` is asked for.
+    """
+    grids = [native[r.path] for r in refs]
+    for g in grids:
+        if np.isclose(g.res[0], m.resolution) and np.isclose(g.res[1], m.resolution):
+            return g
+    return min(grids, key=lambda g: g.res[0] * g.res[1])
+
+
+def _place(
+    ref: BandRef, native: RasterGrid, target: RasterGrid, m: Modality, codec: Codec
+) -> BandRef:
+    """The band as read on ``target``: resampled (explicitly) only if its grid differs."""
+    if native == target:
+        return ref
+    res = choose_resampling(native, target)
+    src_nd = codec.nodata[0] if codec.nodata else (0 if codec.encoding == S2_DN else None)
+    with open_dataset(ref.path) as ds:
+        dtype = np.dtype(ds.dtypes[ref.index - 1])
+    dst_nd = src_nd if src_nd is not None else _fill_for(dtype)
+    log.info("%s: band %s resampled onto %s with %s", ref.path, ref.name, target, res.name)
+    return BandRef(ref.name, ref.path, ref.index, res, src_nd, dst_nd)
+
+
+def choose_resampling(native: RasterGrid, target: RasterGrid) -> Resampling:
+    """Bilinear when the target is as fine or finer; average when it is coarser. Never nearest.
+
+    The comparison is on pixel area in a common unit (metres when one CRS is geographic).
+    """
+    src_area = _pixel_area_m2(native)
+    dst_area = _pixel_area_m2(target)
+    return Resampling.average if dst_area > 1.5 * src_area else Resampling.bilinear
+
+
+def _pixel_area_m2(grid: RasterGrid) -> float:
+    rx, ry = grid.res
+    if grid.crs.is_geographic:
+        lat = np.deg2rad((grid.bounds[1] + grid.bounds[3]) / 2)
+        return (rx * 111_320.0 * np.cos(lat)) * (ry * 110_574.0)
+    return rx * ry
+
+
+def _fill_for(dtype: np.dtype) -> float:
+    """A fill value a WarpedVRT can write outside the source's footprint."""
+    if dtype.kind == "f":
+        return float("nan")
+    info = np.iinfo(dtype)
+    return float(info.min if dtype.kind == "i" else info.max)
+
+
+# --- evidence from metadata and data --------------------------------------------------------
+def _sampler(refs: Sequence[BandRef]) -> Callable[[Sequence[str]], np.ndarray]:
+    """Reads a decimated (<= 512 px a side) sample of the named bands: raw values, flattened."""
+
+    def sample(names: Sequence[str]) -> np.ndarray:
+        chosen = [r for r in refs if r.name in names] or list(refs[:1])
+        out = []
+        for r in chosen:
+            with open_dataset(r.path) as ds:
+                h, w = min(ds.height, _SAMPLE), min(ds.width, _SAMPLE)
+                out.append(ds.read(r.index, out_shape=(h, w), resampling=Resampling.nearest))
+        return np.concatenate([a.ravel() for a in out])
+
+    return sample
+
+
+def decide_s2_offset(
+    given: int | None,
+    *,
+    product_id: str | None,
+    tags: Mapping[str, Any],
+    sample: Callable[[Sequence[str]], np.ndarray],
+    source: str,
+) -> tuple[int, str]:
+    """The Sentinel-2 DN offset and the evidence for it (see ``docs/modalities.md``)."""
+    if given is not None:
+        return int(given), "given"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", OffsetWarning)
+        off = s2_offset(product_id=product_id, tags=tags, source=source)
+    if not any(issubclass(w.category, OffsetWarning) for w in caught):
+        return off, _metadata_evidence(product_id, tags)
+    dn = sample(("B02", "B03", "B04")).astype(np.float64)
+    valid = dn[(dn > 0)]
+    if valid.size:
+        dark = float(np.mean(valid < -S2_OFFSET_DN))
+        if dark >= DARK_FRACTION:
+            return 0, (
+                f"{dark:.0%} of sampled B02-B04 DNs are below 1000, impossible with the +1000 "
+                "offset"
+            )
+    off = s2_offset(product_id=product_id, tags=tags, source=source)  # warns
+    return off, "no evidence; assumed 0 (override with offset=)"
+
+
+def _metadata_evidence(product_id: str | None, tags: Mapping[str, Any]) -> str:
+    keys = ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET", "boa_add_offset", "radio_add_offset")
+    for key in keys:
+        if key in tags:
+            return f"{key} tag"
+    if product_id:
+        m = re.search(r"_N(\d{2})(\d{2})_", product_id)
+        if m and m.group(1) != "99":
+            return f"processing baseline N{m.group(1)}{m.group(2)} in the product id"
+        m = re.search(r"_(\d{8})T\d{6}_", product_id + "_")
+        if m:
+            return f"acquisition date {m.group(1)} in the product id"
+    return "acquisition date tag"
+
+
+def decide_s1_scale(
+    given: str,
+    *,
+    path: Path,
+    tags: Mapping[str, Any],
+    sample: Callable[[Sequence[str]], np.ndarray],
+    nodata: Sequence[float],
+    source: str,
+) -> tuple[str, str]:
+    """``"db"`` or ``"linear"``, and why: stated; path words/tags; the sign of the values."""
+    if given != "auto":
+        return given, "given"
+    words = set(path_words(path)) | {str(v).lower() for v in tags.values()}
+    if "db" in words:
+        return "db", "'db' in the path or tags"
+    if words & {"linear", "lin", "power", "pwr"}:
+        return "linear", "'linear'/'power' in the path or tags"
+    values = sample(("VV", "VH")).astype(np.float64).ravel()
+    valid = values[np.isfinite(values)]
+    for nd in nodata:
+        valid = valid[valid != nd]
+    if valid.size:
+        negative = float(np.mean(valid < 0))
+        if negative > 0.01:
+            return "db", f"{negative:.0%} of sampled values are negative (dB)"
+        return "linear", "no negative values (linear power cannot be negative)"
+    warnings.warn(
+        f"{source}: cannot tell whether Sentinel-1 values are dB or linear power; assuming dB. "
+        "Pass s1_scale='linear' (CLI --s1-scale linear) if they are linear.",
+        GeoCopGenWarning,
+        stacklevel=3,
+    )
+    return "db", "no evidence; assumed dB"
+
+
+def _looks_like_dn(sample: Callable[[Sequence[str]], np.ndarray], nodata: Sequence[float]) -> bool:
+    """A float Sentinel-2 file holds DNs (not reflectance) if its median is above 10."""
+    values = sample(("B02", "B03", "B04")).astype(np.float64).ravel()
+    valid = values[np.isfinite(values) & (values != 0)]
+    return bool(valid.size) and float(np.median(valid)) > 10
+
+
+# --- public entry points --------------------------------------------------------------------
+def open_raster(
+    path: str | Path | xr.DataArray,
+    modality: str | Modality | None = None,
+    *,
+    offset: int | None = None,
+    s1_scale: str = "auto",
+    nodata: float | None = None,
+    grid: RasterGrid | None = None,
+    chunks: int = DEFAULT_CHUNK,
+) -> xr.DataArray:
+    """Open a GeoTIFF, a one-file-per-band folder or an xarray object as a lazy ModalityArray.
+
+    ``modality`` is detected when omitted (see :mod:`geocopgen.io.detect`); ``offset`` overrides
+    the Sentinel-2 DN offset; ``s1_scale`` is ``"auto"``, ``"db"`` or ``"linear"``; ``nodata``
+    overrides the declared nodata (``float("nan")`` declares NaN as nodata); ``grid`` reads every
+    band resampled onto another grid (bilinear, or average when coarser; never nearest).
+    """
+    if isinstance(path, xr.DataArray):
+        from geocopgen.io.xarray_input import from_xarray
+
+        return from_xarray(path, modality, offset=offset, s1_scale=s1_scale)
+    plan = plan_input(path, modality, offset=offset, s1_scale=s1_scale, nodata=nodata, grid=grid)
+    return plan.open(chunks=chunks)

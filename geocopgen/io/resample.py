@@ -1,0 +1,89 @@
+"""Bilinear resampling between two grids of one CRS, per window, in numpy, reproducibly.
+
+Used for Sentinel-2 20 m and 60 m bands read onto the 10 m grid. GDAL's warper gives results that
+depend (by one DN) on the window asked for, which would make overlapping chips disagree; this is
+the textbook rule, computed per pixel from its *global* position, so any window gives the same
+values (and ``docs/modalities.md`` can state it exactly):
+
+* the target pixel centre ``(x, y)`` maps to source pixel coordinates
+  ``u = (x - x0) / dx - 0.5``, ``v = (y - y0) / dy - 0.5`` (centre-based, fractional);
+* the value is ``sum(w * s) / sum(w)`` over the 2 x 2 source pixels around ``(u, v)``, with the
+  usual bilinear weights, counting only valid source pixels (nodata neighbours drop out and the
+  weights renormalise); indices are clamped at the source's edge (edge pixels repeat);
+* a target pixel whose centre lies outside the source footprint, or whose neighbours are all
+  nodata, is nodata (NaN).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from rasterio.windows import Window
+
+from geocopgen.rastergrid import RasterGrid
+
+
+def _axis(
+    start: int, count: int, dst_origin: float, dst_step: float, src_origin: float,
+    src_step: float, src_len: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Lower neighbour index, fraction and inside-footprint mask along one axis."""
+    centre = dst_origin + (np.arange(start, start + count, dtype=np.float64) + 0.5) * dst_step
+    u = (centre - src_origin) / src_step - 0.5
+    inside = (u >= -0.5) & (u <= src_len - 0.5)
+    i0 = np.floor(u)
+    frac = u - i0
+    return i0.astype(np.int64), frac, inside
+
+
+def bilinear_window(
+    read: object,
+    src: RasterGrid,
+    dst: RasterGrid,
+    window: Window,
+    nodata: Sequence[float],
+) -> np.ndarray:
+    """Bilinearly resampled values (float64, NaN = nodata) of ``window`` of ``dst``.
+
+    ``read(src_window) -> (band, rows, cols)`` reads raw source pixels (a rasterio ``read``
+    bound to the band indexes).
+    """
+    r0, c0 = int(window.row_off), int(window.col_off)
+    h, w = int(window.height), int(window.width)
+    st, dt = src.transform, dst.transform
+    iy, fy, in_y = _axis(r0, h, dt.f, dt.e, st.f, st.e, src.height)
+    ix, fx, in_x = _axis(c0, w, dt.c, dt.a, st.c, st.a, src.width)
+    rows = np.clip(np.stack([iy, iy + 1]), 0, src.height - 1)
+    cols = np.clip(np.stack([ix, ix + 1]), 0, src.width - 1)
+    rmin, rmax = int(rows.min()), int(rows.max())
+    cmin, cmax = int(cols.min()), int(cols.max())
+    raw = np.asarray(read(Window(cmin, rmin, cmax - cmin + 1, rmax - rmin + 1)))
+    valid = np.isfinite(raw) if raw.dtype.kind == "f" else np.ones(raw.shape, dtype=bool)
+    for nd in nodata:
+        if not np.isnan(nd):
+            valid &= raw != nd
+    weighted = np.where(valid, raw, 0).astype(np.float64)
+    rows -= rmin
+    cols -= cmin
+    # The 2 x 2 bilinear sum factorises: interpolate rows, then columns, for the values and for
+    # the valid-weight (so nodata neighbours drop out). Per pixel this depends only on its global
+    # position, never on the window.
+    total = _interp(_interp(weighted, rows, fy, axis=1), cols, fx, axis=2)
+    weight = _interp(_interp(valid.astype(np.float64), rows, fy, axis=1), cols, fx, axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = total / weight
+    out[weight <= 0] = np.nan
+    out[:, ~in_y, :] = np.nan
+    out[:, :, ~in_x] = np.nan
+    return out
+
+
+def _interp(a: np.ndarray, idx: np.ndarray, frac: np.ndarray, axis: int) -> np.ndarray:
+    """``(1 - f) * a[i0] + f * a[i1]`` along ``axis`` (idx: (2, n) neighbour indexes)."""
+    lo = np.take(a, idx[0], axis=axis)
+    hi = np.take(a, idx[1], axis=axis)
+    shape = [1] * a.ndim
+    shape[axis] = -1
+    f = frac.reshape(shape)
+    return lo * (1.0 - f) + hi * f

@@ -1,0 +1,175 @@
+"""RasterSource: the lazy, windowed reader behind every file-backed ModalityArray.
+
+One object knows, for each band, which file (and band index) holds it and whether it must be
+resampled onto the target grid; reading a window does one GDAL read per file (through a
+``WarpedVRT`` with an explicit resampling for bands on another grid) and decodes the raw values to
+physical units with the input's :class:`~geocopgen.io.codecs.Codec`.
+
+It is wrapped in a dask array with ``dask.array.from_array``; dask fuses a slice of that array into
+the getter, so ``array[:, rows, cols].compute()`` reads exactly that window instead of whole
+chunks. That is what makes overlapping chip reads cheap.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from geocopgen.errors import UnreadableInputError
+from geocopgen.io.codecs import Codec
+from geocopgen.io.resample import bilinear_window
+from geocopgen.rastergrid import RasterGrid
+
+
+@dataclass(frozen=True)
+class BandRef:
+    """Where one band lives: file, 1-based band index, and how to resample it (None: on grid)."""
+
+    name: str
+    path: str
+    index: int
+    resampling: Resampling | None = None
+    src_nodata: float | None = None
+    dst_nodata: float | None = None
+
+
+def open_dataset(path: str) -> rasterio.DatasetReader:
+    """``rasterio.open`` with a named error that says what to do."""
+    try:
+        return rasterio.open(path)
+    except RasterioError as exc:
+        raise UnreadableInputError(
+            f"{path}: cannot open it as a raster ({exc}). Check the path, and that the file is a "
+            "complete GeoTIFF (or another format GDAL reads)."
+        ) from None
+
+
+class RasterSource:
+    """Bands of one input on one grid, read window by window in physical units (float32)."""
+
+    def __init__(self, bands: Sequence[BandRef], grid: RasterGrid, codec: Codec, source: str):
+        self.bands = tuple(bands)
+        self.grid = grid
+        self.codec = codec
+        self.source = source
+        self._local = threading.local()
+
+    # --- the array protocol dask needs ---------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (len(self.bands), self.grid.height, self.grid.width)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype("float32")
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if not isinstance(key, tuple):
+            key = (key,)
+        key = key + (slice(None),) * (3 - len(key))
+        if not all(isinstance(k, slice) for k in key):
+            return np.asarray(self[:, :, :])[key]  # pragma: no cover - dask only passes slices
+        b, r, c = (range(*k.indices(n)) for k, n in zip(key, self.shape, strict=True))
+        if len(b) == 0 or len(r) == 0 or len(c) == 0:
+            return np.empty((len(b), len(r), len(c)), dtype=np.float32)
+        window = Window(c.start, r.start, c.stop - c.start, r.stop - r.start)
+        out = self.read(window, list(b))
+        return out[:, :: r.step, :: c.step] if (r.step != 1 or c.step != 1) else out
+
+    def __dask_tokenize__(self) -> tuple:
+        return (type(self).__name__, self.bands, self.grid, self.codec, self.source)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_local", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    # --- reading -------------------------------------------------------------------------------
+    def read(self, window: Window, bands: Sequence[int] | None = None) -> np.ndarray:
+        """Decoded float32 pixels ``(band, row, col)`` of ``window`` (on this source's grid)."""
+        idx = list(range(len(self.bands))) if bands is None else list(bands)
+        out = np.empty((len(idx), int(window.height), int(window.width)), dtype=np.float32)
+        groups: dict[tuple, list[int]] = {}
+        for pos, i in enumerate(idx):
+            ref = self.bands[i]
+            groups.setdefault((ref.path, ref.resampling), []).append(pos)
+        for (path, _resampling), positions in groups.items():
+            refs = [self.bands[idx[p]] for p in positions]
+            try:
+                raw = self._read_raw(path, refs, window)
+            except RasterioError as exc:
+                raise UnreadableInputError(
+                    f"{path}: reading pixels failed ({exc}); the file is truncated or corrupt. "
+                    "Re-create or re-download it."
+                ) from None
+            codec = self.codec.with_source(path)
+            if refs[0].resampling is not None:  # resampled values mark nodata with NaN/fill
+                extra = tuple(r.dst_nodata for r in refs if r.dst_nodata is not None)
+                codec = _with_nodata(replace(codec, nan_is_nodata=True), extra)
+            out[positions] = codec.decode(raw)
+        return out
+
+    def _read_raw(self, path: str, refs: Sequence[BandRef], window: Window) -> np.ndarray:
+        """Raw values of ``window``: direct, numpy bilinear (same CRS), or through a WarpedVRT."""
+        indexes = [r.index for r in refs]
+        dataset = self._dataset(path, refs[0])
+        if refs[0].resampling is None or isinstance(dataset, WarpedVRT):
+            return dataset.read(indexes, window=window)
+        native = RasterGrid(dataset.crs, dataset.transform, dataset.width, dataset.height)
+        nodata = (refs[0].src_nodata,) if refs[0].src_nodata is not None else ()
+        return bilinear_window(
+            lambda w: dataset.read(indexes, window=w), native, self.grid, window, nodata
+        )
+
+    def _dataset(self, path: str, ref: BandRef) -> Any:
+        """A per-thread open handle (a WarpedVRT when the band must be resampled)."""
+        cache = getattr(self._local, "handles", None)
+        if cache is None:
+            cache = self._local.handles = {}
+        key = (path, ref.resampling)
+        if key not in cache:
+            src = open_dataset(path)
+            if ref.resampling is None or _numpy_bilinear(ref, src, self.grid):
+                cache[key] = src
+            else:
+                cache[key] = WarpedVRT(
+                    src,
+                    crs=self.grid.crs,
+                    transform=self.grid.transform,
+                    width=self.grid.width,
+                    height=self.grid.height,
+                    resampling=ref.resampling,
+                    src_nodata=ref.src_nodata,
+                    nodata=ref.dst_nodata,
+                )
+        return cache[key]
+
+
+def _numpy_bilinear(ref: BandRef, src: Any, grid: RasterGrid) -> bool:
+    """Same-CRS bilinear resampling is done in numpy (window-independent, see resample.py)."""
+    return ref.resampling == Resampling.bilinear and src.crs == grid.crs
+
+
+def _with_nodata(codec: Codec, extra: tuple[float, ...]) -> Codec:
+    """The codec plus the fill values a WarpedVRT writes outside the source's footprint."""
+    if any(np.isnan(v) for v in extra):
+        codec = replace(codec, nan_is_nodata=True)
+    merged = codec.nodata + tuple(v for v in extra if not np.isnan(v) and v not in codec.nodata)
+    return replace(codec, nodata=merged)
