@@ -1,0 +1,91 @@
+"""Encoding throughput into a zarr latent store, as a share of the autoencoder-only throughput.
+
+Both runs encode the same 256 px chips of the largest real raster here (the Virginia S2 L1C
+scene, 1947 x 1933 px at 10 m, 13 bands) with the default-size ``ModalityAutoencoder``
+(3.9M parameters, random weights: speed does not depend on training). "Autoencoder only" is
+``encode_moments`` on chips already in memory; "pipeline" is ``encode_places``: lazy reads,
+20/60 m resampling, normalisation, encoding, zarr writes, chip table and complete flags.
+Target: pipeline overhead <= 20 %.
+
+    python bench/bench_encoding.py [--workers N] [--batch-size B]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from geocopgen.io.readers import open_raster
+from geocopgen.latents import Place, chip_windows, encode_places
+from geocopgen.modalities import get_modality
+from geocopgen.models.autoencoder import ModalityAutoencoder
+
+SCENE = (Path(__file__).parents[1] / ".." / "shared" / "data" / "s2" / "virginia_L1C").resolve()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--chip-size", type=int, default=256)
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    model = ModalityAutoencoder("s2l1c").eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arr = open_raster(SCENE, "s2l1c", offset=0)
+    windows = chip_windows(arr.sizes["y"], arr.sizes["x"], args.chip_size)
+    n = len(windows)
+
+    # Autoencoder only: the same chips, already read and normalised, in the same batches.
+    full = arr.values
+    s = args.chip_size
+    chips = np.stack([full[:, r : r + s, c : c + s] for r, c in windows])
+
+    x = get_modality("s2l1c").normalize(chips, axis=1)
+    x = torch.from_numpy(np.nan_to_num(x).astype(np.float32))
+    with torch.inference_mode():  # warm-up: first calls build oneDNN kernels
+        model.encode_moments(x[: args.batch_size])
+    t = time.perf_counter()
+    with torch.inference_mode():
+        for k in range(0, n, args.batch_size):
+            model.encode_moments(x[k : k + args.batch_size])
+    t_model = time.perf_counter() - t
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        report = encode_places(
+            [Place("virginia", {"s2l1c": arr})],
+            Path(tmp) / "bench.zarr",
+            {"s2l1c": model},
+            chip_size=s,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            progress=False,
+        )
+        t_pipe = time.perf_counter() - t
+    assert report.encoded == n, report
+
+    print(
+        f"{n} chips of {s} px, 13 bands, batch {args.batch_size}, torch threads "
+        f"{torch.get_num_threads()}, dask workers {args.workers or 'default'}"
+    )
+    print(f"autoencoder only:  {n / t_model:6.2f} chips/s ({t_model:.1f} s)")
+    print(f"pipeline to zarr:  {n / t_pipe:6.2f} chips/s ({t_pipe:.1f} s)")
+    print(
+        f"pipeline / autoencoder-only throughput: {t_model / t_pipe:.2f} "
+        f"(overhead {100 * (t_pipe / t_model - 1):.0f} %, target <= 20 %)"
+    )
+    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""``geocopgen encode ...``: imagery → zarr latent store, from a folder, Major TOM or STAC.
+
+Each sub-command builds places (:mod:`geocopgen.latents.places`) and hands them to
+:func:`geocopgen.latents.encode_places`, so a rerun of the same command resumes a killed run and
+a run with new places appends to the store. The recipes in ``pipelines/`` call these commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from geocopgen.errors import ConfigError
+from geocopgen.modalities import get_modality
+
+encode_app = typer.Typer(
+    name="encode",
+    help="Encode imagery into a zarr latent store (resumable, appendable).",
+    no_args_is_help=True,
+)
+
+AutoencoderOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--autoencoder",
+        "-a",
+        help="MODALITY=PATH of a saved ModalityAutoencoder folder; once per modality.",
+    ),
+]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Latent store (zarr) to write.")]
+ChipOpt = Annotated[int, typer.Option(help="Chip size in pixels (multiple of 8).")]
+OverlapOpt = Annotated[int, typer.Option(help="Chip overlap in pixels.")]
+BatchOpt = Annotated[int, typer.Option(help="Chips per encoding task.")]
+WorkersOpt = Annotated[int | None, typer.Option(help="Local threads (default: dask's).")]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(help="dask.distributed scheduler address; default: local threads."),
+]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")]
+BBoxOpt = Annotated[
+    tuple[float, float, float, float] | None,
+    typer.Option(help="WEST SOUTH EAST NORTH in degrees (west > east crosses 180°)."),
+]
+
+
+def load_autoencoders(specs: list[str]) -> dict:
+    """``["s2l2a=path", ...]`` → ``{modality: ModalityAutoencoder}`` in eval mode."""
+    from geocopgen.models.autoencoder import ModalityAutoencoder
+
+    if not specs:
+        raise ConfigError("give one --autoencoder MODALITY=PATH per modality to encode")
+    out = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            raise ConfigError(f"--autoencoder {spec!r}: expected MODALITY=PATH")
+        out[get_modality(name).name] = ModalityAutoencoder.from_pretrained(path).eval()
+    return out
+
+
+def _encode(
+    places, out, autoencoders, chip_size, overlap, batch_size, workers, scheduler, progress
+):
+    from geocopgen.latents import encode_places
+
+    codecs = load_autoencoders(autoencoders)
+    client = None
+    if scheduler:
+        from distributed import Client
+
+        client = Client(scheduler)
+    try:
+        report = encode_places(
+            places, out, codecs, chip_size=chip_size, overlap=overlap, batch_size=batch_size,
+            client=client, num_workers=workers, progress=progress,
+        )  # fmt: skip
+    finally:
+        if client is not None:
+            client.close()
+    typer.echo(
+        f"{out}: {report.planned} chips planned, {report.encoded} encoded, "
+        f"{report.already_complete} already complete, {report.failed} failed"
+    )
+    if report.failed:
+        for err in report.errors[:10]:
+            typer.echo(f"  skipped: {err}", err=True)
+        raise typer.Exit(3)
+
+
+@encode_app.command("folder")
+def encode_folder(
+    root: Annotated[Path, typer.Argument(help="<root>/<MODALITY>/<name>.tif, co-registered.")],
+    out: OutOpt,
+    autoencoder: AutoencoderOpt,
+    chip_size: ChipOpt = 256,
+    overlap: OverlapOpt = 0,
+    batch_size: BatchOpt = 8,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    progress: ProgressOpt = True,
+) -> None:
+    """A folder of co-registered rasters (one sub-folder per modality) → latent store."""
+    from geocopgen.latents.places import places_from_folder
+
+    mods = [a.partition("=")[0] for a in autoencoder]
+    places = places_from_folder(root, mods)
+    _encode(places, out, autoencoder, chip_size, overlap, batch_size, workers, scheduler, progress)
+
+
+@encode_app.command("majortom")
+def encode_majortom(
+    source: Annotated[
+        list[str],
+        typer.Option(
+            help="MODALITY=LOCATION: a downloaded Major TOM folder or a metadata.parquet "
+            "(path or URL); once per modality."
+        ),
+    ],
+    out: OutOpt,
+    autoencoder: AutoencoderOpt,
+    cells: Annotated[list[str] | None, typer.Option(help="Cell ids to keep.")] = None,
+    bbox: BBoxOpt = None,
+    start: Annotated[str | None, typer.Option(help="Earliest date.")] = None,
+    end: Annotated[str | None, typer.Option(help="Latest date.")] = None,
+    max_cloud: Annotated[float | None, typer.Option(help="Max cloud cover, %.")] = None,
+    max_nodata: Annotated[float | None, typer.Option(help="Max nodata fraction.")] = None,
+    shards_dir: Annotated[Path | None, typer.Option(help="Local mirror of the shards.")] = None,
+    chip_size: ChipOpt = 256,
+    overlap: OverlapOpt = 0,
+    batch_size: BatchOpt = 8,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    progress: ProgressOpt = True,
+) -> None:
+    """Major TOM cells (by id, bbox, dates, cloud cover) → latent store."""
+    from geocopgen.latents.places import places_from_majortom
+    from geocopgen.sources.majortom import MajorTOM
+
+    sources = {}
+    for spec in source:
+        name, sep, location = spec.partition("=")
+        if not sep:
+            raise ConfigError(f"--source {spec!r}: expected MODALITY=LOCATION")
+        if location.endswith(".parquet") or "://" in location:
+            mt = MajorTOM.from_metadata(location, shards_dir=shards_dir)
+        else:
+            mt = MajorTOM.from_folder(location)
+        sources[get_modality(name).name] = mt.filter(
+            cells=cells or None,
+            area=bbox,
+            dates=(start, end) if (start or end) else None,
+            cloud_cover=(0.0, max_cloud) if max_cloud is not None else None,
+            nodata=(0.0, max_nodata) if max_nodata is not None else None,
+        )
+    places = list(places_from_majortom(sources))
+    _encode(places, out, autoencoder, chip_size, overlap, batch_size, workers, scheduler, progress)
+
+
+@encode_app.command("stac")
+def encode_stac(
+    bbox: Annotated[
+        tuple[float, float, float, float], typer.Option(help="WEST SOUTH EAST NORTH, degrees.")
+    ],
+    out: OutOpt,
+    autoencoder: AutoencoderOpt,
+    api: Annotated[str, typer.Option(help="STAC API URL or preset name.")] = "earth-search",
+    preset: Annotated[str | None, typer.Option(help="Asset naming preset.")] = None,
+    datetime: Annotated[str | None, typer.Option(help="e.g. 2023-06-01/2023-08-31")] = None,
+    max_cloud: Annotated[float | None, typer.Option(help="Max cloud cover, %.")] = None,
+    crs: Annotated[str | None, typer.Option(help="Output CRS (default: the items').")] = None,
+    resolution: Annotated[float | None, typer.Option(help="Pixel size (default 10).")] = None,
+    max_items: Annotated[int, typer.Option(help="Max items per search.")] = 20,
+    chip_size: ChipOpt = 256,
+    overlap: OverlapOpt = 0,
+    batch_size: BatchOpt = 8,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    progress: ProgressOpt = True,
+) -> None:
+    """A STAC search (first --autoencoder modality drives the time steps) → latent store."""
+    from geocopgen.latents.places import places_from_stac
+    from geocopgen.sources.stac import StacSource
+
+    mods = [a.partition("=")[0] for a in autoencoder]
+    places = places_from_stac(
+        StacSource(api, preset=preset),
+        mods,
+        bbox=bbox,
+        datetime=datetime,
+        cloud_cover=(0.0, max_cloud) if max_cloud is not None else None,
+        crs=crs,
+        resolution=resolution,
+        max_items=max_items,
+    )
+    _encode(places, out, autoencoder, chip_size, overlap, batch_size, workers, scheduler, progress)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``geocopgen encode ...`` to the ``geocopgen`` app."""
+    app.add_typer(encode_app, name="encode")

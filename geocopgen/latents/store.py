@@ -1,0 +1,243 @@
+"""The zarr (v3) latent store: latent moments per modality plus a chip table.
+
+Layout::
+
+    store.zarr/                      attrs: format, chip_size, modalities, codecs, normalisation
+      moments/<modality>  float32 (N, 2z, h, w)   mean ‖ logvar, one chunk per chip
+      chips/key           str     (N,)            "<place>|<row_off>|<col_off>", unique
+      chips/place         str     (N,)            Major TOM cell id, tile name, ...
+      chips/crs           str     (N,)            WKT or EPSG code of the chip
+      chips/transform     float64 (N, 6)          affine of the chip's top-left pixel
+      chips/window        int64   (N, 4)          row_off, col_off, height, width in its raster
+      chips/datetime      str     (N,)
+      chips/sources       str     (N,)            product ids / item ids / file names
+      chips/valid         float32 (N, M)          valid-pixel fraction per modality
+      complete            bool    (N,)            set only after the chip's data is written
+
+The chip table is written up front, when chips are planned; an encoding task then writes a
+chip's moments and valid fractions and only then its ``complete`` flag. A killed run therefore
+leaves chips either complete or not-yet-complete, never half-visible, and a resumed run encodes
+exactly the incomplete ones. Chips are addressed by key, so appending places that are already
+in the store adds nothing (no duplicates).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import zarr
+
+from geocopgen.errors import ConfigError, DataSourceError
+from geocopgen.modalities import get_modality
+
+FORMAT_VERSION = 1
+_STR_COLUMNS = ("key", "place", "crs", "datetime", "sources")
+
+
+@dataclass(frozen=True)
+class ChipRecord:
+    """One planned chip: where it is and where its pixels came from."""
+
+    place: str
+    row_off: int
+    col_off: int
+    height: int
+    width: int
+    crs: str
+    transform: tuple[float, ...]
+    datetime: str = ""
+    sources: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.place}|{self.row_off}|{self.col_off}"
+
+
+def codec_attrs(modality: str, codec: Mapping[str, Any]) -> dict[str, Any]:
+    """The attrs that identify a modality's codec and normalisation in a store."""
+    mod = get_modality(modality)
+    return {
+        "codec": dict(codec),
+        "bands": list(mod.band_names),
+        "center": [b.center for b in mod.bands],
+        "scale": [b.scale for b in mod.bands],
+    }
+
+
+class LatentStore:
+    """A latent store on disk (any zarr v3 store path)."""
+
+    def __init__(self, group: zarr.Group, path: str) -> None:
+        self.group = group
+        self.path = path
+
+    # --- opening ------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path, mode: str = "r") -> LatentStore:
+        """Open an existing store (``mode='r'`` or ``'r+'``)."""
+        try:
+            group = zarr.open_group(str(path), mode=mode)
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+            raise DataSourceError(f"{path}: no latent store here ({exc})") from exc
+        if group.attrs.get("format") != FORMAT_VERSION:
+            raise DataSourceError(
+                f"{path}: not a geocopgen latent store of format {FORMAT_VERSION} "
+                f"(format={group.attrs.get('format')!r})"
+            )
+        return cls(group, str(path))
+
+    @classmethod
+    def create_or_open(
+        cls,
+        path: str | Path,
+        *,
+        codecs: Mapping[str, Mapping[str, Any]],
+        latent_shape: Mapping[str, tuple[int, int, int]],
+        chip_size: int,
+    ) -> LatentStore:
+        """Open a store to add to, or create it; refuse one written with other codecs.
+
+        ``codecs`` maps modality → codec identity (name, hash, version, ...); ``latent_shape``
+        maps modality → moments shape ``(2z, h, w)`` of one chip.
+        """
+        mods = [get_modality(m).name for m in codecs]
+        attrs = {m: codec_attrs(m, codecs[m]) for m in mods}
+        if Path(str(path), "zarr.json").exists():
+            store = cls.open(path, mode="r+")
+            store._check_compatible(mods, attrs, chip_size)
+            return store
+        group = zarr.open_group(str(path), mode="w")
+        group.attrs.update(
+            {
+                "format": FORMAT_VERSION,
+                "chip_size": int(chip_size),
+                "modalities": mods,
+                "codecs": attrs,
+            }
+        )
+        for m in mods:
+            shape = tuple(int(v) for v in latent_shape[m])
+            group.create_array(
+                f"moments/{m}", shape=(0, *shape), chunks=(1, *shape), dtype="float32",
+                fill_value=np.nan,
+            )  # fmt: skip
+        for name in _STR_COLUMNS:
+            group.create_array(f"chips/{name}", shape=(0,), chunks=(4096,), dtype=str)
+        group.create_array("chips/transform", shape=(0, 6), chunks=(4096, 6), dtype="float64")
+        group.create_array("chips/window", shape=(0, 4), chunks=(4096, 4), dtype="int64")
+        group.create_array(
+            "chips/valid", shape=(0, len(mods)), chunks=(1, len(mods)), dtype="float32",
+            fill_value=np.nan,
+        )  # fmt: skip
+        group.create_array("complete", shape=(0,), chunks=(1,), dtype="bool", fill_value=False)
+        return cls(group, str(path))
+
+    def _check_compatible(
+        self, mods: Sequence[str], attrs: Mapping[str, Any], chip_size: int
+    ) -> None:
+        have = self.group.attrs
+        if list(have["modalities"]) != list(mods) or int(have["chip_size"]) != int(chip_size):
+            raise ConfigError(
+                f"{self.path}: store holds {have['modalities']} at chip size {have['chip_size']}, "
+                f"this run asks for {list(mods)} at {chip_size}; write to a new store path"
+            )
+        for m in mods:
+            old, new = have["codecs"][m], _jsonable(attrs[m])
+            if old != new:
+                raise ConfigError(
+                    f"{self.path}: {m} latents were written with codec {old['codec']} "
+                    f"(normalisation {old['center']}/{old['scale']}), this run uses "
+                    f"{new['codec']}; mixing them would corrupt the store. Write to a new store "
+                    "path, or re-encode with the store's codec"
+                )
+
+    # --- facts --------------------------------------------------------------------------
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.group.attrs["modalities"])
+
+    @property
+    def chip_size(self) -> int:
+        return int(self.group.attrs["chip_size"])
+
+    @property
+    def codecs(self) -> dict[str, Any]:
+        return dict(self.group.attrs["codecs"])
+
+    def __len__(self) -> int:
+        return int(self.group["complete"].shape[0])
+
+    @property
+    def complete(self) -> np.ndarray:
+        return np.asarray(self.group["complete"][:], dtype=bool)
+
+    def keys(self) -> list[str]:
+        return [str(k) for k in self.group["chips/key"][:]]
+
+    def table(self) -> pd.DataFrame:
+        """The chip table, one row per chip, with the ``complete`` flag and valid fractions."""
+        g = self.group
+        t = pd.DataFrame({n: [str(v) for v in g[f"chips/{n}"][:]] for n in _STR_COLUMNS})
+        t["transform"] = list(map(tuple, g["chips/transform"][:]))
+        window = g["chips/window"][:]
+        for i, name in enumerate(("row_off", "col_off", "height", "width")):
+            t[name] = window[:, i]
+        valid = g["chips/valid"][:]
+        for i, m in enumerate(self.modalities):
+            t[f"valid_{m}"] = valid[:, i]
+        t["complete"] = self.complete
+        return t
+
+    # --- writing ------------------------------------------------------------------------
+    def add_chips(self, records: Sequence[ChipRecord]) -> np.ndarray:
+        """Plan chips: append the new ones to the table; return every record's store index."""
+        existing = {k: i for i, k in enumerate(self.keys())}
+        new = [r for r in dict((r.key, r) for r in records).values() if r.key not in existing]
+        n0, n = len(self), len(new)
+        if n:
+            g = self.group
+            for name in list(g["moments"].array_keys()):
+                arr = g[f"moments/{name}"]
+                arr.resize((n0 + n, *arr.shape[1:]))
+            for name in (*_STR_COLUMNS, "transform", "window", "valid"):
+                arr = g[f"chips/{name}"]
+                arr.resize((n0 + n, *arr.shape[1:]))
+            g["complete"].resize((n0 + n,))
+            sl = slice(n0, n0 + n)
+            g["chips/key"][sl] = np.array([r.key for r in new], dtype=object)
+            g["chips/place"][sl] = np.array([r.place for r in new], dtype=object)
+            g["chips/crs"][sl] = np.array([r.crs for r in new], dtype=object)
+            g["chips/datetime"][sl] = np.array([r.datetime for r in new], dtype=object)
+            g["chips/sources"][sl] = np.array([r.sources for r in new], dtype=object)
+            g["chips/transform"][sl] = np.array([r.transform[:6] for r in new], dtype=np.float64)
+            g["chips/window"][sl] = np.array(
+                [(r.row_off, r.col_off, r.height, r.width) for r in new], dtype=np.int64
+            )
+            existing.update({r.key: n0 + i for i, r in enumerate(new)})
+        return np.array([existing[r.key] for r in records], dtype=np.int64)
+
+    def write_chip(
+        self, index: int, moments: Mapping[str, np.ndarray], valid: Sequence[float]
+    ) -> None:
+        """Write one chip's data, then mark it complete (the order is what makes resume safe)."""
+        g = self.group
+        for m in self.modalities:
+            g[f"moments/{m}"][index] = np.asarray(moments[m], dtype=np.float32)
+        g["chips/valid"][index] = np.asarray(valid, dtype=np.float32)
+        g["complete"][index] = True
+
+    # --- reading ------------------------------------------------------------------------
+    def moments(self, modality: str, index: int | slice | np.ndarray) -> np.ndarray:
+        return np.asarray(self.group[f"moments/{get_modality(modality).name}"][index])
+
+
+def _jsonable(value: Any) -> Any:
+    """What a value looks like after a round trip through zarr's JSON attrs."""
+    import json
+
+    return json.loads(json.dumps(value))
