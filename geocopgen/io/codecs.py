@@ -20,7 +20,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from geocopgen.errors import NaNInputError
-from geocopgen.modalities import Modality, db_to_linear, linear_to_db
+from geocopgen.modalities import (
+    Modality,
+    db_to_linear,
+    dn_to_reflectance,
+    linear_to_db,
+    reflectance_to_dn,
+)
 
 #: How stored values relate to physical units.
 PHYSICAL = "physical"  # already reflectance / dB / metres
@@ -75,7 +81,7 @@ class Codec:
         bad = self.invalid(raw)
         values = raw.astype(np.float64, copy=False)
         if self.encoding == S2_DN:
-            out = (values + self.offset) / 10000.0
+            out = dn_to_reflectance(values, self.offset)
         elif self.encoding == S1_LINEAR:
             out = linear_to_db(np.where(bad, 1.0, values))
         else:
@@ -88,7 +94,7 @@ class Codec:
         """Physical units → raw values of ``dtype`` (rounded for integers), ``nodata`` where NaN."""
         phys = np.asarray(physical, dtype=np.float64)
         if self.encoding == S2_DN:
-            raw = phys * 10000.0 - self.offset
+            raw = reflectance_to_dn(phys, self.offset)
         elif self.encoding == S1_LINEAR:
             raw = db_to_linear(phys)
         else:
