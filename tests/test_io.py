@@ -259,3 +259,96 @@ def test_xarray_input_matches_file_reader():
     assert arr.rio.transform() == raw.rio.transform()
     again = open_raster(arr)  # a ModalityArray passes through unchanged in value
     np.testing.assert_array_equal(again.values, arr.values)
+
+
+# --- sources: plans stated without headers, bands from GeoTIFF bytes ------------------------
+def _virginia_bytes_plan(fetches: list[str]):
+    """Virginia's band files as GeoTIFF bytes behind a MemoryBands, planned with plan_bands."""
+    from functools import partial
+
+    from geocopgen.io import MemoryBands, plan_bands
+
+    reference = plan_input(VIRGINIA)
+    keys = {b.name: f"virginia/{b.name}" for b in reference.bands}
+    opener = MemoryBands(partial(_read_band_bytes, keys, fetches))
+    plan = plan_bands(
+        keys,
+        "s2l1c",
+        reference.grid,
+        source="virginia-bytes",
+        offset=reference.codec.offset,
+        raw_dtype=reference.raw_dtype,
+        opener=opener,
+    )
+    return reference, plan
+
+
+def _read_band_bytes(keys: dict[str, str], fetches: list[str]) -> dict[str, bytes]:
+    fetches.append("fetch")
+    return {key: (VIRGINIA / f"{band}.tif").read_bytes() for band, key in keys.items()}
+
+
+def test_plan_bands_from_bytes_reads_what_plan_input_reads():
+    """One reading path: bands stated by a source and held as bytes read exactly as the files,
+    the 20/60 m resampling and the NaN of the short 20 m files included; the bytes are fetched
+    once, on the first read, and the lazy array pickles (dask.distributed) and reads alone."""
+    import pickle
+
+    fetches: list[str] = []
+    reference, plan = _virginia_bytes_plan(fetches)
+    assert [(b.name, b.resampling) for b in plan.bands] == [
+        (b.name, b.resampling) for b in reference.bands
+    ]
+    assert plan.codec == reference.codec and plan.grid == reference.grid
+    a, b = reference.open(), plan.open()
+    assert fetches == []  # lazy: nothing fetched yet
+    for rows, cols in [(slice(1700, None), slice(0, 300)), (slice(200, 456), slice(900, 1156))]:
+        expected = a.isel(y=rows, x=cols).values
+        got = b.isel(y=rows, x=cols).values
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        np.testing.assert_array_equal(got, expected)
+    assert np.isnan(a.sel(band="B05").values[-1]).all()  # the NaN row is really compared
+    assert fetches == ["fetch"]
+    again = pickle.loads(pickle.dumps(b))
+    np.testing.assert_array_equal(
+        again.isel(y=slice(0, 64), x=slice(0, 64)).values,
+        a.isel(y=slice(0, 64), x=slice(0, 64)).values,
+    )
+    assert fetches == ["fetch"]  # the copy fetched its own bytes (into its own copy of the list)
+
+
+def test_plan_bands_names_missing_bands():
+    from geocopgen.errors import BandMismatchError
+    from geocopgen.io import plan_bands
+
+    grid = plan_input(VIRGINIA).grid
+    with pytest.raises(BandMismatchError, match="no B01, B03, B04, B05"):
+        plan_bands({"B02": "x"}, "s2l1c", grid, source="partial", offset=0)
+
+
+def test_s1_linear_power_zero_or_negative_is_nodata():
+    """The codec's documented rule: power <= 0 has no dB value, so it is NaN, not -inf."""
+    codec = Codec(get_modality("s1rtc"), "s1_linear", nodata=(-32768.0,))
+    raw = np.array([[1.0, 0.1, 0.0, -0.5, -32768.0]], dtype=np.float32)
+    out = codec.decode(raw)
+    np.testing.assert_array_equal(np.isnan(out), [[False, False, True, True, True]])
+    np.testing.assert_allclose(out[0, :2], [0.0, -10.0], atol=1e-6)
+
+
+def test_selecting_one_band_reads_only_that_band(monkeypatch):
+    """``sel(band=...)`` gives the getter an integer: it must read that band, not all of them."""
+    from geocopgen.io.source import RasterSource
+
+    calls = []
+    read = RasterSource.read
+
+    def spy(self, window, bands=None):
+        calls.append(tuple(bands))
+        return read(self, window, bands)
+
+    arr = open_raster(MAJORTOM_0U)
+    expected = arr.isel(band=[4, 1]).values
+    monkeypatch.setattr(RasterSource, "read", spy)
+    np.testing.assert_array_equal(arr.sel(band="B05").values, expected[0])
+    np.testing.assert_array_equal(arr.isel(band=1, x=-3).values, expected[1][:, -3])
+    assert set(calls) == {(4,), (1,)}

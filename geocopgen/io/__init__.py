@@ -3,24 +3,30 @@
 * :func:`open_raster`: a GeoTIFF, a one-file-per-band folder (Major TOM, SAFE-like) or an xarray
   object → lazy ModalityArray (float32 physical units, NaN = invalid, rioxarray georeference).
 * :func:`plan_input`: what an input is detected as, without reading it (``geocopgen info``).
+* :func:`plan_bands`: the same plan for band files a source describes (Major TOM), opened by
+  path or from GeoTIFF bytes (:class:`MemoryBands`), without reading a header.
 * :func:`align` / :func:`reproject` / :func:`model_grid` / :func:`utm_grid`: one grid for all.
 """
 
 from geocopgen.io.align import align, grid_of, model_grid, reproject, utm_grid
 from geocopgen.io.codecs import Codec
 from geocopgen.io.detect import Detection, detect_modality
-from geocopgen.io.readers import InputPlan, modality_array, open_raster, plan_input
+from geocopgen.io.readers import InputPlan, modality_array, open_raster, plan_bands, plan_input
+from geocopgen.io.source import MemoryBands, RasterSource
 
 __all__ = [
     "Codec",
     "Detection",
     "InputPlan",
+    "MemoryBands",
+    "RasterSource",
     "align",
     "detect_modality",
     "grid_of",
     "modality_array",
     "model_grid",
     "open_raster",
+    "plan_bands",
     "plan_input",
     "reproject",
     "utm_grid",

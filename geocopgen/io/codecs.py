@@ -74,6 +74,8 @@ class Codec:
             bad |= nan | np.isinf(raw)
         if self.encoding == S2_DN:
             bad |= raw == S2_NODATA_DN
+        elif self.encoding == S1_LINEAR:
+            bad |= raw <= 0  # no dB for zero or negative power (NaN compares False)
         return bad
 
     def decode(self, raw: np.ndarray) -> np.ndarray:

@@ -26,7 +26,6 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from dask.base import tokenize
 from rasterio.enums import Resampling
-from rasterio.windows import Window
 
 from geocopgen.errors import (
     BandMismatchError,
@@ -36,7 +35,7 @@ from geocopgen.errors import (
 )
 from geocopgen.io.codecs import PHYSICAL, S1_LINEAR, S2_DN, Codec, nodata_values
 from geocopgen.io.detect import Detection, detect_modality, path_words
-from geocopgen.io.source import BandRef, RasterSource, open_dataset
+from geocopgen.io.source import BandRef, Opener, RasterSource, open_dataset, probe
 from geocopgen.modalities import (
     S2_OFFSET_DN,
     Modality,
@@ -71,13 +70,15 @@ class InputPlan:
     raw_dtype: str
     evidence: dict[str, str] = field(default_factory=dict)
     datetime: str | None = None
+    opener: Opener | None = None  # how band paths are opened (None: files GDAL opens)
 
     @property
     def modality(self) -> Modality:
         return self.detection.modality
 
     def raster_source(self) -> RasterSource:
-        return RasterSource(self.bands, self.grid, self.codec.with_source(self.source), self.source)
+        codec = self.codec.with_source(self.source)
+        return RasterSource(self.bands, self.grid, codec, self.source, self.opener)
 
     def open(self, chunks: int = DEFAULT_CHUNK) -> xr.DataArray:
         """The lazy ModalityArray."""
@@ -226,6 +227,74 @@ def plan_input(
     return InputPlan(source, detection, target, bands, codec, raw_dtype, evidence, when)
 
 
+def plan_bands(
+    bands: Mapping[str, str],
+    modality: str | Modality,
+    grid: RasterGrid,
+    *,
+    source: str,
+    encoding: str | None = None,
+    offset: int | None = None,
+    product_id: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    nodata: Sequence[float] = (),
+    resolutions: Mapping[str, float] | None = None,
+    raw_dtype: str | None = None,
+    opener: Opener | None = None,
+) -> InputPlan:
+    """Plan reading one-band files a *source* has described, without opening any of them.
+
+    For catalogued products (Major TOM): what :func:`plan_input` learns from file headers, the
+    source states. ``bands`` maps each of the modality's band names to the path (or ``opener``
+    key) of a one-band file; ``resolutions`` gives bands' native pixel sizes (default: the
+    modality registry's), on ``grid``'s origin and extent; ``encoding`` is how values are stored
+    (default: digital numbers for Sentinel-2, physical units otherwise); ``nodata`` the raw
+    values meaning "no data" (NaN included if NaN is one). The Sentinel-2 offset is decided from
+    ``offset``, ``product_id`` and ``tags`` as :func:`plan_input` does, minus the pixel sample.
+
+    The result is the plan :func:`plan_input` makes for the same files (same grid, resampling,
+    codec), so the pixels read are the same. Since no header was read, the ``opener`` should
+    check each band against ``grid`` and its stated resolution when it opens it.
+    """
+    m = get_modality(modality)
+    missing = [b for b in m.band_names if b not in bands]
+    if missing:
+        raise BandMismatchError(
+            f"{source}: {m.long_name} needs {', '.join(m.band_names)}; no "
+            f"{', '.join(missing)} given. Supply those bands or name another modality."
+        )
+    tags = dict(tags or {})
+    nodatas = nodata_values(list(nodata))
+    if encoding is None:
+        encoding = S2_DN if m.name.startswith("s2") else PHYSICAL
+    off, evidence = 0, {}
+    if encoding == S2_DN:
+        off, evidence["s2_offset"] = decide_s2_offset(
+            offset, product_id=product_id, tags=tags, sample=_no_sample, source=source
+        )
+    nan_is_nodata = any(np.isnan(v) for v in nodatas)
+    codec = Codec(m, encoding, off, nodatas, nan_is_nodata, source)
+    native_res = {b.name: b.resolution for b in m.bands} | dict(resolutions or {})
+    dtype = np.dtype(raw_dtype) if raw_dtype else None
+    refs = []
+    for name in m.band_names:
+        ref = BandRef(name, bands[name], 1)
+        res = native_res[name]
+        if not np.allclose(grid.res, (res, res)):
+            ref = _resampled(ref, grid.at_resolution(res), grid, codec, dtype)
+        refs.append(ref)
+    detection = Detection(m, "stated by the source")
+    when = _acquired(tags, product_id)
+    return InputPlan(
+        source, detection, grid, tuple(refs), codec, raw_dtype or "unknown", evidence, when, opener
+    )
+
+
+def _no_sample(names: Sequence[str]) -> np.ndarray:
+    """No pixel sample before reading: offset evidence must come from metadata."""
+    return np.empty(0)
+
+
 def _acquired(tags: Mapping[str, Any], product_id: str | None) -> str | None:
     """Acquisition time from a ``datetime`` tag or the product id (ISO 8601), if known."""
     for key in ("datetime", "DATETIME", "ACQUISITION_DATETIME"):
@@ -241,19 +310,8 @@ def _acquired(tags: Mapping[str, Any], product_id: str | None) -> str | None:
 def _native_grid(path: str) -> RasterGrid:
     with open_dataset(path) as ds:
         grid = RasterGrid.from_dataset(ds, source=path)
-        _probe(ds, path)
+        probe(ds, path)
     return grid
-
-
-def _probe(ds: Any, path: str) -> None:
-    """Read the last pixel of every band: a truncated file fails here, before any work starts."""
-    try:
-        ds.read(window=Window(ds.width - 1, ds.height - 1, 1, 1))
-    except Exception as exc:  # rasterio raises several types for corrupt data
-        raise UnreadableInputError(
-            f"{path}: the file is truncated or corrupt (reading its last block failed: {exc}). "
-            "Re-create or re-download it."
-        ) from None
 
 
 def _file_bands(
@@ -357,11 +415,20 @@ def _place(
     """The band as read on ``target``: resampled (explicitly) only if its grid differs."""
     if native == target:
         return ref
-    res = choose_resampling(native, target)
-    src_nd = codec.nodata[0] if codec.nodata else (0 if codec.encoding == S2_DN else None)
     with open_dataset(ref.path) as ds:
         dtype = np.dtype(ds.dtypes[ref.index - 1])
-    dst_nd = src_nd if src_nd is not None else _fill_for(dtype)
+    return _resampled(ref, native, target, codec, dtype)
+
+
+def _resampled(
+    ref: BandRef, native: RasterGrid, target: RasterGrid, codec: Codec, dtype: np.dtype | None
+) -> BandRef:
+    """``ref`` resampled from ``native`` onto ``target``, with the nodata the resampler needs
+    (``dtype`` None: unknown until read, so the fill outside the source is NaN)."""
+    res = choose_resampling(native, target)
+    src_nd = codec.nodata[0] if codec.nodata else (0 if codec.encoding == S2_DN else None)
+    fill = _fill_for(dtype) if dtype is not None else float("nan")
+    dst_nd = src_nd if src_nd is not None else fill
     log.info("%s: band %s resampled onto %s with %s", ref.path, ref.name, target, res.name)
     return BandRef(ref.name, ref.path, ref.index, res, src_nd, dst_nd)
 

@@ -8,12 +8,19 @@ physical units with the input's :class:`~geocopgen.io.codecs.Codec`.
 It is wrapped in a dask array with ``dask.array.from_array``; dask fuses a slice of that array into
 the getter, so ``array[:, rows, cols].compute()`` reads exactly that window instead of whole
 chunks. That is what makes overlapping chip reads cheap.
+
+Where a band's bytes live is the *opener*'s business: :func:`open_dataset` for paths GDAL opens
+(the default), :class:`MemoryBands` for GeoTIFF bytes held in memory (a Major TOM parquet row
+group), or any picklable ``opener(path) -> dataset`` a source supplies (e.g. one that checks each
+band file against the grid the source declared). Every opener feeds the same window reads,
+resampling and decoding, so a band reads the same whatever holds it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,6 +28,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
+from rasterio.io import MemoryFile
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -42,6 +50,10 @@ class BandRef:
     dst_nodata: float | None = None
 
 
+#: Opens the band named by a :class:`BandRef` ``path`` as a rasterio dataset (must pickle).
+Opener = Callable[[str], Any]
+
+
 def open_dataset(path: str) -> rasterio.DatasetReader:
     """``rasterio.open`` with a named error that says what to do."""
     try:
@@ -53,14 +65,121 @@ def open_dataset(path: str) -> rasterio.DatasetReader:
         ) from None
 
 
+def probe(ds: Any, path: str) -> None:
+    """Read the last pixel of every band: a truncated file fails here, before any work starts."""
+    try:
+        ds.read(window=Window(ds.width - 1, ds.height - 1, 1, 1))
+    except Exception as exc:  # rasterio raises several types for corrupt data
+        raise UnreadableInputError(
+            f"{path}: the file is truncated or corrupt (reading its last block failed: {exc}). "
+            "Re-create or re-download it."
+        ) from None
+
+
+class MemoryBands:
+    """An opener for band files held as GeoTIFF bytes (e.g. one Major TOM parquet row group).
+
+    ``fetch()`` returns ``{key: geotiff_bytes}`` with the keys the :class:`BandRef` paths use. It
+    runs once per process, on first use, so a lazy array built on it costs nothing until read.
+    Each band's bytes then live in a rasterio ``MemoryFile`` (a ``/vsimem/`` file) for as long as
+    this object lives, that is as long as the lazy array reading through it; they are released
+    when it is garbage-collected, or by :meth:`close`. ``check(dataset, key)``, if given, sees
+    every band once, in ``fetch`` order, before any is handed out: a bad band fails the same
+    way whichever thread reads first. Pickling (dask.distributed) ships only ``fetch`` and
+    ``check``; a worker fetches its own copy.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[], Mapping[str, bytes]],
+        check: Callable[[Any, str], None] | None = None,
+    ) -> None:
+        self.fetch = fetch
+        self.check = check
+        self._init_cache()
+
+    def _init_cache(self) -> None:
+        self._lock = threading.Lock()
+        self._files: dict[str, MemoryFile] = {}
+        self._fetched = False
+        self._finalizer = weakref.finalize(self, _close_all, self._files)
+
+    def __call__(self, key: str) -> rasterio.DatasetReader:
+        files = self._memory_files()
+        if key not in files:
+            raise UnreadableInputError(
+                f"{key}: not among the bands fetched ({', '.join(files) or 'none'}); the "
+                "product is incomplete."
+            )
+        return _open_memory(files[key], key)
+
+    def _memory_files(self) -> dict[str, MemoryFile]:
+        with self._lock:
+            if not self._fetched:
+                try:
+                    for key, data in self.fetch().items():
+                        self._files[key] = MemoryFile(bytes(data))
+                        if self.check is not None:
+                            with _open_memory(self._files[key], key) as ds:
+                                self.check(ds, key)
+                except BaseException:
+                    _close_all(self._files)
+                    raise
+                self._fetched = True
+            return self._files
+
+    def close(self) -> None:
+        """Release the in-memory files now (the next read fetches again)."""
+        with self._lock:
+            _close_all(self._files)
+            self._fetched = False
+
+    def __getstate__(self) -> dict:
+        return {"fetch": self.fetch, "check": self.check}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._init_cache()
+
+    def __dask_tokenize__(self) -> tuple:
+        from dask.base import tokenize
+
+        return (type(self).__name__, tokenize(self.fetch), tokenize(self.check))
+
+
+def _open_memory(memfile: MemoryFile, key: str) -> rasterio.DatasetReader:
+    try:
+        return memfile.open()
+    except RasterioError as exc:
+        raise UnreadableInputError(
+            f"{key}: the bytes are not a raster GDAL reads ({exc}); the file is corrupt. "
+            "Re-create or re-download it."
+        ) from None
+
+
+def _close_all(files: dict[str, MemoryFile]) -> None:
+    """Close (unlink) in-memory files; datasets still open on them keep their own reference."""
+    for memfile in files.values():
+        memfile.close()
+    files.clear()
+
+
 class RasterSource:
     """Bands of one input on one grid, read window by window in physical units (float32)."""
 
-    def __init__(self, bands: Sequence[BandRef], grid: RasterGrid, codec: Codec, source: str):
+    def __init__(
+        self,
+        bands: Sequence[BandRef],
+        grid: RasterGrid,
+        codec: Codec,
+        source: str,
+        opener: Opener | None = None,
+    ):
         self.bands = tuple(bands)
         self.grid = grid
         self.codec = codec
         self.source = source
+        self.opener = opener or open_dataset
         self._local = threading.local()
 
     # --- the array protocol dask needs ---------------------------------------------------------
@@ -80,17 +199,27 @@ class RasterSource:
         if not isinstance(key, tuple):
             key = (key,)
         key = key + (slice(None),) * (3 - len(key))
+        # An integer (dask passes one for ``sel(band="B05")``) is a one-wide slice, squeezed
+        # after the read, so it reads that band's window and nothing else.
+        ints = tuple(i for i, k in enumerate(key) if isinstance(k, (int, np.integer)))
+        key = tuple(
+            _one_wide(k, n) if i in ints else k
+            for i, (k, n) in enumerate(zip(key, self.shape, strict=True))
+        )
         if not all(isinstance(k, slice) for k in key):
             return np.asarray(self[:, :, :])[key]  # pragma: no cover - dask only passes slices
         b, r, c = (range(*k.indices(n)) for k, n in zip(key, self.shape, strict=True))
         if len(b) == 0 or len(r) == 0 or len(c) == 0:
-            return np.empty((len(b), len(r), len(c)), dtype=np.float32)
-        window = Window(c.start, r.start, c.stop - c.start, r.stop - r.start)
-        out = self.read(window, list(b))
-        return out[:, :: r.step, :: c.step] if (r.step != 1 or c.step != 1) else out
+            out = np.empty((len(b), len(r), len(c)), dtype=np.float32)
+        else:
+            window = Window(c.start, r.start, c.stop - c.start, r.stop - r.start)
+            out = self.read(window, list(b))
+            if r.step != 1 or c.step != 1:
+                out = out[:, :: r.step, :: c.step]
+        return out.squeeze(axis=ints) if ints else out
 
     def __dask_tokenize__(self) -> tuple:
-        return (type(self).__name__, self.bands, self.grid, self.codec, self.source)
+        return (type(self).__name__, self.bands, self.grid, self.codec, self.source, self.opener)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -145,7 +274,7 @@ class RasterSource:
             cache = self._local.handles = {}
         key = (path, ref.resampling)
         if key not in cache:
-            src = open_dataset(path)
+            src = self.opener(path)
             if ref.resampling is None or _numpy_bilinear(ref, src, self.grid):
                 cache[key] = src
             else:
@@ -160,6 +289,14 @@ class RasterSource:
                     nodata=ref.dst_nodata,
                 )
         return cache[key]
+
+
+def _one_wide(index: int, size: int) -> slice:
+    """``index`` (negative counts from the end) as the slice ``[index:index + 1]``."""
+    i = int(index) + size if index < 0 else int(index)
+    if not 0 <= i < size:
+        raise IndexError(f"index {index} is out of bounds for size {size}")
+    return slice(i, i + 1)
 
 
 def _numpy_bilinear(ref: BandRef, src: Any, grid: RasterGrid) -> bool:

@@ -1,183 +1,109 @@
-"""Shared by the sources: band files → one float32 physical-unit array on a 10 m grid.
+"""Check a catalogued product's band files against what the catalogue says, as they are opened.
 
-A product arrives as one GeoTIFF per band (Major TOM folders and parquet shards, STAC assets
-read by hand), each at its native resolution. :func:`read_product` puts every band onto the
-declared target grid, with the modality's resampling and nodata rules, and converts digital
-numbers to physical units, so every source hands the same ModalityArray to the rest of
-geocopgen. :func:`lazy_modality_array` wraps that loader in one dask chunk per product: nothing
-is read until the array is computed.
+Reading is :mod:`geocopgen.io`'s job (one path for every input: :func:`~geocopgen.io.plan_bands`,
+:class:`~geocopgen.io.RasterSource`, the codecs and the resampling rule). What is left to a
+source is what only it knows: a Major TOM product's grid comes from the Major TOM grid or one
+header, and its bands' resolutions and encoding from the dataset's definition, none of it read
+from the band files themselves. So each band file is checked when it is first opened, before a
+pixel of it is used: same CRS, same footprint, the stated resolution, no undeclared nodata, and
+a readable last block. A file that fails is a :class:`DataSourceError` naming
+``source/cell/product/band``.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import dask
-import dask.array as da
 import numpy as np
-import rasterio
-import rioxarray  # noqa: F401  (registers the .rio accessor)
-import xarray as xr
-from affine import Affine
-from rasterio.crs import CRS
-from rasterio.enums import Resampling
-from rasterio.io import MemoryFile
-from rasterio.warp import reproject
 
-from geocopgen.errors import DataSourceError
-from geocopgen.modalities import Modality, dn_to_reflectance, linear_to_db
+from geocopgen.errors import DataSourceError, GeoCopGenError
+from geocopgen.io.source import open_dataset, probe
+from geocopgen.rastergrid import RasterGrid
 
-#: Where a band's bytes live: a path or URL GDAL opens, or the GeoTIFF bytes themselves.
-BandSource = str | bytes
-
-#: Tolerance, in metres, when checking that a band file sits where the grid says it should.
+#: Tolerance, in metres, when checking that a band file sits where the grid says it should
+#: (the Major TOM grid reproduces the products' transforms to about 1e-10 m).
 GRID_TOLERANCE_M = 1e-3
 
 
-def _open(src: BandSource) -> Any:
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        return MemoryFile(bytes(src)).open()
-    return rasterio.open(src)
+@dataclass(frozen=True)
+class BandCheck:
+    """``check(dataset, key)``: the band file ``key`` fits the product ``grid`` as stated.
 
-
-def _raw_nodata(modality: Modality, file_nodata: float | None) -> list[float]:
-    """Raw values that mean "no data" for a modality, besides the file's own nodata tag."""
-    values = [file_nodata] if file_nodata is not None else []
-    if modality.name.startswith("s2"):
-        values.append(0.0)  # Sentinel-2 DN 0 is the no-data value of the L1C/L2A products
-    elif modality.name == "dem":
-        values += [-32767.0, -32768.0, -9999.0]  # Core-DEM, SRTM and ASTER fill values
-    return values
-
-
-def read_band(
-    src: BandSource,
-    modality: Modality,
-    transform: Affine,
-    shape: tuple[int, int],
-    crs: CRS | str,
-    *,
-    label: str = "band",
-) -> np.ndarray:
-    """Read one band onto ``(transform, shape, crs)`` as float32 raw values with NaN for nodata.
-
-    Bands at the target resolution are read directly; others (S2 20/60 m, DEM 30 m) are
-    resampled with the modality's resampling (bilinear), nodata-aware, on the exact same
-    bounds: no half-pixel shift.
+    ``bands`` holds ``(key, band name, native resolution)`` per band; ``nodata`` the raw values
+    the plan already treats as invalid (a file declaring another one would be misread).
     """
-    try:
-        with _open(src) as ds:
-            if ds.crs is None or CRS.from_user_input(crs) != ds.crs:
-                raise DataSourceError(
-                    f"{label}: CRS {ds.crs} differs from the product CRS {crs}; the band files "
-                    "of one product must share a CRS"
-                )
-            h, w = shape
-            want = (transform.c, transform.f + h * transform.e, transform.c + w * transform.a)
-            have = (ds.bounds.left, ds.bounds.bottom, ds.bounds.right)
-            if max(abs(a - b) for a, b in zip(want, have, strict=True)) > GRID_TOLERANCE_M:
-                raise DataSourceError(
-                    f"{label}: bounds {tuple(ds.bounds)} do not match the product grid "
-                    f"(left {want[0]}, bottom {want[1]}, right {want[2]}); the file is not part "
-                    "of this product or is cut differently"
-                )
-            raw = ds.read(1).astype(np.float32)
-            for value in _raw_nodata(modality, ds.nodata):
-                raw[raw == value] = np.nan
-            if ds.shape == shape:
-                return raw
-            out = np.full(shape, np.nan, dtype=np.float32)
-            reproject(
-                raw,
-                out,
-                src_transform=ds.transform,
-                src_crs=ds.crs,
-                dst_transform=transform,
-                dst_crs=ds.crs,
-                src_nodata=np.nan,
-                dst_nodata=np.nan,
-                resampling=Resampling[modality.resampling],
+
+    grid: RasterGrid
+    bands: tuple[tuple[str, str, float], ...]
+    label: str
+    nodata: tuple[float, ...] = ()
+
+    @classmethod
+    def for_plan(
+        cls,
+        grid: RasterGrid,
+        paths: Mapping[str, str],
+        resolutions: Mapping[str, float],
+        label: str,
+        nodata: Sequence[float],
+    ) -> BandCheck:
+        bands = tuple((paths[b], b, float(resolutions[b])) for b in paths)
+        return cls(grid, bands, label, tuple(float(v) for v in nodata))
+
+    def __call__(self, ds: Any, key: str) -> None:
+        band, res = next(((b, r) for k, b, r in self.bands if k == key), (key, None))
+        where = f"{self.label}/{band}"
+        if ds.crs is None or ds.crs != self.grid.crs:
+            raise DataSourceError(
+                f"{where}: CRS {ds.crs} differs from the product CRS {self.grid.crs}; the band "
+                "files of one product must share a CRS"
             )
-            return out
-    except rasterio.errors.RasterioIOError as exc:
-        raise DataSourceError(f"{label}: cannot read the GeoTIFF ({exc})") from exc
+        want = self.grid.bounds
+        have = tuple(ds.bounds)
+        if max(abs(a - b) for a, b in zip(want, have, strict=True)) > GRID_TOLERANCE_M:
+            raise DataSourceError(
+                f"{where}: bounds {have} do not match the product grid {want}; the file is not "
+                "part of this product or is cut differently"
+            )
+        if res is not None and not np.allclose(ds.res, (res, res)):
+            raise DataSourceError(
+                f"{where}: pixel size {ds.res} m, but the band is {res:g} m in this dataset; "
+                "the file is not this band"
+            )
+        for value in ds.nodatavals:
+            if value is not None and not _covered(float(value), self.nodata):
+                raise DataSourceError(
+                    f"{where}: the file declares nodata {value}, which this dataset does not "
+                    f"use ({', '.join(map(str, self.nodata)) or 'none'}); the file is not in the "
+                    "dataset's layout"
+                )
+        try:
+            probe(ds, where)
+        except GeoCopGenError as exc:
+            raise DataSourceError(str(exc)) from None
 
 
-def to_physical(raw: np.ndarray, modality: Modality, s2_offset: int = 0) -> np.ndarray:
-    """Raw stored values → the modality's physical units (float32)."""
-    if modality.name.startswith("s2"):
-        return dn_to_reflectance(raw, s2_offset).astype(np.float32)
-    if modality.name == "s1rtc":
-        return linear_to_db(raw).astype(np.float32)
-    return raw.astype(np.float32, copy=False)
+def _covered(value: float, nodata: tuple[float, ...]) -> bool:
+    return any((np.isnan(value) and np.isnan(v)) or value == v for v in nodata)
 
 
-def read_product(
-    bands: Mapping[str, BandSource] | Callable[[], Mapping[str, BandSource]],
-    modality: Modality,
-    transform: Affine,
-    shape: tuple[int, int],
-    crs: CRS | str,
-    s2_offset: int = 0,
-    label: str = "product",
-) -> np.ndarray:
-    """All bands of a product → ``(band, y, x)`` float32 physical values on the target grid.
+@dataclass(frozen=True)
+class CheckedFiles:
+    """An opener for band files on disk that runs ``check`` on each file it opens."""
 
-    ``bands`` maps the modality's band names (case-insensitive) to band sources, or is a
-    callable returning that mapping (so a parquet row group is fetched only when computed).
-    """
-    if callable(bands):
-        bands = bands()
-    by_upper = {k.upper(): v for k, v in bands.items()}
-    missing = [b for b in modality.band_names if b.upper() not in by_upper]
-    if missing:
-        raise DataSourceError(
-            f"{label}: no {', '.join(missing)} for {modality.long_name} (has "
-            f"{', '.join(sorted(bands)) or 'nothing'}); the product is incomplete"
-        )
-    out = np.stack(
-        [
-            read_band(by_upper[b.upper()], modality, transform, shape, crs, label=f"{label}/{b}")
-            for b in modality.band_names
-        ]
-    )
-    return to_physical(out, modality, s2_offset)
+    check: BandCheck
 
-
-def lazy_modality_array(
-    loader: functools.partial,
-    modality: Modality,
-    transform: Affine,
-    shape: tuple[int, int],
-    crs: CRS | str,
-    attrs: Mapping[str, Any],
-) -> xr.DataArray:
-    """Wrap a product loader as a lazy ModalityArray (one dask chunk per product)."""
-    h, w = shape
-    name = f"{modality.name}-{dask.base.tokenize(loader)}"
-    data = da.from_delayed(
-        dask.delayed(loader, pure=True, name=name)(),
-        shape=(modality.n_bands, h, w),
-        dtype=np.float32,
-    )
-    return georeferenced(data, modality, transform, crs, attrs)
-
-
-def georeferenced(
-    data: Any, modality: Modality, transform: Affine, crs: CRS | str, attrs: Mapping[str, Any]
-) -> xr.DataArray:
-    """A ``(band, y, x)`` array → ModalityArray with pixel-centre coords and rioxarray georef."""
-    _, h, w = data.shape
-    x = transform.c + (np.arange(w) + 0.5) * transform.a
-    y = transform.f + (np.arange(h) + 0.5) * transform.e
-    arr = xr.DataArray(
-        data,
-        dims=("band", "y", "x"),
-        coords={"band": list(modality.band_names), "y": y, "x": x},
-        name=modality.name,
-        attrs={"modality": modality.name, "units": modality.units, **attrs},
-    )
-    arr = arr.rio.write_crs(crs).rio.write_transform(transform)
-    return arr.rio.write_nodata(np.nan, encoded=False)
+    def __call__(self, path: str) -> Any:
+        try:
+            ds = open_dataset(path)
+        except GeoCopGenError as exc:
+            band = next((b for k, b, _ in self.check.bands if k == path), path)
+            raise DataSourceError(f"{self.check.label}/{band}: {exc}") from None
+        try:
+            self.check(ds, path)
+        except BaseException:
+            ds.close()
+            raise
+        return ds

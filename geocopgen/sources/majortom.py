@@ -14,6 +14,11 @@ Two layouts hold the same products (reference §2.2):
 nodata fraction), and opens each product as a lazy ModalityArray on the product's 10 m grid,
 whose transform comes from the Major TOM grid itself (and is checked against every band file
 when the pixels are read).
+
+Reading goes through :mod:`geocopgen.io`, the one reading path of geocopgen: a product becomes a
+:func:`~geocopgen.io.plan_bands` plan (band files by path, or the row group's GeoTIFF bytes in
+a :class:`~geocopgen.io.MemoryBands`), so a Major TOM product reads exactly as
+``geocopgen.io.open_raster(<product folder>)`` reads it.
 """
 
 from __future__ import annotations
@@ -29,11 +34,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from affine import Affine
+from rasterio.crs import CRS
 
 from geocopgen.errors import DataSourceError
 from geocopgen.grid import get_grid, parse_cell
-from geocopgen.modalities import Modality, get_modality, s2_offset
-from geocopgen.sources._raster import BandSource, lazy_modality_array, read_product
+from geocopgen.io import MemoryBands, plan_bands
+from geocopgen.io.codecs import PHYSICAL, S1_LINEAR, S2_DN
+from geocopgen.modalities import Modality, get_modality
+from geocopgen.rastergrid import RasterGrid
+from geocopgen.sources._raster import BandCheck, CheckedFiles
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,19 @@ SOURCE_MODALITY = {
     "Core-DEM": "dem",
 }
 BAND_ALIASES = {"dem": {"elevation": "DEM"}}
+#: How each dataset stores its values, and the raw values it uses for "no data" besides NaN
+#: (Sentinel-2 DN 0 is nodata by the S2 codec's rule). Core-DEM marks missing pixels -32767
+#: (dataset card); Core-S1RTC -32768 (the official S1 thumbnail code). Band resolutions are the
+#: modality registry's (S2 10/20/60 m, S1 10 m, DEM 30 m).
+ENCODING = {"Core-S2L2A": S2_DN, "Core-S2L1C": S2_DN, "Core-S1RTC": S1_LINEAR, "Core-DEM": PHYSICAL}
+NODATA: dict[str, tuple[float, ...]] = {
+    "Core-S2L2A": (),
+    "Core-S2L1C": (),
+    "Core-S1RTC": (-32768.0, float("nan")),
+    "Core-DEM": (-32767.0, float("nan")),
+}
+#: Stored dtype where the dataset fixes it (only used to pick a resampling fill value).
+RAW_DTYPE = {"Core-S2L2A": "uint16", "Core-S2L1C": "uint16"}
 #: Metadata columns every table has after loading (missing ones are filled with NaN/None).
 COLUMNS = (
     "grid_cell", "grid_row_u", "grid_col_r", "product_id", "timestamp", "cloud_cover",
@@ -196,47 +218,64 @@ class MajorTOM:
     def open(self, index: int | str = 0) -> xr.DataArray:
         """Product → lazy ModalityArray on its 10 m Major TOM grid (nothing read yet).
 
-        ``index`` is a row position in :attr:`table` or a cell id (its first product).
+        ``index`` is a row position in :attr:`table` or a cell id (its first product). Band
+        files are checked against the grid when first read (:class:`BandCheck`).
         """
         row = self._row(index)
-        if isinstance(row["path"], str):
-            crs, transform, (h, w) = _grid_from_folder(Path(row["path"]), self.modality)
-        else:
-            crs = row["crs"]
-            if not isinstance(crs, str) or not crs:
-                raise DataSourceError(f"{self.source}/{row['grid_cell']}: the metadata has no crs")
-            # The grid defines the product window; read_product checks each band against it.
-            transform, w, h = get_grid().product_transform(row["grid_cell"], crs=crs)
-        offset = (
-            s2_offset(product_id=row["product_id"], acquired=row["timestamp"], source=self.source)
-            if self.modality.name.startswith("s2")
-            else 0
-        )
-        location = row["path"] if isinstance(row["path"], str) else self._shard_url(row)
+        m = self.modality
         label = f"{self.source}/{row['grid_cell']}/{row['product_id']}"
-        loader = functools.partial(
-            read_product,
-            functools.partial(
-                _band_sources, location, row["parquet_row"], self.modality, self.storage_options
-            ),
-            self.modality,
-            transform,
-            (h, w),
-            crs,
-            offset,
-            label,
+        in_folder = isinstance(row["path"], str)
+        location, grid, paths = self._folder(row) if in_folder else self._shard(row, label)
+        encoding, nodata = ENCODING[self.source], NODATA[self.source]
+        resolutions = {b.name: b.resolution for b in m.bands}
+        invalid = nodata + ((0.0,) if encoding == S2_DN else ())
+        check = BandCheck.for_plan(grid, paths, resolutions, label, invalid)
+        if in_folder:
+            opener: Any = CheckedFiles(check)
+        else:
+            names = band_names(m)
+            columns = tuple((paths[b], names[b]) for b in m.band_names)
+            fetch = functools.partial(
+                _read_row_group, location, int(row["parquet_row"]), columns, self.storage_options
+            )
+            opener = MemoryBands(fetch, check)
+        when = "" if pd.isna(row["timestamp"]) else pd.Timestamp(row["timestamp"]).isoformat()
+        plan = plan_bands(
+            paths,
+            m,
+            grid,
+            source=location,
+            encoding=encoding,
+            product_id=row["product_id"],
+            tags={"datetime": when} if when else {},
+            nodata=nodata,
+            raw_dtype=RAW_DTYPE.get(self.source),
+            opener=opener,
         )
-        attrs = {
-            "source": location,
-            "grid_cell": row["grid_cell"],
-            "product_id": row["product_id"],
-            "datetime": ""
-            if pd.isna(row["timestamp"])
-            else pd.Timestamp(row["timestamp"]).isoformat(),
+        arr = plan.open()
+        arr.attrs.update(grid_cell=row["grid_cell"], product_id=row["product_id"], datetime=when)
+        return arr
+
+    def _folder(self, row: pd.Series) -> tuple[str, RasterGrid, dict[str, str]]:
+        """Folder layout: the grid from a band header, the band files by name."""
+        folder = Path(row["path"])
+        files = {p.stem.upper(): str(p) for p in folder.glob("*.tif")}
+        # A missing file keeps its expected path: it fails, named, when read.
+        paths = {
+            b: files.get(n.upper(), str(folder / f"{n}.tif"))
+            for b, n in band_names(self.modality).items()
         }
-        if self.modality.name.startswith("s2"):
-            attrs["s2_offset"] = offset
-        return lazy_modality_array(loader, self.modality, transform, (h, w), crs, attrs)
+        return str(folder), _grid_from_folder(folder, self.modality), paths
+
+    def _shard(self, row: pd.Series, label: str) -> tuple[str, RasterGrid, dict[str, str]]:
+        """Parquet layout: the grid from the Major TOM grid, bands keyed ``label/band``."""
+        crs = row["crs"]
+        if not isinstance(crs, str) or not crs:
+            raise DataSourceError(f"{label}: the metadata has no crs")
+        transform, w, h = get_grid().product_transform(row["grid_cell"], crs=crs)
+        grid = RasterGrid(CRS.from_user_input(crs), transform, w, h)
+        paths = {b: f"{label}/{b}" for b in self.modality.band_names}
+        return self._shard_url(row), grid, paths
 
     def iter_arrays(self) -> Iterator[xr.DataArray]:
         """Every product of the table, in order, as lazy ModalityArrays."""
@@ -272,47 +311,47 @@ def common_cells(*sources: MajorTOM) -> list[str]:
     return sorted(set.intersection(*sets)) if sets else []
 
 
-def _grid_from_folder(product: Path, modality: Modality) -> tuple[str, Affine, tuple[int, int]]:
-    """CRS and 10 m grid of a product folder, from its first band file's header (exact)."""
+def _grid_from_folder(product: Path, modality: Modality) -> RasterGrid:
+    """The 10 m grid of a product folder, from its first band file's header (exact)."""
     import rasterio
 
     files = sorted(product.glob("*.tif"))
     if not files:
         raise DataSourceError(f"{product}: no band GeoTIFFs in this product folder")
-    with rasterio.open(files[0]) as ds:
-        res = modality.resolution
-        b = ds.bounds
-        shape = (round((b.top - b.bottom) / res), round((b.right - b.left) / res))
-        return ds.crs.to_string(), Affine(res, 0.0, b.left, 0.0, -res, b.top), shape
+    try:
+        with rasterio.open(files[0]) as ds:
+            crs, b = ds.crs, ds.bounds
+    except rasterio.errors.RasterioIOError as exc:
+        raise DataSourceError(f"{files[0]}: cannot read the GeoTIFF header ({exc})") from exc
+    res = modality.resolution
+    shape = (round((b.top - b.bottom) / res), round((b.right - b.left) / res))
+    return RasterGrid(crs, Affine(res, 0.0, b.left, 0.0, -res, b.top), shape[1], shape[0])
 
 
 # --- band access --------------------------------------------------------------------------
-def _band_sources(
-    location: str, parquet_row: Any, modality: Modality, storage_options: dict[str, Any]
-) -> dict[str, BandSource]:
-    """Band name → path (folder) or GeoTIFF bytes (one parquet row group), fetched on demand."""
+def band_names(modality: Modality) -> dict[str, str]:
+    """Modality band name → the dataset's band file stem / parquet column (``elevation`` → DEM)."""
     aliases = BAND_ALIASES.get(modality.name, {})
-    names = {b: aliases.get(b, b) for b in modality.band_names}
-    if not location.endswith(".parquet") and Path(location).is_dir():
-        files = {p.stem.upper(): str(p) for p in Path(location).glob("*.tif")}
-        return {b: files[n.upper()] for b, n in names.items() if n.upper() in files}
-    return _read_row_group(location, int(parquet_row), names, storage_options)
+    return {b: aliases.get(b, b) for b in modality.band_names}
 
 
 def _read_row_group(
-    url: str, row_group: int, names: dict[str, str], storage_options: dict[str, Any]
-) -> dict[str, BandSource]:
+    url: str, row_group: int, columns: tuple[tuple[str, str], ...], storage_options: dict[str, Any]
+) -> dict[str, bytes]:
+    """One product's band GeoTIFF bytes, ``{key: bytes}``, from row group ``row_group``.
+
+    ``columns`` pairs each band's key with its parquet column; only those columns and that row
+    group are fetched (fsspec reads the byte ranges it needs from remote shards).
+    """
     import pyarrow.parquet as pq
     from fsspec.parquet import open_parquet_file
 
+    wanted = [c for _, c in columns]
     try:
-        with open_parquet_file(
-            url, columns=list(names.values()), row_groups=[row_group], **storage_options
-        ) as f:
+        with open_parquet_file(url, columns=wanted, row_groups=[row_group], **storage_options) as f:
             pf = pq.ParquetFile(f)
             have = set(pf.schema_arrow.names)
-            cols = [n for n in names.values() if n in have]
-            table = pf.read_row_group(row_group, columns=cols)
+            table = pf.read_row_group(row_group, columns=[c for c in wanted if c in have])
     except (OSError, ValueError, IndexError) as exc:
         raise DataSourceError(f"{url}: cannot read row group {row_group} ({exc})") from exc
     if table.num_rows != 1:
@@ -320,7 +359,13 @@ def _read_row_group(
             f"{url}: row group {row_group} holds {table.num_rows} rows; Major TOM shards hold "
             "exactly one product per row group"
         )
-    return {b: table.column(n)[0].as_py() for b, n in names.items() if n in table.column_names}
+    values = {c: table.column(c)[0].as_py() for c in table.column_names}
+    missing = [c for c in wanted if values.get(c) is None]
+    if missing:
+        raise DataSourceError(
+            f"{url}: row group {row_group} has no {', '.join(missing)}; the product is incomplete"
+        )
+    return {key: values[c] for key, c in columns}
 
 
 # --- table helpers ------------------------------------------------------------------------

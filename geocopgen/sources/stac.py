@@ -7,9 +7,10 @@ grid is always explicit — a ``GeoBox``, a ModalityArray to match, a Major TOM 
 a load never shifts by half a pixel or silently snaps to another grid (odc-stac's default
 anchor snaps pixel edges to multiples of the resolution).
 
-Per-item radiometry is applied after loading: Sentinel-2 digital numbers get the offset of each
-item's processing baseline (or none when the API already removed it), Sentinel-1 RTC linear
-power becomes dB.
+Per-item radiometry is applied after loading, by the same :class:`~geocopgen.io.Codec` every
+geocopgen reader decodes with: Sentinel-2 digital numbers get the offset of each item's
+processing baseline (or none when the API already removed it), Sentinel-1 RTC linear power
+becomes dB, nodata becomes NaN.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ import numpy as np
 import pystac
 import xarray as xr
 from odc.geo.geobox import GeoBox
+from rasterio.crs import CRS
 
 from geocopgen.errors import DataSourceError
-from geocopgen.modalities import Modality, get_modality, linear_to_db, s2_offset
-from geocopgen.sources._raster import georeferenced
+from geocopgen.io import Codec, modality_array
+from geocopgen.io.codecs import PHYSICAL, S1_LINEAR, S2_DN, nodata_values
+from geocopgen.modalities import Modality, get_modality, s2_offset
+from geocopgen.rastergrid import RasterGrid
 
 log = logging.getLogger(__name__)
 
@@ -213,25 +217,24 @@ class StacSource:
         preset: CollectionPreset,
         group: list[pystac.Item],
     ) -> xr.DataArray:
-        raw = xr.concat([ds[a] for a in assets], dim="band").astype(np.float32)
-        nodata = [ds[a].attrs.get("nodata") for a in assets] + [preset.nodata]
-        for value in {v for v in nodata if v is not None and not np.isnan(v)}:
-            raw = raw.where(raw != value)
+        raw = xr.concat([ds[a] for a in assets], dim="band")
+        nodata = nodata_values([ds[a].attrs.get("nodata") for a in assets] + [preset.nodata])
         attrs: dict[str, Any] = {
-            "source": self.url,
             "items": ",".join(i.id for i in group),
             "datetime": str(np.datetime_as_string(ds.time.values, unit="s")) + "Z",
         }
+        encoding, offset = PHYSICAL, 0
         if mod.name.startswith("s2"):
-            offset = _item_s2_offset(group[0])
-            data = (raw.data + offset) / 10000.0
+            encoding, offset = S2_DN, _item_s2_offset(group[0])
             attrs["s2_offset"] = offset
         elif mod.name == "s1rtc":
-            data = raw.data.map_blocks(linear_to_db, dtype=np.float64)
-        else:
-            data = raw.data
+            encoding = S1_LINEAR
+        # odc-stac fills pixels outside the items with the nodata value, or NaN for floats.
+        codec = Codec(mod, encoding, offset, nodata, nan_is_nodata=True, source=self.url)
+        data = raw.data.map_blocks(codec.decode, dtype=np.float32)
         gb = ds.odc.geobox
-        return georeferenced(data.astype(np.float32), mod, gb.affine, gb.crs.to_wkt(), attrs)
+        grid = RasterGrid(CRS.from_wkt(gb.crs.to_wkt()), gb.affine, gb.shape.x, gb.shape.y)
+        return modality_array(data, grid, mod, source=self.url, **attrs)
 
 
 def _check_assets(items: list[pystac.Item], preset: CollectionPreset, mod: Modality) -> None:
