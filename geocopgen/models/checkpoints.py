@@ -154,6 +154,7 @@ def atomic_folder(target: str | os.PathLike):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _public_permissions(tmp)
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -161,6 +162,15 @@ def atomic_folder(target: str | os.PathLike):
     tmp.rename(target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _public_permissions(root: Path) -> None:
+    """Give the published folder the modes of a normal file tree (``mkdtemp`` makes it 0700, and
+    some writers create 0600 files), so an installed model is readable by every user."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [root, *root.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def _init_kwargs(cls: type, config: Mapping) -> dict:
