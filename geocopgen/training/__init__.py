@@ -1,4 +1,5 @@
-"""Training: strict configs, atomic exact-resume checkpoints, the DDP-ready loop."""
+"""Training: strict configs, atomic exact-resume checkpoints, the DDP-ready loop, and the two
+stages that use it (per-modality autoencoders, then the backbone on a latent store)."""
 
 from geocopgen.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from geocopgen.training.config import (
@@ -12,11 +13,25 @@ from geocopgen.training.config import (
 )
 from geocopgen.training.loop import EMA, Trainer, TrainResult
 
+
+def __getattr__(name: str):  # the stages pull in diffusers and the raster stack: load on use
+    if name in ("train_autoencoder", "StageResult"):
+        from geocopgen.training import autoencoder
+
+        return getattr(autoencoder, name)
+    if name == "train_backbone":
+        from geocopgen.training.backbone import train_backbone
+
+        return train_backbone
+    raise AttributeError(name)
+
+
 __all__ = [
     "EMA",
     "EMAConfig",
     "LoopConfig",
     "OptimConfig",
+    "StageResult",
     "TrainConfig",
     "TrainResult",
     "Trainer",
@@ -26,4 +41,6 @@ __all__ = [
     "load_checkpoint",
     "load_config",
     "save_checkpoint",
+    "train_autoencoder",
+    "train_backbone",
 ]
