@@ -1,0 +1,185 @@
+"""The ``.copgen`` xarray accessor: :mod:`geocopgen.api` on DataArrays and Datasets.
+
+It follows rioxarray's ``.rio``: one base class for what both share, a thin subclass per type,
+no state of its own (xarray makes a new accessor for every object), and every method returns a
+**new** georeferenced object with its ``spatial_ref`` coordinate intact. Inputs may be lazy (dask):
+chips are read window by window when the model needs them; results are computed.
+
+.. code-block:: python
+
+    import geocopgen  # registers .copgen
+    s2 = rioxarray.open_rasterio("s2.tif", chunks=True)            # lazy
+    dem = s2.copgen.translate("dem", modality="s2l2a", steps=8)    # DataArray, same grid
+    spread = s2.copgen.translate("dem", modality="s2l2a", samples=8).sel(band="elevation_std")
+    ds = xr.Dataset({"s2l2a": s2, "s1rtc": s1})
+    ds2 = ds.copgen.translate("dem")                               # ds + a "dem" variable
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import xarray as xr
+
+from geocopgen.errors import GeoCopGenError, GridError, InputError
+from geocopgen.io.detect import detect_modality
+from geocopgen.rastergrid import RasterGrid
+
+
+class _CopGenBase:
+    """What the DataArray and Dataset accessors share: the object and its grid."""
+
+    def __init__(self, obj: xr.DataArray | xr.Dataset) -> None:
+        self._obj = obj
+
+    @property
+    def grid(self) -> RasterGrid:
+        """The object's raster grid (CRS, transform, width, height)."""
+        return RasterGrid.from_xarray(self._obj, source=_label(self._obj))
+
+
+@xr.register_dataarray_accessor("copgen")
+class CopGenArrayAccessor(_CopGenBase):
+    """``da.copgen``: translate, generate, encode and decode one raster."""
+
+    @property
+    def modality(self) -> str:
+        """The modality the array holds: its ``modality`` attr, else detected from its band
+        names or band count (raises :class:`~geocopgen.errors.UnknownModalityError` if unsure)."""
+        return _modality_of(self._obj)
+
+    def translate(
+        self,
+        to: str,
+        *,
+        cond: Mapping[str, Any] | Sequence[Any] | Any | None = None,
+        **kwargs: Any,
+    ) -> xr.DataArray:
+        """This array (plus ``cond``) translated into ``to``; see :func:`geocopgen.api.translate`
+        for the options (``modality``, ``steps``, ``samples``, ``seed``, ``grid``, ...)."""
+        return _api().translate(self._obj, to, cond=cond, **kwargs)
+
+    def generate(
+        self,
+        to: str,
+        *,
+        cond: Mapping[str, Any] | Sequence[Any] | Any | None = None,
+        **kwargs: Any,
+    ) -> xr.DataArray:
+        """``to`` generated on this array's grid from ``cond`` only (unconditional when
+        ``None``); the array itself gives the place, not a condition."""
+        return _api().generate(to, like=self.grid, cond=cond, **kwargs)
+
+    def encode(self, **kwargs: Any) -> xr.DataArray:
+        """Latents on the latent grid (see :func:`geocopgen.api.encode`)."""
+        return _api().encode(self._obj, **kwargs)
+
+    def decode(self, **kwargs: Any) -> xr.DataArray:
+        """Latents (from :meth:`encode`) back to a raster (see :func:`geocopgen.api.decode`)."""
+        return _api().decode(self._obj, **kwargs)
+
+
+@xr.register_dataset_accessor("copgen")
+class CopGenDatasetAccessor(_CopGenBase):
+    """``ds.copgen``: variables are modalities on one grid; results come back as variables."""
+
+    @property
+    def modalities(self) -> dict[str, str]:
+        """Variable name → modality, for every variable that is a known modality."""
+        out = {}
+        for name, var in self._obj.data_vars.items():
+            try:
+                out[str(name)] = _modality_of(var)
+            except GeoCopGenError:
+                continue
+        return out
+
+    def translate(
+        self,
+        to: str,
+        *,
+        cond: Sequence[str] | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> xr.Dataset:
+        """A copy with variable ``name`` (default ``to``) translated from the variables ``cond``
+        (default: every modality variable). ``grid`` must stay the Dataset's own."""
+        variables = list(cond) if cond is not None else list(self.modalities)
+        if not variables:
+            raise InputError(
+                "this Dataset has no variable geocopgen recognises as a modality; set a "
+                "'modality' attr on them or name them with cond=[...]"
+            )
+        inputs = [self._obj[v] for v in variables]
+        result = _api().translate(inputs[0], to, cond=inputs[1:] or None, **kwargs)
+        return self._with(result, name or to)
+
+    def generate(
+        self,
+        to: str,
+        *,
+        cond: Sequence[str] | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> xr.Dataset:
+        """A copy with ``to`` generated on the Dataset's grid from the variables ``cond``
+        (unconditional when ``None``)."""
+        inputs = [self._obj[v] for v in cond] if cond else None
+        result = _api().generate(to, like=self.grid, cond=inputs, **kwargs)
+        return self._with(result, name or to)
+
+    def encode(self, variables: Sequence[str] | None = None, **kwargs: Any) -> xr.Dataset:
+        """A Dataset of latents, one variable per encoded modality variable."""
+        names = list(variables) if variables is not None else list(self.modalities)
+        out = xr.Dataset()
+        for v in names:
+            latents = _api().encode(self._obj[v], **kwargs)
+            out = out.assign({v: _own_dim(latents, "latent", v, out)})
+        return out
+
+    def _with(self, result: xr.DataArray, name: str) -> xr.Dataset:
+        """The Dataset plus ``result`` (which must lie on the Dataset's own grid)."""
+        grid, got = self.grid, RasterGrid.from_xarray(result)
+        if not grid.almost_equals(got):
+            raise GridError(
+                f"the result is on {got}, not on this Dataset's grid ({grid}); use "
+                "ds[var].copgen... for outputs on another grid (e.g. grid='native')"
+            )
+        result = result.drop_vars("spatial_ref").assign_coords(
+            x=self._obj["x"].values, y=self._obj["y"].values
+        )
+        return self._obj.assign({name: _own_dim(result, "band", name, self._obj)})
+
+
+def _api() -> Any:
+    """geocopgen.api, imported when first used (it pulls in torch)."""
+    from geocopgen import api
+
+    return api
+
+
+def _own_dim(array: xr.DataArray, dim: str, name: str, dataset: xr.Dataset) -> xr.DataArray:
+    """``array`` ready to join ``dataset``: ``dim`` kept if the Dataset lacks it or has the same
+    coordinate, else renamed ``<dim>_<name>`` (a Dataset holds one coordinate per dimension)."""
+    if dim not in dataset.dims or (dim in dataset.coords and array[dim].equals(dataset[dim])):
+        return array
+    return array.rename({dim: f"{dim}_{name}"})
+
+
+def _modality_of(array: xr.DataArray) -> str:
+    band_dims = [d for d in array.dims if d not in (array.rio.x_dim, array.rio.y_dim)]
+    count = array.sizes[band_dims[0]] if band_dims else 1
+    names = (
+        [str(v) for v in array[band_dims[0]].values]
+        if band_dims and band_dims[0] in array.coords
+        else []
+    )
+    tags = {"MODALITY": array.attrs["modality"]} if array.attrs.get("modality") else {}
+    return detect_modality(
+        path=_label(array), count=count, band_names=names, tags=tags
+    ).modality.name
+
+
+def _label(obj: xr.DataArray | xr.Dataset) -> str:
+    return str(obj.attrs.get("source") or getattr(obj, "name", None) or "xarray input")

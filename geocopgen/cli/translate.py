@@ -1,0 +1,282 @@
+"""``geocopgen translate`` and ``geocopgen generate``, and what ``info`` says a model can do.
+
+Each command parses its options and calls :mod:`geocopgen.api`; geocopgen errors become one
+``Error:`` line and exit code 1 (``_common``), bad option values exit 2, Ctrl-C exits 130 and the
+streaming writer leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from geocopgen.cli import engine
+from geocopgen.cli._common import VERBOSITY, echo, modality_option
+from geocopgen.cli.engine import Input, ModalityOpt, NodataOpt, S1Scale, S1ScaleOpt, S2OffsetOpt
+from geocopgen.errors import GeoCopGenError
+from geocopgen.modalities import get_modality
+
+
+class Device(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+def _conditions(values: list[str] | None) -> dict[str, Path]:
+    """``--cond MODALITY=FILE`` (repeatable) → {modality: path}; bad forms are usage errors."""
+    out: dict[str, Path] = {}
+    for value in values or []:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise typer.BadParameter(f"{value!r}: write it as MODALITY=FILE", param_hint="--cond")
+        try:
+            canonical = get_modality(name).name
+        except GeoCopGenError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--cond") from None
+        out[canonical] = Path(path)
+    return out
+
+
+def _bbox(value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        numbers = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        numbers = ()
+    if len(numbers) != 4:
+        raise typer.BadParameter(f"{value!r}: write it as WEST,SOUTH,EAST,NORTH in degrees")
+    return numbers
+
+
+# Options shared by translate and generate (the same flag means the same thing in both).
+ToOpt = Annotated[
+    str,
+    typer.Option(
+        "--to", "-t", callback=modality_option,
+        help="Modality to make: dem, s1rtc, s2l1c or s2l2a.",
+    ),
+]  # fmt: skip
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output GeoTIFF.")]
+CondOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--cond", "-c", metavar="MODALITY=FILE",
+        help="A condition raster, e.g. --cond s1rtc=s1.tif (repeat for several).",
+    ),
+]  # fmt: skip
+ModelOpt = Annotated[
+    str, typer.Option("--model", help="Pipeline folder, or 'default' (the bundled model).")
+]
+StepsOpt = Annotated[
+    int | None, typer.Option("--steps", min=1, help="Sampler steps (default: the model's).")
+]
+SamplesOpt = Annotated[
+    int,
+    typer.Option(
+        "--samples", min=1,
+        help="Draw N samples; N > 1 writes the per-pixel mean and standard deviation bands.",
+    ),
+]  # fmt: skip
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed; the same seed gives the same output.")]
+NativeOpt = Annotated[
+    bool,
+    typer.Option("--native", help="Write at the target's native resolution (DEM: 30 m)."),
+]
+CogOpt = Annotated[bool, typer.Option("--cog", help="Write a Cloud Optimized GeoTIFF.")]
+OverlapOpt = Annotated[
+    int | None,
+    typer.Option("--overlap", min=0, help="Chip overlap in px, a multiple of 8 (default 32)."),
+]
+SeamlessOpt = Annotated[
+    bool,
+    typer.Option(
+        "--seamless/--no-seamless",
+        help="Blend chips at every denoising step (default); --no-seamless only to compare.",
+    ),
+]
+BatchOpt = Annotated[
+    int, typer.Option("--batch-size", min=1, help="Chips per backbone call (memory vs speed).")
+]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="Where the model runs.")]
+
+
+def _summary(array: Any, output: Path) -> str:
+    grid = f"{array.rio.width}x{array.rio.height} px in {array.rio.crs}"
+    bands = ", ".join(str(b) for b in array["band"].values)
+    return f"wrote {output} ({bands}; {grid})"
+
+
+def translate(
+    to: ToOpt,
+    output: OutputOpt,
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="FILE",
+            help="Input GeoTIFF or band folder; the output is on its grid. Optional if --cond "
+            "gives the inputs. --modality, --s2-offset, --s1-scale and --nodata apply to it.",
+        ),
+    ] = None,
+    cond: CondOpt = None,
+    model: ModelOpt = "default",
+    steps: StepsOpt = None,
+    samples: SamplesOpt = 1,
+    seed: SeedOpt = 0,
+    native: NativeOpt = False,
+    cog: CogOpt = False,
+    overlap: OverlapOpt = None,
+    seamless: SeamlessOpt = True,
+    batch_size: BatchOpt = 8,
+    device: DeviceOpt = Device.auto,
+    modality: ModalityOpt = None,
+    s2_offset: S2OffsetOpt = None,
+    s1_scale: S1ScaleOpt = S1Scale.auto,
+    nodata: NodataOpt = None,
+) -> None:
+    """Translate FILE (and the --cond rasters) into another modality, seamlessly, on FILE's grid.
+
+    Example: geocopgen translate s2.tif --to dem -o dem.tif --cond s1rtc=s1.tif --samples 8
+    """
+    from geocopgen import api
+    from geocopgen.io import open_raster
+
+    conditions = _conditions(cond)
+    if path is None and not conditions:
+        raise typer.BadParameter("give an input FILE or at least one --cond", param_hint="FILE")
+    source = None
+    if path is not None:
+        source = open_raster(
+            path, modality, offset=s2_offset, s1_scale=s1_scale.value, nodata=nodata
+        )
+    result = api.translate(
+        source,
+        to,
+        cond=conditions or None,
+        output=output,
+        model=model,
+        steps=steps,
+        samples=samples,
+        seed=seed,
+        grid="native" if native else "input",
+        overlap=overlap,
+        seamless=seamless,
+        batch_size=batch_size,
+        device=device.value,
+        cog=cog,
+        progress=VERBOSITY.progress,
+    )
+    echo(_summary(result, output))
+
+
+def generate(
+    to: ToOpt,
+    output: OutputOpt,
+    cell: Annotated[
+        str | None, typer.Option("--cell", help="A Major TOM cell, e.g. 433U_1171R.")
+    ] = None,
+    bbox: Annotated[
+        str | None,
+        typer.Option("--bbox", metavar="W,S,E,N", help="A lon/lat box; output on its UTM grid."),
+    ] = None,
+    like: Annotated[
+        Path | None, typer.Option("--like", help="Use the grid of this raster.")
+    ] = None,
+    cond: CondOpt = None,
+    model: ModelOpt = "default",
+    steps: StepsOpt = None,
+    samples: SamplesOpt = 1,
+    seed: SeedOpt = 0,
+    native: NativeOpt = False,
+    cog: CogOpt = False,
+    overlap: OverlapOpt = None,
+    seamless: SeamlessOpt = True,
+    batch_size: BatchOpt = 8,
+    device: DeviceOpt = Device.auto,
+) -> None:
+    """Generate a modality on a Major TOM cell, a lon/lat box or a raster's grid: unconditionally,
+    or from --cond rasters; the output is georeferenced (10 m, or --native).
+
+    Example: geocopgen generate --to dem --cell 433U_1171R -o dem.tif
+    """
+    from geocopgen import api
+
+    places = [v for v in (cell, bbox, like) if v is not None]
+    if len(places) > 1:
+        raise typer.BadParameter("give one of --cell, --bbox or --like", param_hint="--cell")
+    conditions = _conditions(cond)
+    if not places and not conditions:
+        raise typer.BadParameter(
+            "say where: --cell, --bbox or --like (or give --cond rasters)", param_hint="--cell"
+        )
+    result = api.generate(
+        to,
+        cell=cell,
+        bbox=_bbox(bbox),
+        like=like,
+        cond=conditions or None,
+        output=output,
+        model=model,
+        steps=steps,
+        samples=samples,
+        seed=seed,
+        grid="native" if native else "model",
+        overlap=overlap,
+        seamless=seamless,
+        batch_size=batch_size,
+        device=device.value,
+        cog=cog,
+        progress=VERBOSITY.progress,
+    )
+    echo(_summary(result, output))
+
+
+def info(
+    path: Input,
+    modality: ModalityOpt = None,
+    s2_offset: S2OffsetOpt = None,
+    s1_scale: S1ScaleOpt = S1Scale.auto,
+    nodata: NodataOpt = None,
+    model: ModelOpt = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """What FILE is detected as (modality, bands, CRS, grid, nodata, S2 offset), and what the
+    model can make from it."""
+    from geocopgen import api
+    from geocopgen.io import plan_input
+
+    plan = plan_input(path, modality, offset=s2_offset, s1_scale=s1_scale.value, nodata=nodata)
+    try:
+        can: dict[str, Any] = api.capabilities(plan.modality.name, model).to_dict()
+    except GeoCopGenError as exc:  # a missing or unsuitable model is worth saying, not fatal
+        can = {"model": model, "error": str(exc)}
+    if as_json:
+        typer.echo(json.dumps({**plan.to_dict(), "model": can}, indent=2))
+        return
+    engine.info(path, modality, s2_offset, s1_scale, nodata, as_json=False)
+    if "error" in can:
+        typer.echo(f"model: {can['error']}")
+        return
+    targets = ", ".join(can["can_translate_to"]) or "nothing"
+    typer.echo(f"model: {can['model']} ({', '.join(can['model_modalities'])})")
+    typer.echo(f"can translate it to: {targets}")
+    if can["can_translate_to"]:
+        first = can["can_translate_to"][0]
+        typer.echo(f"e.g.: geocopgen translate {path} --to {first} -o {first}.tif")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``translate`` and ``generate``, and replace the engine's ``info`` by the one that
+    also reports what the model can do (register after ``engine.register``)."""
+    app.registered_commands[:] = [
+        c for c in app.registered_commands if c.callback is not engine.info
+    ]
+    app.command()(info)
+    app.command()(translate)
+    app.command()(generate)

@@ -1,0 +1,463 @@
+"""Seamless translation of a raster of any size: encode → MultiDiffusion on the canvas → decode.
+
+1. **Encode.** Every condition is read chip by chip on the latent chip grid (one windowed read
+   per chip, reflection-padded past the raster edge), normalised (NaN → the band centre), encoded
+   to latents (posterior mean) and blended into that condition's latent canvas with the chips'
+   raised-cosine weights.
+2. **Denoise.** The target's canvas starts from position-seeded noise
+   (:func:`~geocopgen.translation.canvas.positional_noise`). At every scheduler step each chip's
+   noise is predicted (``CopGenPipeline.predict_noise``, conditions at timestep 0, chips batched),
+   the predictions are blended into one canvas-sized prediction with raised-cosine weights, and
+   the scheduler takes **one** step on the whole canvas. Neighbouring chips therefore agree at
+   every step, so there is nothing to hide at chip borders afterwards. (Blending noise
+   predictions equals blending the chips' own steps, MultiDiffusion's rule, because a DPM-Solver
+   or DDIM step is linear in the model output.) With ``seamless=False`` every chip is denoised
+   on its own and the chips' final latents are blended once: the naive method, kept to measure
+   what seamlessness buys and costs.
+3. **Decode.** The raster engine's pixel chips are decoded one by one from the canvas and handed,
+   in physical units, to a sink (the streaming :class:`~geocopgen.mosaic.MosaicWriter`), which
+   blends them again in pixel space and writes finished tiles. Output pixels are nodata (NaN)
+   wherever any condition is nodata.
+
+Memory: the canvases (target, prediction sum, the scheduler's history of two predictions, one
+per condition) plus a batch of chips; a full 10 980 px Sentinel-2 tile's canvas is
+1373 x 1373 x 8 float32 = 60 MB per sample.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+import xarray as xr
+from tqdm.auto import tqdm
+
+from geocopgen.errors import ConfigError, ModalityError, NoValidDataError
+from geocopgen.modalities import get_modality
+from geocopgen.models.autoencoder import ModalityAutoencoder
+from geocopgen.models.pipeline import CopGenPipeline
+from geocopgen.rastergrid import RasterGrid
+from geocopgen.tiling import Chip, read_chip
+from geocopgen.translation.canvas import CanvasLayout, chip_weights, positional_noise
+
+Reduce = Literal["mean_std", "samples"]
+
+
+class ChipSink(Protocol):
+    """Where decoded chips go (:class:`~geocopgen.mosaic.MosaicWriter` is one)."""
+
+    def add(self, chip: Chip, array: np.ndarray) -> None: ...
+
+    def skip(self, chip: Chip) -> None: ...
+
+
+@dataclass(frozen=True)
+class TranslateOptions:
+    """How to sample. ``steps=None`` takes the model's default; ``overlap`` is in pixels
+    (default 1/8 of a chip); ``batch_size`` counts chip-samples per backbone call;
+    ``reduce``: with several samples, write per-pixel mean and standard deviation
+    (``"mean_std"``) or every sample (``"samples"``)."""
+
+    steps: int | None = None
+    samples: int = 1
+    seed: int = 0
+    overlap: int | None = None
+    seamless: bool = True
+    batch_size: int = 8
+    reduce: Reduce = "mean_std"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ConfigError(f"samples must be at least 1, got {self.samples}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be at least 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.reduce not in ("mean_std", "samples"):
+            raise ConfigError(f"reduce must be 'mean_std' or 'samples', got {self.reduce!r}")
+
+
+@dataclass
+class TranslateStats:
+    """What a run did: chip counts and seconds per phase."""
+
+    latent_chips: int = 0
+    denoised_chips: int = 0
+    pixel_chips: int = 0
+    decoded_chips: int = 0
+    steps: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+# --- layout -----------------------------------------------------------------------------------
+def layout_for(
+    pipeline: CopGenPipeline,
+    grid: RasterGrid,
+    names: Iterable[str],
+    overlap_px: int | None = None,
+) -> CanvasLayout:
+    """The canvas layout of ``grid`` for the codecs of ``names`` and the backbone's chip size."""
+    factors = {n: check_codec(pipeline, n).downsampling for n in names}
+    if len(set(factors.values())) > 1:
+        raise ConfigError(f"the model's autoencoders downsample differently: {factors}")
+    factor = next(iter(factors.values()), 8)
+    return CanvasLayout.for_grid(
+        grid, factor=factor, chip=pipeline.backbone.config.latent_size, overlap_px=overlap_px
+    )
+
+
+def check_codec(pipeline: CopGenPipeline, name: str) -> ModalityAutoencoder:
+    """The modality's autoencoder, which must work in physical-unit model space."""
+    codec = pipeline.codec(name)
+    if not isinstance(codec, ModalityAutoencoder):
+        raise ModalityError(
+            f"the model's {name} autoencoder is a {type(codec).__name__}, which works on RGB "
+            "thumbnails, not on rasters in physical units; use a geocopgen model (e.g. the "
+            "bundled default) to translate rasters"
+        )
+    return codec
+
+
+def _batched(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])
+
+
+def _device_of(pipeline: CopGenPipeline) -> torch.device:
+    return next(pipeline.backbone.parameters()).device
+
+
+# --- 1. encode --------------------------------------------------------------------------------
+def encode_canvas(
+    pipeline: CopGenPipeline,
+    array: xr.DataArray,
+    layout: CanvasLayout,
+    *,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """A ModalityArray's latent canvas ``(1, C, H, W)``, and per latent chip whether it holds
+    any valid pixel and whether every one of its raster pixels is valid.
+
+    Chips with no valid pixel are not encoded (their cells stay 0 unless a neighbour covers them).
+    """
+    name = array.attrs["modality"]
+    codec = check_codec(pipeline, name)
+    modality = get_modality(name)
+    device = _device_of(pipeline)
+    grid = layout.latent_chips
+    has_data = np.zeros(grid.shape, dtype=bool)
+    complete = np.zeros(grid.shape, dtype=bool)
+    total = torch.zeros((1, codec.config.latent_channels, *layout.shape), device=device)
+    weight = torch.zeros(layout.shape, device=device)
+    chips = list(grid)
+    bar = tqdm(total=len(chips), desc=f"encoding {name}", unit="chip", disable=not progress)
+    with bar, torch.inference_mode():
+        for batch in _batched(chips, batch_size):
+            read = [(chip, read_chip(array, layout.pixels_of(chip))) for chip in batch]
+            for chip, data in read:
+                complete[chip.row, chip.col] = bool((data.observed | ~data.real).all())
+            read = [(chip, data) for chip, data in read if not data.empty]
+            bar.update(len(batch))
+            if not read:
+                continue
+            x = np.stack([modality.normalize(data.data, axis=0) for _, data in read])
+            x = torch.from_numpy(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)).to(device)
+            z = codec.to_latents(x.float())
+            for (chip, _), zc in zip(read, z, strict=True):
+                w = chip_weights(grid, chip, device)
+                rows, cols = chip.slices
+                total[0, :, rows, cols] += zc * w
+                weight[rows, cols] += w
+                has_data[chip.row, chip.col] = True
+    return total / weight.clamp_min(1e-12), has_data, complete
+
+
+# --- 2. denoise -------------------------------------------------------------------------------
+def denoise_canvas(
+    pipeline: CopGenPipeline,
+    target: str,
+    layout: CanvasLayout,
+    conditions: Mapping[str, torch.Tensor],
+    active: np.ndarray,
+    options: TranslateOptions,
+) -> torch.Tensor:
+    """The target's final latent canvas ``(samples, C, H, W)``."""
+    device = _device_of(pipeline)
+    steps = options.steps or pipeline.num_inference_steps
+    scheduler = copy.deepcopy(pipeline.scheduler)
+    scheduler.set_timesteps(steps, device=device)
+    channels = pipeline.backbone.channels_of(target)
+    noise = positional_noise(layout, channels, options.samples, options.seed).to(device)
+    noise = noise * scheduler.init_noise_sigma
+    chips = [c for c in layout.latent_chips if active[c.row, c.col]]
+    per_call = max(1, options.batch_size // options.samples)
+    batches = list(_batched(chips, per_call))
+    weight = torch.zeros(layout.shape, device=device)
+    for chip in chips:
+        weight[chip.slices] += chip_weights(layout.latent_chips, chip, device)
+    step_kwargs = _step_kwargs(scheduler, options.seed)
+    bar = tqdm(
+        total=steps * len(batches),
+        desc="denoising" if options.seamless else "denoising (chips independently)",
+        unit="batch",
+        disable=not options.progress,
+    )
+    denoiser = _Denoiser(pipeline, target, layout, conditions, options.samples)
+    with bar, torch.inference_mode():
+        if options.seamless:
+            latents = noise
+            for t in scheduler.timesteps:
+                x = scheduler.scale_model_input(latents, t)
+                eps = torch.zeros_like(latents)
+                for batch in batches:
+                    denoiser.blend_into(eps, batch, denoiser.predict(x, batch, t))
+                    bar.update(1)
+                eps = eps / weight.clamp_min(1e-12)
+                latents = scheduler.step(eps, t, latents, **step_kwargs).prev_sample
+            return latents
+        total = torch.zeros_like(noise)
+        for batch in batches:
+            chip_scheduler = copy.deepcopy(scheduler)
+            x = denoiser.stack(noise, batch)
+            for t in chip_scheduler.timesteps:
+                eps = denoiser.eps(chip_scheduler.scale_model_input(x, t), batch, t)
+                x = chip_scheduler.step(eps, t, x, **step_kwargs).prev_sample
+                bar.update(1)
+            denoiser.blend_into(total, batch, denoiser.unstack(x, batch))
+        return total / weight.clamp_min(1e-12)
+
+
+def _step_kwargs(scheduler: Any, seed: int) -> dict[str, Any]:
+    """Stochastic (SDE) schedulers draw their step noise from a generator seeded by ``seed``."""
+    if "generator" in inspect.signature(type(scheduler).step).parameters:
+        return {"generator": torch.Generator().manual_seed(seed)}
+    return {}
+
+
+class _Denoiser:
+    """Cuts chip batches out of canvases, predicts their noise, and blends them back."""
+
+    def __init__(
+        self,
+        pipeline: CopGenPipeline,
+        target: str,
+        layout: CanvasLayout,
+        conditions: Mapping[str, torch.Tensor],
+        samples: int,
+    ) -> None:
+        self.pipeline, self.target, self.layout = pipeline, target, layout
+        self.conditions, self.samples = conditions, samples
+
+    def stack(self, canvas: torch.Tensor, batch: Sequence[Chip]) -> torch.Tensor:
+        """``(chips * samples, C, h, w)``, chip-major, from a ``(samples, C, H, W)`` canvas."""
+        return torch.cat([canvas[:, :, rows, cols] for rows, cols in (c.slices for c in batch)])
+
+    def unstack(self, x: torch.Tensor, batch: Sequence[Chip]) -> torch.Tensor:
+        return x.reshape(len(batch), self.samples, *x.shape[1:])
+
+    def eps(self, x: torch.Tensor, batch: Sequence[Chip], t: torch.Tensor) -> torch.Tensor:
+        """Noise prediction of stacked chips ``x`` at timestep ``t``."""
+        cond = {
+            name: self.stack(z, batch).repeat_interleave(self.samples, dim=0)
+            for name, z in self.conditions.items()
+        }
+        return self.pipeline.predict_noise({self.target: x}, cond, t)[self.target]
+
+    def predict(self, canvas: torch.Tensor, batch: Sequence[Chip], t: torch.Tensor) -> torch.Tensor:
+        """``(chips, samples, C, h, w)`` noise predictions of a batch of canvas chips."""
+        return self.unstack(self.eps(self.stack(canvas, batch), batch, t), batch)
+
+    def blend_into(self, canvas: torch.Tensor, batch: Sequence[Chip], values: torch.Tensor) -> None:
+        """Add each chip's values, times its blend weights, onto the canvas."""
+        for chip, value in zip(batch, values, strict=True):
+            w = chip_weights(self.layout.latent_chips, chip, canvas.device)
+            canvas[(slice(None), slice(None), *chip.slices)] += value * w
+
+
+# --- 3. decode --------------------------------------------------------------------------------
+def decode_canvas(
+    pipeline: CopGenPipeline,
+    name: str,
+    latents: torch.Tensor,
+    layout: CanvasLayout,
+    *,
+    masks: Sequence[xr.DataArray] = (),
+    complete: np.ndarray | None = None,
+    reduce: Reduce = "mean_std",
+    progress: bool = True,
+) -> Iterator[tuple[Chip, np.ndarray | None]]:
+    """Decoded pixel chips in physical units, window-shaped, NaN where any of ``masks`` (the
+    conditions) is nodata; ``None`` for a chip with no valid pixel. ``(bands, h, w)`` per chip,
+    bands as :func:`output_bands` names them. ``complete`` (per latent chip: every pixel of
+    every mask valid, from :func:`encode_canvas`) spares re-reading the masks where it holds."""
+    codec = check_codec(pipeline, name)
+    modality = get_modality(name)
+    chips = list(layout.pixel_chips)
+    bar = tqdm(total=len(chips), desc=f"decoding {name}", unit="chip", disable=not progress)
+    with bar, torch.inference_mode():
+        for chip in chips:
+            bar.update(1)
+            rows, cols = layout.touching(chip)
+            known = complete is not None and bool(complete[rows, cols].all())
+            valid = None if known else _valid_pixels(masks, chip)
+            if valid is not None and not valid.any():
+                yield chip, None
+                continue
+            rows, cols, dr, dc = layout.latents_of(chip)
+            image = codec.from_latents(latents[:, :, rows, cols])
+            image = image[:, :, dr : dr + chip.size, dc : dc + chip.size]
+            h, w = int(chip.window.height), int(chip.window.width)
+            physical = modality.denormalize(image.float(), axis=1)[..., :h, :w].cpu().numpy()
+            out = reduce_samples(physical, reduce)
+            if valid is not None:
+                out[:, ~valid] = np.nan
+            yield chip, out
+
+
+def _valid_pixels(masks: Sequence[xr.DataArray], chip: Chip) -> np.ndarray | None:
+    """Window-shaped: True where every condition has at least one finite band."""
+    valid = None
+    for array in masks:
+        data = read_chip(array, chip)
+        observed = data.crop(data.observed)
+        valid = observed if valid is None else valid & observed
+    return valid
+
+
+def reduce_samples(x: np.ndarray, reduce: Reduce) -> np.ndarray:
+    """``(samples, C, h, w)`` → output bands: the one sample; mean then standard deviation
+    (n - 1) per band; or every sample, sample-major."""
+    n = x.shape[0]
+    if n == 1:
+        return x[0].astype(np.float32)
+    if reduce == "samples":
+        return x.reshape(n * x.shape[1], *x.shape[2:]).astype(np.float32)
+    mean, std = x.mean(axis=0), x.std(axis=0, ddof=1)
+    return np.concatenate([mean, std]).astype(np.float32)
+
+
+def output_bands(name: str, samples: int, reduce: Reduce) -> tuple[list[str], list[str]]:
+    """Band names and descriptions of a translation's output."""
+    modality = get_modality(name)
+    bands = list(modality.band_names)
+    if samples == 1:
+        return bands, [b.description or b.name for b in modality.bands]
+    if reduce == "samples":
+        names = [f"{b}_s{k}" for k in range(samples) for b in bands]
+        return names, [f"{b}, sample {k}" for k in range(samples) for b in bands]
+    names = bands + [f"{b}_std" for b in bands]
+    desc = [f"{b}, mean of {samples} samples" for b in bands]
+    desc += [f"{b}, standard deviation of {samples} samples" for b in bands]
+    return names, desc
+
+
+# --- the whole operation ----------------------------------------------------------------------
+class CanvasTranslator:
+    """Generate ``target`` over a raster grid, conditioned on ModalityArrays on that grid.
+
+    ``translator.run(grid, conditions, sink)`` streams decoded chips into ``sink`` (a
+    :class:`~geocopgen.mosaic.MosaicWriter` or anything with ``add``/``skip``). With no
+    conditions it generates unconditionally.
+    """
+
+    def __init__(
+        self,
+        pipeline: CopGenPipeline,
+        target: str,
+        options: TranslateOptions | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.target = pipeline.backbone.canonical(target)
+        check_codec(pipeline, self.target)
+        self.options = options or TranslateOptions()
+
+    @property
+    def bands(self) -> tuple[list[str], list[str]]:
+        """Output band names and descriptions."""
+        return output_bands(self.target, self.options.samples, self.options.reduce)
+
+    def layout(self, grid: RasterGrid, conditions: Iterable[str] = ()) -> CanvasLayout:
+        return layout_for(self.pipeline, grid, [self.target, *conditions], self.options.overlap)
+
+    def check_conditions(self, names: Iterable[str]) -> list[str]:
+        """Canonical condition names; the target cannot be one of them."""
+        out = []
+        for name in names:
+            canonical = self.pipeline.backbone.canonical(name)
+            if canonical == self.target:
+                others = ", ".join(m for m in self.pipeline.modalities if m != canonical)
+                raise ModalityError(
+                    f"the input is already {get_modality(canonical).long_name}; translate it to "
+                    f"another modality (this model also has {others})"
+                )
+            check_codec(self.pipeline, canonical)
+            out.append(canonical)
+        return out
+
+    def run(
+        self,
+        grid: RasterGrid,
+        conditions: Mapping[str, xr.DataArray],
+        sink: ChipSink,
+    ) -> TranslateStats:
+        """Encode, denoise and decode into ``sink``; raise :class:`NoValidDataError` if the
+        conditions hold no valid pixel."""
+        self.check_conditions(conditions)
+        opts = self.options
+        layout = self.layout(grid, conditions)
+        stats = TranslateStats(
+            latent_chips=len(layout.latent_chips),
+            pixel_chips=len(layout.pixel_chips),
+            steps=opts.steps or self.pipeline.num_inference_steps,
+        )
+        clock = time.perf_counter()
+        latents: dict[str, torch.Tensor] = {}
+        active = np.ones(layout.latent_chips.shape, dtype=bool)
+        complete = np.ones(layout.latent_chips.shape, dtype=bool)
+        for name, array in conditions.items():
+            latents[name], has_data, full = encode_canvas(
+                self.pipeline, array, layout, batch_size=opts.batch_size, progress=opts.progress
+            )
+            active &= has_data
+            complete &= full
+        if not active.any():
+            sources = ", ".join(str(a.attrs.get("source", n)) for n, a in conditions.items())
+            raise NoValidDataError(
+                f"{sources}: no part of the raster has valid data in every condition, so there "
+                "is nothing to translate. Check the inputs' nodata values and that they overlap."
+            )
+        stats.denoised_chips = int(active.sum())
+        stats.seconds["encode"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        final = denoise_canvas(self.pipeline, self.target, layout, latents, active, opts)
+        stats.seconds["denoise"] = time.perf_counter() - clock
+        del latents
+
+        clock = time.perf_counter()
+        chips = decode_canvas(
+            self.pipeline,
+            self.target,
+            final,
+            layout,
+            masks=list(conditions.values()),
+            complete=complete,
+            reduce=opts.reduce,
+            progress=opts.progress,
+        )
+        for chip, values in chips:
+            if values is None:
+                sink.skip(chip)
+            else:
+                sink.add(chip, values)
+                stats.decoded_chips += 1
+        stats.seconds["decode"] = time.perf_counter() - clock
+        return stats
