@@ -15,10 +15,14 @@ from geocopgen.training.loop import EMA, Trainer, TrainResult
 
 
 def __getattr__(name: str):  # the stages pull in diffusers and the raster stack: load on use
-    if name in ("train_autoencoder", "StageResult"):
-        from geocopgen.training import autoencoder
+    if name == "train_autoencoder":
+        from geocopgen.training.autoencoder import train_autoencoder
 
-        return getattr(autoencoder, name)
+        return train_autoencoder
+    if name == "StageResult":
+        from geocopgen.training.stage import StageResult
+
+        return StageResult
     if name == "train_backbone":
         from geocopgen.training.backbone import train_backbone
 

@@ -29,7 +29,7 @@ import glob
 import logging
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,8 @@ from geocopgen.models.checkpoints import save_model
 from geocopgen.training import randomness
 from geocopgen.training.config import TrainConfig, config_from_dict, load_config
 from geocopgen.training.distributed import DistInfo
-from geocopgen.training.loop import Trainer, TrainResult
+from geocopgen.training.loop import Trainer
+from geocopgen.training.stage import StageResult, validate_final
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +93,6 @@ class AutoencoderDataConfig:
     val_crop_size: int = 256  # the engine's chip: validation measures the codec as it is used
     s2_offset: int | None = None  # override the Sentinel-2 DN offset of every source
     scaling_crops: int = 32  # chip-sized crops the latent scale factor is fitted on
-
-
-@dataclass
-class StageResult:
-    """What a stage run leaves: the exported model folder and the loop's record."""
-
-    model_dir: Path
-    train: TrainResult
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -368,6 +360,7 @@ def train_autoencoder(
         dist_info=dist_info,
     )
     result = trainer.fit(resume=resume)
+    validate_final(trainer, result)
     export = out_dir / EXPORT_DIR
     extra: dict[str, Any] = {}
     if trainer.dist.is_main:

@@ -45,10 +45,10 @@ from geocopgen.models.objective import RoleProbabilities, Roles, diffusion_loss,
 from geocopgen.models.pipeline import CopGenPipeline
 from geocopgen.models.schedule import NUM_TRAIN_TIMESTEPS, default_scheduler, training_scheduler
 from geocopgen.training import randomness
-from geocopgen.training.autoencoder import StageResult
 from geocopgen.training.config import TrainConfig, config_from_dict, load_config
 from geocopgen.training.distributed import DistInfo
 from geocopgen.training.loop import Trainer
+from geocopgen.training.stage import StageResult, validate_final
 
 log = logging.getLogger(__name__)
 
@@ -297,6 +297,7 @@ def train_backbone(
         dist_info=dist_info,
     )
     result = trainer.fit(resume=resume)
+    validate_final(trainer, result)
     export = Path(out_dir) / (EXPORT_DIR if codecs else "backbone")
     if trainer.dist.is_main:
         ema = trainer.ema_model().cpu()
