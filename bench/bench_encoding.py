@@ -50,7 +50,7 @@ def main() -> None:
         torch.set_num_threads(args.torch_threads)
 
     torch.manual_seed(0)
-    model = ModalityAutoencoder("s2l1c").eval()
+    model = ModalityAutoencoder("s2l1c").for_inference()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         arr = open_raster(SCENE, "s2l1c", offset=0)

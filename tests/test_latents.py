@@ -83,7 +83,9 @@ def test_store_content_matches_direct_encoding(reference_store: Path, codecs: di
         x = torch.from_numpy(get_modality(m).normalize(x, axis=0))[None]
         with torch.inference_mode():
             want = codecs[m].encode_moments(x)[0].numpy()
-        np.testing.assert_allclose(store.moments(m, index), want, rtol=1e-5, atol=1e-5)
+        # 5e-4: the store encodes in batches of 8 with channels-last convolutions, whose
+        # float32 algorithms differ from a batch of one (about 2e-4 here)
+        np.testing.assert_allclose(store.moments(m, index), want, rtol=1e-3, atol=5e-4)
     assert store.moments("s2l2a", index).shape == (8, 8, 8)
 
 

@@ -66,9 +66,9 @@ def codec_identity(model: Any, name: str | None = None) -> dict[str, Any]:
     """
     digest = hashlib.sha256()
     for key, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
+        t = tensor.detach().cpu().contiguous().reshape(-1)  # C order whatever the layout
         digest.update(key.encode())
-        digest.update(str(tuple(t.shape)).encode())
+        digest.update(str(tuple(tensor.shape)).encode())
         digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     config = getattr(model, "config", {})
     get = config.get if hasattr(config, "get") else lambda k, d=None: getattr(config, k, d)
@@ -197,9 +197,7 @@ def _encode_batch(
         msg = f"{keys[0]} (+{len(keys) - 1} chips): {type(exc).__name__}: {exc}"
         log.warning("skipping chips that cannot be encoded: %s", msg)
         return 0, [msg]
-    store = LatentStore.open(store_path, mode="r+")
-    for i, index in enumerate(batch.indices):
-        store.write_chip(index, {m: moments[m][i] for m in modalities}, valid[i])
+    LatentStore.open(store_path, mode="r+").write_chips(batch.indices, moments, valid)
     return len(batch.indices), []
 
 
@@ -221,10 +219,11 @@ def encode_places(
     Resumable: chips already complete are skipped, so rerunning after a crash or kill finishes
     the job with no duplicate and no missing chip. Appendable: new places add new chips.
     ``client`` (a ``dask.distributed.Client``) runs the batches on its cluster instead of the
-    local threads; the result is the same.
+    local threads; the result is the same. geocopgen codecs are switched to their inference
+    layout (``for_inference``: eval mode, channels-last weights, the same values).
     """
     mods = [get_modality(m).name for m in codecs]
-    codecs = {get_modality(m).name: c for m, c in codecs.items()}
+    codecs = {get_modality(m).name: _for_inference(c) for m, c in codecs.items()}
     ids = {m: dict((codec_ids or {}).get(m) or codec_identity(codecs[m])) for m in mods}
     places = list(places)
     plans = [plan_place(p, chip_size, overlap) for p in places]
@@ -261,6 +260,12 @@ def encode_places(
             "; ".join(report.errors[:5]),
         )
     return report
+
+
+def _for_inference(codec: MomentEncoder) -> MomentEncoder:
+    """geocopgen's codecs switch to their fast inference layout; other encoders pass as given."""
+    prepare = getattr(codec, "for_inference", None)
+    return prepare() if callable(prepare) else codec
 
 
 def _latent_shape(codec: Any, n_bands: int, chip_size: int) -> tuple[int, int, int]:

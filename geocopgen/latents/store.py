@@ -221,19 +221,42 @@ class LatentStore:
             existing.update({r.key: n0 + i for i, r in enumerate(new)})
         return np.array([existing[r.key] for r in records], dtype=np.int64)
 
-    def write_chip(
-        self, index: int, moments: Mapping[str, np.ndarray], valid: Sequence[float]
+    def write_chips(
+        self, indices: Sequence[int], moments: Mapping[str, np.ndarray], valid: np.ndarray
     ) -> None:
-        """Write one chip's data, then mark it complete (the order is what makes resume safe)."""
+        """Write a batch of chips (``moments[m]`` and ``valid`` stacked in ``indices`` order).
+
+        Runs of consecutive indices go to zarr as one slice each, so zarr writes their chunks
+        concurrently instead of one call per chip. All data of the batch is written before any
+        of its ``complete`` flags, which is what makes a killed run safe to resume.
+        """
         g = self.group
+        runs = _consecutive_runs(indices)
         for m in self.modalities:
-            g[f"moments/{m}"][index] = np.asarray(moments[m], dtype=np.float32)
-        g["chips/valid"][index] = np.asarray(valid, dtype=np.float32)
-        g["complete"][index] = True
+            data = np.asarray(moments[m], dtype=np.float32)
+            for start, stop, lo in runs:
+                g[f"moments/{m}"][start:stop] = data[lo : lo + stop - start]
+        valid = np.asarray(valid, dtype=np.float32)
+        for start, stop, lo in runs:
+            g["chips/valid"][start:stop] = valid[lo : lo + stop - start]
+        for start, stop, _ in runs:
+            g["complete"][start:stop] = True
 
     # --- reading ------------------------------------------------------------------------
     def moments(self, modality: str, index: int | slice | np.ndarray) -> np.ndarray:
         return np.asarray(self.group[f"moments/{get_modality(modality).name}"][index])
+
+
+def _consecutive_runs(indices: Sequence[int]) -> list[tuple[int, int, int]]:
+    """``(start, stop, position in indices)`` of each run of consecutive store indices."""
+    runs: list[tuple[int, int, int]] = []
+    for pos, index in enumerate(int(i) for i in indices):
+        if runs and runs[-1][1] == index:
+            start, _, lo = runs[-1]
+            runs[-1] = (start, index + 1, lo)
+        else:
+            runs.append((index, index + 1, pos))
+    return runs
 
 
 def _jsonable(value: Any) -> Any:

@@ -266,7 +266,8 @@ class CopGenPipeline:
         for name, class_name in config.get("autoencoders", {}).items():
             if class_name not in _CODECS:
                 raise CheckpointError(f"{folder}: unknown autoencoder class {class_name!r}")
-            codecs[name] = load_model(_CODECS[class_name], folder / "autoencoders" / name)
+            codec = load_model(_CODECS[class_name], folder / "autoencoders" / name)
+            codecs[name] = codec.for_inference()
         return cls(
             backbone,
             scheduler,
