@@ -70,7 +70,16 @@ def bilinear_window(
     # the valid-weight (so nodata neighbours drop out). Per pixel this depends only on its global
     # position, never on the window.
     total = _interp(_interp(weighted, rows, fy, axis=1), cols, fx, axis=2)
-    weight = _interp(_interp(valid.astype(np.float64), rows, fy, axis=1), cols, fx, axis=2)
+    if valid.all():
+        # The same float operations as the general case on an all-ones array, done once per
+        # (row, col) instead of per band: bit-identical, so values never depend on the window.
+        ones_rows = 1.0 * (1.0 - fy) + 1.0 * fy
+        weight = np.broadcast_to(
+            ones_rows[:, None] * (1.0 - fx)[None, :] + ones_rows[:, None] * fx[None, :],
+            total.shape,
+        )
+    else:
+        weight = _interp(_interp(valid.astype(np.float64), rows, fy, axis=1), cols, fx, axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = total / weight
     out[weight <= 0] = np.nan
@@ -86,4 +95,7 @@ def _interp(a: np.ndarray, idx: np.ndarray, frac: np.ndarray, axis: int) -> np.n
     shape = [1] * a.ndim
     shape[axis] = -1
     f = frac.reshape(shape)
-    return lo * (1.0 - f) + hi * f
+    lo *= 1.0 - f  # in place on take's fresh copies: the same arithmetic, fewer temporaries
+    hi *= f
+    lo += hi
+    return lo
