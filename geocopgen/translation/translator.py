@@ -42,6 +42,7 @@ from geocopgen.errors import ConfigError, ModalityError, NoValidDataError
 from geocopgen.modalities import get_modality
 from geocopgen.models.autoencoder import ModalityAutoencoder
 from geocopgen.models.pipeline import CopGenPipeline
+from geocopgen.prefetch import prefetch
 from geocopgen.rastergrid import RasterGrid
 from geocopgen.tiling import Chip, read_chip
 from geocopgen.translation.canvas import CanvasLayout, chip_weights, positional_noise
@@ -160,12 +161,15 @@ def encode_canvas(
     chips = list(grid)
     bar = tqdm(total=len(chips), desc=f"encoding {name}", unit="chip", disable=not progress)
     with bar, torch.inference_mode():
-        for batch in _batched(chips, batch_size):
-            read = [(chip, read_chip(array, layout.pixels_of(chip))) for chip in batch]
+        batches = (
+            [(chip, read_chip(array, layout.pixels_of(chip))) for chip in batch]
+            for batch in _batched(chips, batch_size)
+        )
+        for read in prefetch(batches):  # the next batch is read while this one encodes
+            bar.update(len(read))
             for chip, data in read:
                 complete[chip.row, chip.col] = bool((data.observed | ~data.real).all())
             read = [(chip, data) for chip, data in read if not data.empty]
-            bar.update(len(batch))
             if not read:
                 continue
             x = np.stack([modality.normalize(data.data, axis=0) for _, data in read])

@@ -1,0 +1,56 @@
+"""Read ahead in a background thread, so raster I/O overlaps with model compute.
+
+GDAL reads and numpy resampling release the GIL, so while torch encodes one batch of chips the
+next batch is already being read: the wall time of a translation approaches the longer of the
+two instead of their sum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_DONE = object()
+
+
+def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
+    """Iterate ``items`` with up to ``depth`` items produced ahead in a background thread.
+
+    Order is kept, and an exception raised while producing an item is raised here, at that item.
+    Stopping early (``break``, an error in the consumer, Ctrl-C) stops the producer after the
+    item it is working on.
+    """
+    buffer: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                buffer.put((item, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            buffer.put((None, exc))
+            return
+        buffer.put((_DONE, None))
+
+    worker = threading.Thread(target=produce, name="geocopgen-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = buffer.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full buffer
+            with contextlib.suppress(queue.Empty):
+                buffer.get(timeout=0.05)
