@@ -13,11 +13,9 @@ and the seam ratio at chip borders (see ``geocopgen.translation.seams``). Modes:
 * ``seamless``: MultiDiffusion, 32 px overlap (the default);
 * ``tiles``: seamless blending off: every chip denoised on its own, no overlap.
 
-Targets: backbone share >= 85 %, peak RSS < 2 GB. The bundled backbone is tiny (6 blocks of
-width 128, 0.13 GFLOP per chip) next to its autoencoders, so ``--backbone default-config`` swaps
-in a randomly initialised backbone of the project's default size (``MultimodalUViT()``: 8
-blocks of width 256, 2.15 GFLOP per S2L1C→DEM chip) to measure the share with a backbone of
-realistic weight; its seam ratio means nothing (random weights).
+Targets: backbone share >= 85 %, peak RSS < 2 GB. ``--backbone default-config`` swaps in a
+randomly initialised ``MultimodalUViT()`` (the library's default size) to compare; with the
+bundled model, whose backbone has that size, the two measure the same cost.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@
    Flips and rotations come on top, in the store's dataset.
 3. Stage 2: the backbone (``pipelines/configs/default_backbone.yaml``) on that store.
 4. Export: the pipeline (backbone EMA weights, the four autoencoders, DPM-Solver++) as
-   safetensors + JSON into ``geocopgen/weights/default``; the total size is checked (≤ 30 MB).
+   safetensors (float16, computed in float32 after loading) + JSON into
+   ``geocopgen/weights/default``; the total size is checked (≤ 30 MB).
 
 Every stage resumes: rerun the same command after a kill and it continues where it stopped.
 The wall time of each stage and of the whole recipe is printed at the end.
@@ -32,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 from affine import Affine
 
@@ -163,7 +165,8 @@ def train_backbone_stage(
 
 def export(pipeline_dir: Path, target: Path) -> float:
     """Copy the pipeline into ``target`` (atomically) and return its size in MB."""
-    CopGenPipeline.from_pretrained(pipeline_dir).save_pretrained(target)
+    # float16 storage (computed in float32 after loading) halves the folder to fit the limit
+    CopGenPipeline.from_pretrained(pipeline_dir).save_pretrained(target, dtype=torch.float16)
     for folder in [target, *(p for p in target.rglob("*") if p.is_dir())]:
         folder.chmod(0o755)  # the atomic writer's temporary folder was private (0700)
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file()) / 1e6

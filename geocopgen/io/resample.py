@@ -63,14 +63,15 @@ def bilinear_window(
     for nd in nodata:
         if not np.isnan(nd):
             valid &= raw != nd
-    weighted = np.where(valid, raw, 0).astype(np.float64)
+    all_valid = bool(valid.all())
+    weighted = raw.astype(np.float64) if all_valid else np.where(valid, raw, 0).astype(np.float64)
     rows -= rmin
     cols -= cmin
     # The 2 x 2 bilinear sum factorises: interpolate rows, then columns, for the values and for
     # the valid-weight (so nodata neighbours drop out). Per pixel this depends only on its global
     # position, never on the window.
     total = _interp(_interp(weighted, rows, fy, axis=1), cols, fx, axis=2)
-    if valid.all():
+    if all_valid:
         # The same float operations as the general case on an all-ones array, done once per
         # (row, col) instead of per band: bit-identical, so values never depend on the window.
         ones_rows = 1.0 * (1.0 - fy) + 1.0 * fy
@@ -81,8 +82,9 @@ def bilinear_window(
     else:
         weight = _interp(_interp(valid.astype(np.float64), rows, fy, axis=1), cols, fx, axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = total / weight
-    out[weight <= 0] = np.nan
+        out = np.divide(total, weight, out=total)  # in place: total is not used again
+    if not all_valid:
+        out[weight <= 0] = np.nan  # (all valid: every weight is (1-f)+f > 0)
     out[:, ~in_y, :] = np.nan
     out[:, :, ~in_x] = np.nan
     return out

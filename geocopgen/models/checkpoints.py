@@ -7,6 +7,7 @@ check every tensor name and shape and to say exactly what does not fit (:class:`
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import os
@@ -104,8 +105,17 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def save_model(model: nn.Module, folder: str | os.PathLike) -> None:
-    """``config.json`` + safetensors weights in ``folder`` (diffusers ``save_pretrained``)."""
+def save_model(
+    model: nn.Module, folder: str | os.PathLike, *, dtype: torch.dtype | None = None
+) -> None:
+    """``config.json`` + safetensors weights in ``folder`` (diffusers ``save_pretrained``).
+
+    ``dtype`` stores the weights in another precision (``torch.float16`` halves the folder);
+    :func:`load_model` always rebuilds the model in float32, upcasting what it reads.
+    """
+    if dtype is not None and any(p.dtype != dtype for p in model.parameters()):
+        # nn.Module.to, not diffusers' override, which warns about casts meant for inference
+        model = nn.Module.to(copy.deepcopy(model), dtype)
     model.save_pretrained(str(folder), safe_serialization=True)
 
 

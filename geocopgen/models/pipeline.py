@@ -224,14 +224,20 @@ class CopGenPipeline:
         return PipelineOutput(images=images, latents=latents)
 
     # --- save / load -----------------------------------------------------------------------------
-    def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        """Write the pipeline folder (safetensors + JSON), atomically replacing ``folder``."""
+    def save_pretrained(
+        self, folder: str | os.PathLike, *, dtype: torch.dtype | None = None
+    ) -> Path:
+        """Write the pipeline folder (safetensors + JSON), atomically replacing ``folder``.
+
+        ``dtype=torch.float16`` stores half-size weights (how the bundled model ships); loading
+        always computes in float32.
+        """
         folder = Path(folder)
         with atomic_folder(folder) as tmp:
-            save_model(self.backbone, tmp / "backbone")
+            save_model(self.backbone, tmp / "backbone", dtype=dtype)
             self.scheduler.save_pretrained(str(tmp / "scheduler"))
             for name, codec in self.autoencoders.items():
-                save_model(codec, tmp / "autoencoders" / name)
+                save_model(codec, tmp / "autoencoders" / name, dtype=dtype)
             config = {
                 "_class_name": type(self).__name__,
                 "format": FORMAT_VERSION,
@@ -242,6 +248,7 @@ class CopGenPipeline:
                 "ignored": self.ignored,
                 "num_inference_steps": self.num_inference_steps,
                 "sample_posterior": self.sample_posterior,
+                "weights_dtype": str(dtype or self.backbone.dtype).removeprefix("torch."),
             }
             (tmp / PIPELINE_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         return folder
