@@ -71,6 +71,23 @@ def test_save_then_load_gives_identical_outputs(pipe, tiles, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
+def test_float16_storage_halves_the_folder_and_loads_in_float32(pipe, tmp_path):
+    full = pipe.save_pretrained(tmp_path / "full")
+    half = pipe.save_pretrained(tmp_path / "half", dtype=torch.float16)
+
+    def size(folder):
+        return sum(f.stat().st_size for f in folder.rglob("*.safetensors"))
+
+    assert size(half) < 0.55 * size(full)
+    assert json.loads((half / "pipeline.json").read_text())["weights_dtype"] == "float16"
+    loaded = CopGenPipeline.from_pretrained(half)
+    for name, param in loaded.backbone.named_parameters():
+        assert param.dtype == torch.float32, name
+        original = dict(pipe.backbone.named_parameters())[name].detach()
+        assert torch.equal(param.detach(), original.half().float()), name
+    assert all(p.dtype == torch.float32 for p in pipe.backbone.parameters())  # left as it was
+
+
 def test_reimagine_and_loop_through_images(pipe, tiles):
     out = pipe(
         ["dem"],
