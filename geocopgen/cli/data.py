@@ -91,7 +91,9 @@ def _encode(
 
 @encode_app.command("folder")
 def encode_folder(
-    root: Annotated[Path, typer.Argument(help="<root>/<MODALITY>/<name>.tif, co-registered.")],
+    root: Annotated[
+        Path, typer.Argument(metavar="ROOT", help="<root>/<MODALITY>/<name>.tif, co-registered.")
+    ],
     out: OutOpt,
     autoencoder: AutoencoderOpt,
     chip_size: ChipOpt = 256,

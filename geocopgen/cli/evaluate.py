@@ -19,8 +19,12 @@ from geocopgen.errors import ConfigError, OffsetWarning
 
 
 def evaluate(
-    model: Annotated[str, typer.Argument(help="Pipeline folder, or 'default' (bundled).")],
-    data: Annotated[Path, typer.Argument(help="<DATA>/<MODALITY>/<place>.tif, co-registered.")],
+    model: Annotated[
+        str, typer.Argument(metavar="MODEL", help="Pipeline folder, or 'default' (bundled).")
+    ],
+    data: Annotated[
+        Path, typer.Argument(metavar="DATA", help="<DATA>/<MODALITY>/<place>.tif, co-registered.")
+    ],
     test_place: Annotated[
         list[str] | None, typer.Option("--test-place", "-t", help="Place to evaluate (repeat).")
     ] = None,

@@ -23,7 +23,9 @@ train_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ConfigArg = Annotated[Path, typer.Argument(help="YAML or TOML config (every key is checked).")]
+ConfigArg = Annotated[
+    Path, typer.Argument(metavar="CONFIG", help="YAML or TOML config (every key is checked).")
+]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints + export.")]
 ResumeOpt = Annotated[
     bool, typer.Option("--resume/--no-resume", help="Continue from the folder's checkpoint.")
