@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -61,6 +61,11 @@ def info(
     if as_json:
         typer.echo(json.dumps(facts, indent=2))
         return
+    print_facts(facts)
+
+
+def print_facts(facts: dict[str, Any]) -> None:
+    """``info``'s aligned ``key  value`` lines (long band lists joined on one line)."""
     width = max(len(k) for k in facts)
     for key, value in facts.items():
         if isinstance(value, list) and len(value) > 6 and key != "transform":

@@ -252,14 +252,15 @@ def info(
     from geocopgen.io import plan_input
 
     plan = plan_input(path, modality, offset=s2_offset, s1_scale=s1_scale.value, nodata=nodata)
+    facts = plan.to_dict()
     try:
         can: dict[str, Any] = api.capabilities(plan.modality.name, model).to_dict()
     except GeoCopGenError as exc:  # a missing or unsuitable model is worth saying, not fatal
         can = {"model": model, "error": str(exc)}
     if as_json:
-        typer.echo(json.dumps({**plan.to_dict(), "model": can}, indent=2))
+        typer.echo(json.dumps({**facts, "model": can}, indent=2))
         return
-    engine.info(path, modality, s2_offset, s1_scale, nodata, as_json=False)
+    engine.print_facts(facts)  # the plan is already read: do not detect FILE again
     if "error" in can:
         typer.echo(f"model: {can['error']}")
         return
