@@ -6,9 +6,11 @@ its samples on the data's scale?
 
 Uses the unshifted chip of each place in the store (``<place>+00+00``). Prints, per direction:
 
-1. the noise-prediction error (MSE) at several timesteps with the **right** condition (the same
-   place), a **wrong** one (another place) and **none**: a model that uses its condition is
-   clearly better with the right one, most of all at low and middle noise;
+1. the error (MSE) of the clean latent the network implies at several timesteps, with the
+   **right** condition (the same place), a **wrong** one (another place) and **none**: a model
+   that uses its condition is clearly better with the right one, most of all at high noise,
+   where the noisy target itself says little. Clean-latent errors put noise- and
+   velocity-predicting models on one scale;
 2. the standard deviation of sampled latents next to the real latents': a sampler whose
    samples are much wider than the data is amplifying the denoiser's errors at high noise.
 """
@@ -24,7 +26,7 @@ import torch
 from geocopgen.latents import LatentStore
 from geocopgen.models import CopGenPipeline
 from geocopgen.models.autoencoder import sample_latents
-from geocopgen.models.schedule import training_scheduler
+from geocopgen.models.schedule import model_timestep, predicted_clean, training_scheduler
 
 REPO = Path(__file__).resolve().parents[1]
 DIRECTIONS = (("s2l2a", "dem"), ("s2l1c", "s2l2a"), ("s2l2a", "s1rtc"))
@@ -46,9 +48,10 @@ def place_latents(pipe: CopGenPipeline, store: LatentStore) -> dict[str, torch.T
 
 
 @torch.inference_mode()
-def noise_errors(pipe: CopGenPipeline, lat: dict[str, torch.Tensor], cond: str, target: str):
-    """Per timestep: noise-prediction MSE with the right, a wrong, and no condition."""
-    scheduler, generator = training_scheduler(), torch.Generator().manual_seed(0)
+def clean_errors(pipe: CopGenPipeline, lat: dict[str, torch.Tensor], cond: str, target: str):
+    """Per timestep: clean-latent MSE with the right, a wrong, and no condition."""
+    scheduler = training_scheduler(pipe.scheduler.config.prediction_type)
+    generator = torch.Generator().manual_seed(0)
     for t in TIMESTEPS:
         x0 = lat[target]
         noise = torch.randn(x0.shape, generator=generator)
@@ -56,11 +59,12 @@ def noise_errors(pipe: CopGenPipeline, lat: dict[str, torch.Tensor], cond: str, 
         noisy = scheduler.add_noise(x0, noise, steps)
         errors = []
         for condition in (lat[cond], lat[cond].roll(1, 0), None):
-            latents, times = {target: noisy}, {target: steps.float()}
+            latents, times = {target: noisy}, {target: model_timestep(steps)}
             if condition is not None:
                 latents[cond], times[cond] = condition, torch.zeros(x0.shape[0])
             pred = pipe.backbone(latents, times).sample[target]
-            errors.append(float((pred - noise).pow(2).mean()))
+            clean = predicted_clean(scheduler, noisy, pred, steps)
+            errors.append(float((clean - x0).pow(2).mean()))
         yield t, errors
 
 
@@ -87,8 +91,8 @@ def main() -> None:
     pipe = CopGenPipeline.from_pretrained(args.model)
     lat = place_latents(pipe, LatentStore.open(args.store))
     for cond, target in DIRECTIONS:
-        print(f"{cond} -> {target}: noise-prediction MSE (right | wrong | no condition)")
-        for t, (right, wrong, none) in noise_errors(pipe, lat, cond, target):
+        print(f"{cond} -> {target}: clean-latent MSE (right | wrong | no condition)")
+        for t, (right, wrong, none) in clean_errors(pipe, lat, cond, target):
             print(f"  t={t:<4} {right:.3f} | {wrong:.3f} | {none:.3f}")
         made, real, mse = sample_spread(pipe, lat, cond, target)
         print(f"  sampled latents: std {made:.2f} (real {real:.2f}), MSE to the real {mse:.2f}")

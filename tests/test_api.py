@@ -175,7 +175,7 @@ def test_unwritable_output_fails_before_any_model_work(tiny, tmp_path, monkeypat
     def no_work(*args, **kwargs):
         raise AssertionError("the model ran before the output was checked")
 
-    monkeypatch.setattr(pipeline, "predict_noise", no_work)
+    monkeypatch.setattr(pipeline, "predict_model_output", no_work)
     for out in (blocker / "out.tif", tmp_path):
         with pytest.raises(OutputError):
             api.translate(terramind("S2L2A"), "dem", output=out, model=pipeline, **FAST)

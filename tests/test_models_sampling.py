@@ -4,6 +4,7 @@ denoise-step API a tiler drives, looping, roles and the loss."""
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,12 +17,13 @@ from geocopgen.models import (
     diffusion_loss,
     draw_roles,
     generators_from_seeds,
-    predict_noise,
+    predict_model_output,
     sample,
     sample_chain,
     training_scheduler,
 )
 from geocopgen.models.objective import Roles
+from geocopgen.models.schedule import predicted_clean
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +123,7 @@ def test_partial_noising_re_imagines_to_the_chosen_strength(bb):
 
 
 def test_denoise_step_api_drives_the_same_loop_as_sample(bb):
-    """A tiler calls predict_noise per chip and steps the scheduler itself on the canvas."""
+    """A tiler calls predict_model_output per chip and steps the scheduler itself on the canvas."""
     cond = _cond()
     ref = _run(bb, generate=["dem"], conditions=cond, generator=torch.Generator().manual_seed(3))
     sch = default_scheduler()
@@ -129,7 +131,7 @@ def test_denoise_step_api_drives_the_same_loop_as_sample(bb):
     x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3)) * sch.init_noise_sigma
     with torch.no_grad():
         for t in sch.timesteps:
-            eps = predict_noise(bb, {"dem": x}, cond, t)["dem"]
+            eps = predict_model_output(bb, {"dem": x}, cond, t)["dem"]
             x = sch.step(eps, t, x).prev_sample
     assert torch.equal(x, ref.latents["dem"])
 
@@ -138,11 +140,11 @@ def test_ignored_modalities_omitted_or_noised_as_officially(bb):
     cond = _cond()
     x = torch.randn(2, 4, 8, 8)
     with torch.no_grad():
-        omit = predict_noise(bb, {"dem": x}, cond, 500)
-        noise_a = predict_noise(
+        omit = predict_model_output(bb, {"dem": x}, cond, 500)
+        noise_a = predict_model_output(
             bb, {"dem": x}, cond, 500, ignored="noise", generator=torch.Generator().manual_seed(0)
         )
-        noise_b = predict_noise(
+        noise_b = predict_model_output(
             bb, {"dem": x}, cond, 500, ignored="noise", generator=torch.Generator().manual_seed(0)
         )
     assert torch.equal(noise_a["dem"], noise_b["dem"])
@@ -206,3 +208,33 @@ def test_loss_counts_generated_modalities_only():
     assert bb.decoder_preds[3].weight.grad.abs().sum() == 0  # s2l2a head: condition only
     assert bb.decoder_preds[0].weight.grad.abs().sum() > 0  # dem head is trained
     assert bb.patch_embeds[1].proj.weight.grad is None  # s1rtc absent: not in the graph
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction"])
+def test_loss_target_and_clean_estimate_follow_the_prediction_type(kind):
+    """The loss regresses onto the noise or the velocity, and ``predicted_clean`` inverts
+    whichever target the network was trained on back to the clean latent."""
+    sched, g = training_scheduler(kind), torch.Generator().manual_seed(0)
+    z0, eps = torch.randn(4, 4, 8, 8, generator=g), torch.randn(4, 4, 8, 8, generator=g)
+    t = torch.tensor([0, 250, 700, 999])
+    noisy = sched.add_noise(z0, eps, t)
+    alpha = sched.alphas_cumprod[t].sqrt().reshape(-1, 1, 1, 1)
+    sigma = (1 - sched.alphas_cumprod[t]).sqrt().reshape(-1, 1, 1, 1)
+    target = eps if kind == "epsilon" else alpha * eps - sigma * z0
+    torch.testing.assert_close(predicted_clean(sched, noisy, target, t), z0, atol=2e-4, rtol=0)
+
+    class Oracle(torch.nn.Module):  # predicts exactly the target the loss should use
+        def forward(self, latents, times):
+            return SimpleNamespace(sample={"dem": target})
+
+    roles = Roles(present=["dem"], generated={"dem": torch.ones(4, dtype=torch.bool)})
+    draws = {"timesteps": {"dem": t}, "noise": {"dem": eps}}
+    out = diffusion_loss(Oracle(), sched, {"dem": z0}, roles, **draws)
+    assert float(out.loss) < 1e-10
+
+
+def test_unknown_prediction_types_are_refused():
+    with pytest.raises(ConfigError, match="prediction_type must be one of"):
+        training_scheduler("sample")
+    with pytest.raises(ConfigError, match="prediction_type must be one of"):
+        default_scheduler("x0")

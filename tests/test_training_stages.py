@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -157,7 +158,20 @@ def test_backbone_stage_resumes_exactly_and_exports_a_pipeline(store, tmp_path: 
     assert pipe.modalities == ("dem", "s2l2a")  # the official slot order, not the store's
     assert set(pipe.autoencoders) == set(MODS)
     assert pipe.backbone.config.latent_size == 8
+    assert pipe.scheduler.config.prediction_type == "epsilon"  # the default, as the official
     assert straight.extra["chips"] == 32
+
+
+def test_backbone_stage_exports_the_prediction_type_it_trained(store, tmp_path: Path) -> None:
+    path, codecs = store
+    config = bb_config(path, codecs, 2)
+    config = replace(config, model={**config.model, "prediction_type": "v_prediction"})
+    result = train_backbone(config, tmp_path / "v", dist_info=DistInfo())
+    pipe = CopGenPipeline.from_pretrained(result.model_dir)
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    config = replace(config, model={**config.model, "prediction_type": "sample"})
+    with pytest.raises(ConfigError, match="prediction_type must be one of"):
+        train_backbone(config, tmp_path / "w", dist_info=DistInfo())
 
 
 def test_backbone_stage_holds_out_places(store, tmp_path: Path) -> None:

@@ -240,9 +240,9 @@ def test_ctrl_c_mid_run_leaves_no_file(pipe, s2, tmp_path, monkeypatch):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return type(pipe).predict_noise(pipe, *args, **kwargs)
+        return type(pipe).predict_model_output(pipe, *args, **kwargs)
 
-    monkeypatch.setattr(pipe, "predict_noise", interrupted)
+    monkeypatch.setattr(pipe, "predict_model_output", interrupted)
     with pytest.raises(KeyboardInterrupt):
         _run(pipe, "dem", {"s2l2a": s2}, tmp_path / "dem.tif")
     assert leftovers(tmp_path) == []

@@ -25,7 +25,7 @@ from geocopgen.models.pipeline import CopGenPipeline, PipelineOutput
 from geocopgen.models.sampling import (
     SamplingOutput,
     generators_from_seeds,
-    predict_noise,
+    predict_model_output,
     sample,
     sample_chain,
     start_index,
@@ -60,7 +60,7 @@ __all__ = [
     "load_model",
     "model_timestep",
     "official_scheduler",
-    "predict_noise",
+    "predict_model_output",
     "sample",
     "sample_chain",
     "sample_latents",

@@ -1,9 +1,10 @@
-"""The training objective: epsilon prediction with a role per modality.
+"""The training objective: epsilon or velocity prediction with a role per modality.
 
 Every training sample gives each modality one role:
 
 * **generate**: noised to an independent diffusers timestep uniform in 0..999 (the official
-  1..1000), and its noise prediction enters the loss;
+  1..1000), and its prediction (the noise, or the velocity for ``v_prediction`` schedulers, see
+  :mod:`geocopgen.models.schedule`) enters the loss;
 * **condition**: clean, model timestep 0, no loss;
 * **absent**: left out of the token sequence.
 
@@ -103,15 +104,18 @@ def diffusion_loss(
     timesteps: Mapping[str, torch.Tensor] | None = None,
     noise: Mapping[str, torch.Tensor] | None = None,
 ) -> LossOutput:
-    """Epsilon-prediction loss of ``backbone`` on clean scaled ``latents`` under ``roles``.
+    """Diffusion loss of ``backbone`` on clean scaled ``latents`` under ``roles``.
 
-    ``scheduler`` provides ``add_noise`` (a diffusers ``DDPMScheduler`` on the SD schedule, see
-    :func:`~geocopgen.models.schedule.training_scheduler`). ``latents`` may hold modalities that
-    are absent this batch; they are ignored. ``timesteps`` (name → ``(B,)`` diffusers timesteps)
-    and ``noise`` (name → tensor like the latent) replace the draws from ``generator`` when given:
-    a training loop that seeds every sample separately (exact resume, DDP) draws them itself.
+    ``scheduler`` provides ``add_noise`` and ``get_velocity`` (a diffusers ``DDPMScheduler`` on
+    the SD schedule, see :func:`~geocopgen.models.schedule.training_scheduler`); its
+    ``prediction_type`` says whether the target is the noise or the velocity. ``latents`` may
+    hold modalities that are absent this batch; they are ignored. ``timesteps`` (name → ``(B,)``
+    diffusers timesteps) and ``noise`` (name → tensor like the latent) replace the draws from
+    ``generator`` when given: a training loop that seeds every sample separately (exact resume,
+    DDP) draws them itself.
     """
-    inputs, times, noises = {}, {}, {}
+    velocity = scheduler.config.prediction_type == "v_prediction"
+    inputs, times, targets = {}, {}, {}
     for name in roles.present:
         z0 = latents[name]
         b = z0.shape[0]
@@ -127,13 +131,13 @@ def diffusion_loss(
         noisy = scheduler.add_noise(z0, eps, t)
         inputs[name] = torch.where(gen[:, None, None, None], noisy, z0)
         times[name] = torch.where(gen, model_timestep(t).to(z0.device), 0.0)
-        noises[name] = eps
+        targets[name] = scheduler.get_velocity(z0, eps, t) if velocity else eps
     pred = backbone(inputs, times).sample
     total = 0.0
     per_modality = {}
     for name in roles.present:
         gen = roles.generated[name].to(pred[name].device)
-        mse = (pred[name].float() - noises[name].float()).pow(2).mean(dim=(1, 2, 3))
+        mse = (pred[name].float() - targets[name].float()).pow(2).mean(dim=(1, 2, 3))
         total = total + torch.where(gen, mse, 0.0)
         if gen.any():
             per_modality[name] = mse[gen].mean().detach()

@@ -33,7 +33,13 @@ from geocopgen.errors import CheckpointError, ModalityError
 from geocopgen.models.autoencoder import LatentCodecMixin, ModalityAutoencoder, ThumbnailAutoencoder
 from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.checkpoints import atomic_folder, load_model, read_config, save_model
-from geocopgen.models.sampling import Generators, Ignored, predict_noise, sample, sample_chain
+from geocopgen.models.sampling import (
+    Generators,
+    Ignored,
+    predict_model_output,
+    sample,
+    sample_chain,
+)
 from geocopgen.models.schedule import default_scheduler, scheduler_from_config
 
 PIPELINE_CONFIG = "pipeline.json"
@@ -127,9 +133,9 @@ class CopGenPipeline:
         return {k: self.codec(k).from_latents(z) for k, z in latents.items()}
 
     # --- generation ------------------------------------------------------------------------------
-    def predict_noise(self, latents, conditions=None, timestep=0, *, generator=None):
-        """The single denoising call (see :func:`geocopgen.models.sampling.predict_noise`)."""
-        return predict_noise(
+    def predict_model_output(self, latents, conditions=None, timestep=0, *, generator=None):
+        """One denoising call (:func:`geocopgen.models.sampling.predict_model_output`)."""
+        return predict_model_output(
             self.backbone, latents, conditions, timestep, ignored=self.ignored, generator=generator
         )
 

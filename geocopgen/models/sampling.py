@@ -2,10 +2,10 @@
 
 Two layers:
 
-* :func:`predict_noise` is the single denoising call: current latents of the generated
-  modalities + clean condition latents + timestep(s) → noise prediction of the generated ones.
-  It never steps a scheduler, so a MultiDiffusion tiler can call it chip by chip, blend the
-  predictions on a scene canvas and then call ``scheduler.step`` once on the canvas.
+* :func:`predict_model_output` is the single denoising call: current latents of the generated
+  modalities + clean condition latents + timestep(s) → prediction (noise or velocity) of the
+  generated ones. It never steps a scheduler, so a MultiDiffusion tiler can call it chip by chip,
+  blend the predictions on a scene canvas and then call ``scheduler.step`` once on the canvas.
 * :func:`sample` runs the whole loop: seeded initial noise, one scheduler per generated modality
   (so each can start at its own noise level, img2img-style), conditions held at timestep 0 and
   returned bit-for-bit unchanged. :func:`sample_chain` loops generated → condition → generated.
@@ -47,7 +47,7 @@ class SamplingOutput(BaseOutput):
     latents: dict[str, torch.Tensor]
 
 
-def predict_noise(
+def predict_model_output(
     backbone: MultimodalUViT,
     latents: Mapping[str, torch.Tensor],
     conditions: Mapping[str, torch.Tensor] | None = None,
@@ -56,7 +56,10 @@ def predict_noise(
     ignored: Ignored = "omit",
     generator: Generators = None,
 ) -> dict[str, torch.Tensor]:
-    """Noise prediction for the modalities in ``latents`` at diffusers ``timestep``.
+    """The network's prediction for the modalities in ``latents`` at diffusers ``timestep``.
+
+    The prediction is what the scheduler consumes: the noise, or the velocity for a model trained
+    with ``prediction_type="v_prediction"``.
 
     ``latents``: name → current noisy latents ``(B, C, H, W)`` of the generated modalities;
     ``conditions``: name → clean latents (fed at timestep 0); ``timestep``: one diffusers
@@ -71,7 +74,7 @@ def predict_noise(
     if both:
         raise ModalityError(f"{sorted(both)} cannot be generated and a condition at once")
     if not generated:
-        raise ModalityError("predict_noise needs at least one modality to generate")
+        raise ModalityError("predict_model_output needs at least one modality to generate")
     inputs = {backbone.canonical(k): v for k, v in {**conditions, **latents}.items()}
     times: dict[str, torch.Tensor | float] = dict.fromkeys(held, 0.0)
     for name, key in zip(generated, latents, strict=True):
@@ -174,9 +177,11 @@ def sample(
             for n in names
         }
         times = {n: t if n in active else start_t[n] for n in names}
-        eps = predict_noise(backbone, current, conditions, times, ignored=ignored, generator=gens)
+        out = predict_model_output(
+            backbone, current, conditions, times, ignored=ignored, generator=gens
+        )
         for n in active:
-            state[n] = schedulers[n].step(eps[n], t, state[n], **step_kwargs).prev_sample
+            state[n] = schedulers[n].step(out[n], t, state[n], **step_kwargs).prev_sample
     return SamplingOutput(latents={**state, **conditions})
 
 

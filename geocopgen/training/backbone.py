@@ -3,7 +3,7 @@
 Each sample is one chip's latents for every modality of the store, co-augmented by the store's
 dataset (flips/rotations) and drawn fresh from the stored posterior moments. Every batch gives
 each modality a role — generate, condition or absent (:mod:`geocopgen.models.objective`) — and
-the loss is the epsilon-prediction MSE of the generated ones.
+the loss is the MSE of the generated ones' noise (or velocity) prediction.
 
 Randomness follows the loop's contract: the absent set is drawn from the *step* (so every DDP
 process agrees on the token set), everything per sample (generate/condition, timestep, noise)
@@ -14,7 +14,8 @@ identically.
 Config::
 
     model: {embed_dim: 256, depth: 8, num_heads: 4, patch_size: 4, mlp_ratio: 4.0,
-            qkv_bias: false, roles: {generate: 0.5, condition: 0.3, absent: 0.2}}
+            qkv_bias: false, roles: {generate: 0.5, condition: 0.3, absent: 0.2},
+            prediction_type: epsilon}
     data:  {store: latents.zarr, modalities: [], autoencoders: {s2l2a: path, ...},
             include_places: [], exclude_places: [], val_places: [], min_valid: 0.5,
             augment: true, sample_posterior: true}
@@ -43,7 +44,12 @@ from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.checkpoints import load_model, save_model
 from geocopgen.models.objective import RoleProbabilities, Roles, diffusion_loss, draw_roles
 from geocopgen.models.pipeline import CopGenPipeline
-from geocopgen.models.schedule import NUM_TRAIN_TIMESTEPS, default_scheduler, training_scheduler
+from geocopgen.models.schedule import (
+    NUM_TRAIN_TIMESTEPS,
+    check_prediction_type,
+    default_scheduler,
+    training_scheduler,
+)
 from geocopgen.training import randomness
 from geocopgen.training.config import TrainConfig, config_from_dict, load_config
 from geocopgen.training.distributed import DistInfo
@@ -67,6 +73,10 @@ class BackboneModelConfig:
     mlp_ratio: float = 4.0
     qkv_bias: bool = False
     roles: RoleProbabilities = field(default_factory=RoleProbabilities)
+    prediction_type: str = "epsilon"  # or "v_prediction" (see geocopgen.models.schedule)
+
+    def __post_init__(self) -> None:
+        check_prediction_type(self.prediction_type)
 
 
 @dataclass(frozen=True)
@@ -182,9 +192,14 @@ def draw_sample_roles(
     return Roles(present=present, generated=generated)
 
 
-def make_loss(names: Sequence[str], probabilities: RoleProbabilities, config: TrainConfig):
+def make_loss(
+    names: Sequence[str],
+    probabilities: RoleProbabilities,
+    config: TrainConfig,
+    prediction_type: str = "epsilon",
+):
     """The stage-2 ``loss_fn(model, batch, seeds)`` (see the module docstring)."""
-    scheduler = training_scheduler()
+    scheduler = training_scheduler(prediction_type)
     seed, batch_size = config.loop.seed, config.loop.batch_size
 
     def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor], seeds: torch.Tensor):
@@ -203,10 +218,15 @@ def make_loss(names: Sequence[str], probabilities: RoleProbabilities, config: Tr
     return loss_fn
 
 
-def make_validation(dataset: Subset | LatentDataset, names: Sequence[str], n_chips: int = 16):
+def make_validation(
+    dataset: Subset | LatentDataset,
+    names: Sequence[str],
+    n_chips: int = 16,
+    prediction_type: str = "epsilon",
+):
     """``val_fn(ema_model)``: per modality, the loss of generating it from all the others on
     fixed chips, timesteps and noise (comparable from one validation to the next)."""
-    scheduler = training_scheduler()
+    scheduler = training_scheduler(prediction_type)
     chips = [dataset[i] for i in range(min(n_chips, len(dataset)))]
     batch = {n: torch.stack([c[n] for c in chips]) for n in names}
     gens = randomness.generators(range(len(chips)), salt=3)
@@ -283,13 +303,13 @@ def train_backbone(
             raise ConfigError(
                 f"{data.store}: data.val_places={list(data.val_places)} match no chip"
             )
-        val_fn = make_validation(val_set, mods)
+        val_fn = make_validation(val_set, mods, prediction_type=spec.prediction_type)
     torch.manual_seed(config.loop.seed)
     backbone = build_backbone(spec, store, mods)
     trainer = Trainer(
         backbone,
         train_set,
-        make_loss(mods, spec.roles, config),
+        make_loss(mods, spec.roles, config, spec.prediction_type),
         config,
         Path(out_dir) / CHECKPOINT_DIR,
         val_fn=val_fn,
@@ -302,7 +322,8 @@ def train_backbone(
     if trainer.dist.is_main:
         ema = trainer.ema_model().cpu()
         if codecs:
-            CopGenPipeline(ema, default_scheduler(), codecs).save_pretrained(export)
+            scheduler = default_scheduler(spec.prediction_type)
+            CopGenPipeline(ema, scheduler, codecs).save_pretrained(export)
         else:
             save_model(ema, export)
         log.info("exported the backbone to %s", export)

@@ -6,14 +6,14 @@
    raised-cosine weights.
 2. **Denoise.** The target's canvas starts from position-seeded noise
    (:func:`~geocopgen.translation.canvas.positional_noise`). At every scheduler step each chip's
-   noise is predicted (``CopGenPipeline.predict_noise``, conditions at timestep 0, chips batched),
-   the predictions are blended into one canvas-sized prediction with raised-cosine weights, and
-   the scheduler takes **one** step on the whole canvas. Neighbouring chips therefore agree at
-   every step, so there is nothing to hide at chip borders afterwards. (Blending noise
-   predictions equals blending the chips' own steps, MultiDiffusion's rule, because a DPM-Solver
-   or DDIM step is linear in the model output.) With ``seamless=False`` every chip is denoised
-   on its own and the chips' final latents are blended once: the naive method, kept to measure
-   what seamlessness buys and costs.
+   noise (or velocity) is predicted (``CopGenPipeline.predict_model_output``, conditions at timestep
+   0, chips batched), the predictions are blended into one canvas-sized prediction with
+   raised-cosine weights, and the scheduler takes **one** step on the whole canvas. Neighbouring
+   chips therefore agree at every step, so there is nothing to hide at chip borders afterwards.
+   (Blending noise predictions equals blending the chips' own steps, MultiDiffusion's rule, because
+   a DPM-Solver or DDIM step is linear in the model output.) With ``seamless=False`` every chip is
+   denoised on its own and the chips' final latents are blended once: the naive method, kept to
+   measure what seamlessness buys and costs.
 3. **Decode.** The raster engine's pixel chips are decoded one by one from the canvas and handed,
    in physical units, to a sink (the streaming :class:`~geocopgen.mosaic.MosaicWriter`), which
    blends them again in pixel space and writes finished tiles. Output pixels are nodata (NaN)
@@ -273,7 +273,7 @@ class _Denoiser:
             name: self.stack(z, batch).repeat_interleave(self.samples, dim=0)
             for name, z in self.conditions.items()
         }
-        return self.pipeline.predict_noise({self.target: x}, cond, t)[self.target]
+        return self.pipeline.predict_model_output({self.target: x}, cond, t)[self.target]
 
     def predict(self, canvas: torch.Tensor, batch: Sequence[Chip], t: torch.Tensor) -> torch.Tensor:
         """``(chips, samples, C, h, w)`` noise predictions of a batch of canvas chips."""
