@@ -10,7 +10,7 @@ wall time; the share of it spent in the backbone, in the autoencoders, and every
 (reading, normalising, blending, scheduler steps, writing: geocopgen's own overhead); peak RSS;
 and the seam ratio at chip borders (see ``geocopgen.translation.seams``). Modes:
 
-* ``seamless``: MultiDiffusion, 32 px overlap (the default);
+* ``seamless``: MultiDiffusion, 64 px overlap (the default);
 * ``tiles``: seamless blending off: every chip denoised on its own, no overlap.
 
 Targets: backbone share >= 85 %, peak RSS < 2 GB. ``--backbone default-config`` swaps in a

@@ -313,7 +313,7 @@ def translate(
     input); ``modality`` states the source's modality (detected when omitted). ``samples`` > 1
     returns the per-pixel mean and standard deviation of that many samples as bands
     ``<band>`` and ``<band>_std``. ``seed`` fixes the result (noise is seeded per position).
-    ``steps``: sampler steps (model default). ``overlap``: chip overlap in px (default 32).
+    ``steps``: sampler steps (model default). ``overlap``: chip overlap in px (default 64).
     ``seamless=False`` denoises chips independently (for comparison only).
     """
     conditions = open_inputs(source, cond, modality=modality)

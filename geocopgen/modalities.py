@@ -107,11 +107,18 @@ class Modality:
             )
         return ax
 
-    def normalize(self, physical: ArrayT, axis: int = 0) -> ArrayT:
-        """Physical units → model units. Works on numpy, dask and torch arrays."""
+    def normalize(self, physical: ArrayT, axis: int = 0, *, out: Any = None) -> ArrayT:
+        """Physical units → model units. Works on numpy, dask and torch arrays.
+
+        ``out`` (numpy only; may be ``physical`` itself) takes the result without temporaries:
+        chip batches are large, and a fresh array per operation costs as much as the arithmetic.
+        """
         ax = self._check_bands(physical, axis)
         center, scale = self._constants(physical, ax, physical.ndim)
-        return (physical - center) / scale
+        if out is None:
+            return (physical - center) / scale
+        np.subtract(physical, center, out=out)
+        return np.divide(out, scale, out=out)
 
     def denormalize(self, normalised: ArrayT, axis: int = 0) -> ArrayT:
         """Model units → physical units; the exact inverse of :meth:`normalize`."""

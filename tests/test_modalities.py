@@ -48,6 +48,10 @@ def test_normalisation_is_exactly_invertible(name: str) -> None:
     torch.testing.assert_close(mod.denormalize(mod.normalize(t, axis=1), axis=1), t)
     with pytest.raises(BandMismatchError, match=mod.long_name):
         mod.normalize(np.concatenate([x, x[:, :1]], axis=1), axis=1)
+    inplace = x.astype(np.float32)
+    expected = mod.normalize(inplace, axis=1)
+    assert mod.normalize(inplace, axis=1, out=inplace) is inplace
+    np.testing.assert_array_equal(inplace, expected)  # the same float32 arithmetic, in place
 
 
 def test_s1_db_linear_round_trip_and_non_positive_power() -> None:

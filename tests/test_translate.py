@@ -55,7 +55,7 @@ def test_layout_covers_the_raster_with_chips_that_decode_inside_the_canvas(size)
     layout = CanvasLayout.for_grid(grid, factor=8, chip=32)
     rows, cols = layout.shape
     assert rows == max(-(-height // 8), 32) and cols == max(-(-width // 8), 32)
-    assert layout.overlap_px == 32 and layout.latent_chips.shape == layout.pixel_chips.shape
+    assert layout.overlap_px == 64 and layout.latent_chips.shape == layout.pixel_chips.shape
     for chip in layout.pixel_chips:
         r, c, dr, dc = layout.latents_of(chip)
         assert r.stop <= rows and c.stop <= cols  # the canvas holds every decode window
@@ -108,7 +108,7 @@ def test_output_grid_is_the_input_grid_exactly(pipe, s2, tmp_path):
         assert tags["MODALITY"] == "dem" and tags["STEPS"] == "3" and tags["SEED"] == "0"
         assert tags["SEAMLESS"] == "multidiffusion" and "S2L2A" in tags["CONDITIONS"]
         assert np.isfinite(dst.read()).all()
-    assert stats.latent_chips == stats.pixel_chips == 16 and stats.denoised_chips == 16
+    assert stats.latent_chips == stats.pixel_chips == 25 and stats.denoised_chips == 25
 
 
 def test_size_not_a_multiple_of_8_and_several_chips(pipe, tmp_path):
@@ -179,7 +179,7 @@ def test_samples_give_mean_and_std_bands(pipe, s2, tmp_path):
     # The std is taken per chip and blended like any band, so it equals the std of the blended
     # samples wherever one chip covers a pixel (in overlaps it is the chips' weighted mean std).
     once = _coverage(CanvasTranslator(pipe, "dem").layout(grid_of(s2))) == 1
-    assert once.mean() > 0.5
+    assert once.mean() > 0.25  # a third of the tile at the default 1/4-chip overlap
     expected = samples.std(axis=0, ddof=1)
     np.testing.assert_allclose(std[once], expected[once], rtol=1e-3, atol=1e-3)
     assert (std > 0).all()

@@ -92,7 +92,7 @@ NativeOpt = Annotated[
 CogOpt = Annotated[bool, typer.Option("--cog", help="Write a Cloud Optimized GeoTIFF.")]
 OverlapOpt = Annotated[
     int | None,
-    typer.Option("--overlap", min=0, help="Chip overlap in px, a multiple of 8 (default 32)."),
+    typer.Option("--overlap", min=0, help="Chip overlap in px, a multiple of 8 (default 64)."),
 ]
 SeamlessOpt = Annotated[
     bool,

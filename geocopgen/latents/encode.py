@@ -177,9 +177,10 @@ def _read_batch(
             x = np.stack(dask.compute(*chips)) if hasattr(chips[0], "dask") else np.stack(chips)
         ok = np.isfinite(x).all(axis=1)
         valid[:, j] = ok.mean(axis=(1, 2))
-        norm = get_modality(m).normalize(x.astype(np.float32, copy=False), axis=1)
-        norm[np.broadcast_to(~ok[:, None], norm.shape)] = 0.0  # in place: one array per batch
-        out[m] = norm.astype(np.float32, copy=False)
+        x = x.astype(np.float32, copy=False)
+        norm = get_modality(m).normalize(x, axis=1, out=x)  # in place: one array per batch
+        norm[np.broadcast_to(~ok[:, None], norm.shape)] = 0.0
+        out[m] = norm
     return out, valid
 
 

@@ -10,7 +10,7 @@
    0, chips batched), the predictions are blended into one canvas-sized prediction with
    raised-cosine weights, and the scheduler takes **one** step on the whole canvas. Neighbouring
    chips therefore agree at every step, so there is nothing to hide at chip borders afterwards.
-   (Blending noise predictions equals blending the chips' own steps, MultiDiffusion's rule, because
+   (Blending the predictions equals blending the chips' own steps, MultiDiffusion's rule, because
    a DPM-Solver or DDIM step is linear in the model output.) With ``seamless=False`` every chip is
    denoised on its own and the chips' final latents are blended once: the naive method, kept to
    measure what seamlessness buys and costs.
@@ -61,7 +61,7 @@ class ChipSink(Protocol):
 @dataclass(frozen=True)
 class TranslateOptions:
     """How to sample. ``steps=None`` takes the model's default; ``overlap`` is in pixels
-    (default 1/8 of a chip); ``batch_size`` counts chip-samples per backbone call;
+    (default 1/4 of a chip); ``batch_size`` counts chip-samples per backbone call;
     ``reduce``: with several samples, write per-pixel mean and standard deviation
     (``"mean_std"``) or every sample (``"samples"``)."""
 
@@ -172,8 +172,10 @@ def encode_canvas(
             read = [(chip, data) for chip, data in read if not data.empty]
             if not read:
                 continue
-            x = np.stack([modality.normalize(data.data, axis=0) for _, data in read])
-            x = torch.from_numpy(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)).to(device)
+            x = np.stack([data.data for _, data in read]).astype(np.float32, copy=False)
+            modality.normalize(x, axis=1, out=x)  # in place, as the NaN fill: no temporaries
+            np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+            x = torch.from_numpy(x).to(device)
             z = codec.to_latents(x.float())
             for (chip, _), zc in zip(read, z, strict=True):
                 w = chip_weights(grid, chip, device)
@@ -220,20 +222,20 @@ def denoise_canvas(
             latents = noise
             for t in scheduler.timesteps:
                 x = scheduler.scale_model_input(latents, t)
-                eps = torch.zeros_like(latents)
+                pred = torch.zeros_like(latents)
                 for batch in batches:
-                    denoiser.blend_into(eps, batch, denoiser.predict(x, batch, t))
+                    denoiser.blend_into(pred, batch, denoiser.predict(x, batch, t))
                     bar.update(1)
-                eps = eps / weight.clamp_min(1e-12)
-                latents = scheduler.step(eps, t, latents, **step_kwargs).prev_sample
+                pred = pred / weight.clamp_min(1e-12)
+                latents = scheduler.step(pred, t, latents, **step_kwargs).prev_sample
             return latents
         total = torch.zeros_like(noise)
         for batch in batches:
             chip_scheduler = copy.deepcopy(scheduler)
             x = denoiser.stack(noise, batch)
             for t in chip_scheduler.timesteps:
-                eps = denoiser.eps(chip_scheduler.scale_model_input(x, t), batch, t)
-                x = chip_scheduler.step(eps, t, x, **step_kwargs).prev_sample
+                pred = denoiser.output(chip_scheduler.scale_model_input(x, t), batch, t)
+                x = chip_scheduler.step(pred, t, x, **step_kwargs).prev_sample
                 bar.update(1)
             denoiser.blend_into(total, batch, denoiser.unstack(x, batch))
         return total / weight.clamp_min(1e-12)
@@ -247,7 +249,7 @@ def _step_kwargs(scheduler: Any, seed: int) -> dict[str, Any]:
 
 
 class _Denoiser:
-    """Cuts chip batches out of canvases, predicts their noise, and blends them back."""
+    """Cuts chip batches out of canvases, predicts their model output, and blends it back."""
 
     def __init__(
         self,
@@ -267,8 +269,8 @@ class _Denoiser:
     def unstack(self, x: torch.Tensor, batch: Sequence[Chip]) -> torch.Tensor:
         return x.reshape(len(batch), self.samples, *x.shape[1:])
 
-    def eps(self, x: torch.Tensor, batch: Sequence[Chip], t: torch.Tensor) -> torch.Tensor:
-        """Noise prediction of stacked chips ``x`` at timestep ``t``."""
+    def output(self, x: torch.Tensor, batch: Sequence[Chip], t: torch.Tensor) -> torch.Tensor:
+        """Model output (noise or velocity) for stacked chips ``x`` at timestep ``t``."""
         cond = {
             name: self.stack(z, batch).repeat_interleave(self.samples, dim=0)
             for name, z in self.conditions.items()
@@ -276,8 +278,8 @@ class _Denoiser:
         return self.pipeline.predict_model_output({self.target: x}, cond, t)[self.target]
 
     def predict(self, canvas: torch.Tensor, batch: Sequence[Chip], t: torch.Tensor) -> torch.Tensor:
-        """``(chips, samples, C, h, w)`` noise predictions of a batch of canvas chips."""
-        return self.unstack(self.eps(self.stack(canvas, batch), batch, t), batch)
+        """``(chips, samples, C, h, w)`` model outputs for a batch of canvas chips."""
+        return self.unstack(self.output(self.stack(canvas, batch), batch, t), batch)
 
     def blend_into(self, canvas: torch.Tensor, batch: Sequence[Chip], values: torch.Tensor) -> None:
         """Add each chip's values, times its blend weights, onto the canvas."""
