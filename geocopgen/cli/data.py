@@ -32,7 +32,9 @@ AutoencoderOpt = Annotated[
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Latent store (zarr) to write.")]
 ChipOpt = Annotated[int, typer.Option(help="Chip size in pixels (multiple of 8).")]
 OverlapOpt = Annotated[int, typer.Option(help="Chip overlap in pixels.")]
-BatchOpt = Annotated[int, typer.Option(help="Chips per encoding task.")]
+BatchOpt = Annotated[
+    int, typer.Option(help="Chips per encoding task: fewer, larger tasks spend less on reading.")
+]
 WorkersOpt = Annotated[int | None, typer.Option(help="Local threads (default: dask's).")]
 SchedulerOpt = Annotated[
     str | None,
@@ -98,7 +100,7 @@ def encode_folder(
     autoencoder: AutoencoderOpt,
     chip_size: ChipOpt = 256,
     overlap: OverlapOpt = 0,
-    batch_size: BatchOpt = 8,
+    batch_size: BatchOpt = 16,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     progress: ProgressOpt = True,
@@ -131,7 +133,7 @@ def encode_majortom(
     shards_dir: Annotated[Path | None, typer.Option(help="Local mirror of the shards.")] = None,
     chip_size: ChipOpt = 256,
     overlap: OverlapOpt = 0,
-    batch_size: BatchOpt = 8,
+    batch_size: BatchOpt = 16,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     progress: ProgressOpt = True,
@@ -176,7 +178,7 @@ def encode_stac(
     max_items: Annotated[int, typer.Option(help="Max items per search.")] = 20,
     chip_size: ChipOpt = 256,
     overlap: OverlapOpt = 0,
-    batch_size: BatchOpt = 8,
+    batch_size: BatchOpt = 16,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     progress: ProgressOpt = True,

@@ -210,7 +210,7 @@ def encode_places(
     *,
     chip_size: int = 256,
     overlap: int = 0,
-    batch_size: int = 8,
+    batch_size: int = 16,
     client: Any = None,
     num_workers: int | None = None,
     progress: bool = True,
