@@ -178,6 +178,29 @@ def test_majortom_20m_band_is_bilinear_on_10m_grid():
     assert plan_input(MAJORTOM_0U).to_dict()["resampled"]["B05"] == "bilinear"
 
 
+def test_60m_band_in_float32_is_within_a_thousandth_of_a_dn_of_the_float64_rule():
+    """B01 (60 m) on the 10 m grid: interpolated in float32, but as the float64 rule gives."""
+    arr = open_raster(VIRGINIA)
+    with rasterio.open(VIRGINIA / "B01.tif") as src:
+        s, coarse = src.read(1).astype(np.float64), src.transform
+    fine, offset = arr.rio.transform(), arr.attrs.get("s2_offset") or 0
+    worst = 0.0
+    for i, j in [(101, 202), (1000, 1333), (7, 1800), (1500, 17)]:
+        u, v = ~coarse * (fine * (j + 0.5, i + 0.5))  # the 60 m grid is not nested in the 10 m
+        u, v = u - 0.5, v - 0.5
+        r0, c0 = int(np.floor(v)), int(np.floor(u))
+        fy, fx = v - r0, u - c0
+        dn = (
+            (1 - fy) * (1 - fx) * s[r0, c0]
+            + (1 - fy) * fx * s[r0, c0 + 1]
+            + fy * (1 - fx) * s[r0 + 1, c0]
+            + fy * fx * s[r0 + 1, c0 + 1]
+        )
+        got = float(arr.sel(band="B01").values[i, j]) * 10000 - offset
+        worst = max(worst, abs(got - dn))
+    assert worst < 2e-3  # DN; float32 reflectance itself resolves ~1e-3 DN
+
+
 def test_resampled_bands_do_not_depend_on_the_window():
     """Overlapping chips must see identical values (60 m bands included)."""
     arr = open_raster(VIRGINIA)

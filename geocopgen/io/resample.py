@@ -12,6 +12,11 @@ values (and ``docs/modalities.md`` can state it exactly):
   weights renormalise); indices are clamped at the source's edge (edge pixels repeat);
 * a target pixel whose centre lies outside the source footprint, or whose neighbours are all
   nodata, is nodata (NaN).
+
+Sources of 8- or 16-bit integers (Sentinel-2 DNs) are interpolated in float32, others in
+float64. For 16-bit DNs float32 is exact on 20 m → 10 m (weights 1/4 and 3/4 add two bits per
+pass to 16-bit integers: 20 of float32's 24) and within 0.001 DN on 60 m → 10 m, far below the
+DN step, at a third of the float64 cost: resampling was the largest part of reading a chip.
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ def bilinear_window(
     window: Window,
     nodata: Sequence[float],
 ) -> np.ndarray:
-    """Bilinearly resampled values (float64, NaN = nodata) of ``window`` of ``dst``.
+    """Bilinearly resampled values (NaN = nodata) of ``window`` of ``dst``: float32 for 8/16-bit
+    integer sources, else float64 (module docstring).
 
     ``read(src_window) -> (band, rows, cols)`` reads raw source pixels (a rasterio ``read``
     bound to the band indexes).
@@ -64,7 +70,9 @@ def bilinear_window(
         if not np.isnan(nd):
             valid &= raw != nd
     all_valid = bool(valid.all())
-    weighted = raw.astype(np.float64) if all_valid else np.where(valid, raw, 0).astype(np.float64)
+    work = np.float32 if raw.dtype.kind in "iu" and raw.dtype.itemsize <= 2 else np.float64
+    fy, fx = fy.astype(work), fx.astype(work)
+    weighted = raw.astype(work) if all_valid else np.where(valid, raw, 0).astype(work)
     rows -= rmin
     cols -= cmin
     # The 2 x 2 bilinear sum factorises: interpolate rows, then columns, for the values and for
@@ -74,13 +82,13 @@ def bilinear_window(
     if all_valid:
         # The same float operations as the general case on an all-ones array, done once per
         # (row, col) instead of per band: bit-identical, so values never depend on the window.
-        ones_rows = 1.0 * (1.0 - fy) + 1.0 * fy
+        ones_rows = 1 * (1 - fy) + 1 * fy  # in fy's dtype, as the values
         weight = np.broadcast_to(
             ones_rows[:, None] * (1.0 - fx)[None, :] + ones_rows[:, None] * fx[None, :],
             total.shape,
         )
     else:
-        weight = _interp(_interp(valid.astype(np.float64), rows, fy, axis=1), cols, fx, axis=2)
+        weight = _interp(_interp(valid.astype(work), rows, fy, axis=1), cols, fx, axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.divide(total, weight, out=total)  # in place: total is not used again
     if not all_valid:
