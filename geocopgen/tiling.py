@@ -19,9 +19,10 @@ gets weight and the normalised blend is exact for identical inputs.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -232,9 +233,41 @@ def _ramp(n: int, overlap: int, start: bool, end: bool) -> np.ndarray:
 def read_chip(array: xr.DataArray, chip: Chip) -> ChipData:
     """Read one chip of a ModalityArray (one windowed read), reflection-padded if needed."""
     rows, cols = chip.slices
-    data = array.data[:, rows, cols]
+    return _chip_data(chip, _compute(array.data[:, rows, cols]))
+
+
+def read_chips(array: xr.DataArray, chips: Sequence[Chip]) -> list[ChipData]:
+    """Read several chips (a row of them, say) with one windowed read of their bounding box.
+
+    Neighbouring chips overlap, and a dask array that is a slice of another (a crop of an opened
+    raster, a clipped rioxarray array) computes every chunk a read touches in full, because dask
+    fuses only one level of slicing into the reader. One read per row of chips computes each chunk
+    a few times instead of once per chip; on a file-backed array it reads each pixel of the row
+    once instead of once per overlapping chip.
+    """
+    if not chips:
+        return []
+    windows = [c.window for c in chips]
+    r0 = min(int(w.row_off) for w in windows)
+    c0 = min(int(w.col_off) for w in windows)
+    r1 = max(int(w.row_off + w.height) for w in windows)
+    c1 = max(int(w.col_off + w.width) for w in windows)
+    block = _compute(array.data[:, r0:r1, c0:c1])
+    out = []
+    for chip in chips:
+        rows, cols = chip.slices
+        part = block[:, rows.start - r0 : rows.stop - r0, cols.start - c0 : cols.stop - c0]
+        out.append(_chip_data(chip, part))
+    return out
+
+
+def _compute(data: Any) -> np.ndarray:
+    """A (possibly dask) window as float32 numpy, computed in this thread."""
     values = np.asarray(data.compute(scheduler="synchronous") if hasattr(data, "compute") else data)
-    values = values.astype(np.float32, copy=False)
+    return values.astype(np.float32, copy=False)
+
+
+def _chip_data(chip: Chip, values: np.ndarray) -> ChipData:
     valid = np.isfinite(values).all(axis=0)
     bottom, right = chip.pad
     if bottom or right:

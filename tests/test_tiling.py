@@ -12,7 +12,8 @@ from rasterio.windows import transform as window_transform
 
 from geocopgen.errors import GridError
 from geocopgen.io import open_raster
-from geocopgen.tiling import ChipGrid, chip_offsets, iter_chips, read_chip
+from geocopgen.io.source import RasterSource
+from geocopgen.tiling import ChipGrid, chip_offsets, iter_chips, read_chip, read_chips
 
 
 @pytest.mark.parametrize("chip_size", [16, 64, 256])
@@ -67,6 +68,41 @@ def test_small_raster_is_reflection_padded():
     np.testing.assert_array_equal(chip.data[:, :224, 230], values[:, :, 216])
     assert chip.valid[:224, :224].all() and not chip.valid[224:].any()
     np.testing.assert_array_equal(chip.crop(chip.data), values)
+
+
+def test_a_row_of_chips_is_one_read_of_a_cropped_lazy_raster(monkeypatch):
+    """A crop of an opened raster is a dask slice of a slice; dask fuses only one of them into the
+    reader, so every chip read reads the crop's whole chunk. ``read_chips`` reads a row once and
+    cuts the same chips out of it, snapped last chip and reflection padding included."""
+    arr = open_raster(terramind("S2L2A"))
+    crop = arr.isel(y=slice(10, 210), x=slice(20, 140))  # 200 x 120 px
+    grid = ChipGrid.from_array(crop, chip_size=64, overlap=16)
+    row = [c for c in grid if c.row == 1]
+    assert len(row) == 3 and row[-1].window.col_off == 120 - 64  # the snapped last column
+    windows = []
+    real_read = RasterSource.read
+
+    def counting_read(self, window, bands=None):
+        windows.append(window)
+        return real_read(self, window, bands)
+
+    monkeypatch.setattr(RasterSource, "read", counting_read)
+    per_chip = [read_chip(crop, c) for c in row]
+    reads_per_chip = len(windows)
+    windows.clear()
+    together = read_chips(crop, row)
+    assert reads_per_chip == len(row) * len(windows)  # one read per band file, not per chip
+    for one, cut in zip(per_chip, together, strict=True):
+        assert one.chip == cut.chip
+        np.testing.assert_array_equal(one.data, cut.data)
+        np.testing.assert_array_equal(one.valid, cut.valid)
+
+    small = ChipGrid.from_array(crop, chip_size=256)  # one chip, padded on both sides
+    (chip,) = list(small)
+    (cut,) = read_chips(crop, [chip])
+    np.testing.assert_array_equal(cut.data, read_chip(crop, chip).data)
+    assert cut.data.shape == (12, 256, 256) and chip.pad == (56, 136)
+    assert read_chips(crop, []) == []
 
 
 def test_valid_mask_and_empty_chips():

@@ -1,9 +1,9 @@
 """Seamless translation of a raster of any size: encode → MultiDiffusion on the canvas → decode.
 
-1. **Encode.** Every condition is read chip by chip on the latent chip grid (one windowed read
-   per chip, reflection-padded past the raster edge), normalised (NaN → the band centre), encoded
-   to latents (posterior mean) and blended into that condition's latent canvas with the chips'
-   raised-cosine weights.
+1. **Encode.** Every condition is read one row of chips at a time on the latent chip grid (one
+   windowed read per row, cut into chips, reflection-padded past the raster edge), normalised
+   (NaN → the band centre), encoded to latents (posterior mean) and blended into that
+   condition's latent canvas with the chips' raised-cosine weights.
 2. **Denoise.** The target's canvas starts from position-seeded noise
    (:func:`~geocopgen.translation.canvas.positional_noise`). At every scheduler step each chip's
    noise (or velocity) is predicted (``CopGenPipeline.predict_model_output``, conditions at timestep
@@ -44,7 +44,7 @@ from geocopgen.models.autoencoder import ModalityAutoencoder
 from geocopgen.models.pipeline import CopGenPipeline
 from geocopgen.prefetch import prefetch
 from geocopgen.rastergrid import RasterGrid
-from geocopgen.tiling import Chip, read_chip
+from geocopgen.tiling import Chip, read_chip, read_chips
 from geocopgen.translation.canvas import CanvasLayout, chip_weights, positional_noise
 
 Reduce = Literal["mean_std", "samples"]
@@ -131,6 +131,27 @@ def _batched(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
         yield list(items[i : i + size])
 
 
+def _rebatched(groups: Iterable[list[Any]], size: int) -> Iterator[list[Any]]:
+    """The items of consecutive groups in batches of ``size`` (the last may be short)."""
+    batch: list[Any] = []
+    for group in groups:
+        for item in group:
+            batch.append(item)
+            if len(batch) == size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def _chip_rows(chips: Iterable[Chip]) -> list[list[Chip]]:
+    """Chips grouped by chip-grid row, in order."""
+    rows: dict[int, list[Chip]] = {}
+    for chip in chips:
+        rows.setdefault(chip.row, []).append(chip)
+    return list(rows.values())
+
+
 def _device_of(pipeline: CopGenPipeline) -> torch.device:
     return next(pipeline.backbone.parameters()).device
 
@@ -160,12 +181,12 @@ def encode_canvas(
     weight = torch.zeros(layout.shape, device=device)
     chips = list(grid)
     bar = tqdm(total=len(chips), desc=f"encoding {name}", unit="chip", disable=not progress)
+    rows = (  # one read per row of chips (see read_chips), the next row read while this encodes
+        list(zip(row, read_chips(array, [layout.pixels_of(c) for c in row]), strict=True))
+        for row in _chip_rows(chips)
+    )
     with bar, torch.inference_mode():
-        batches = (
-            [(chip, read_chip(array, layout.pixels_of(chip))) for chip in batch]
-            for batch in _batched(chips, batch_size)
-        )
-        for read in prefetch(batches):  # the next batch is read while this one encodes
+        for read in _rebatched(prefetch(rows), batch_size):
             bar.update(len(read))
             for chip, data in read:
                 complete[chip.row, chip.col] = bool((data.observed | ~data.real).all())
