@@ -70,6 +70,27 @@ def test_two_conditions_samples_native_and_cog(tmp_path):
     assert leftovers(tmp_path) == [out]
 
 
+def test_s2_offset_and_s1_scale_reach_the_cond_rasters(tmp_path, tiny):
+    """--s2-offset applies to a Sentinel-2 --cond raster, not only to FILE (here Sentinel-1)."""
+    outs = {}
+    for offset in (0, -1000):
+        out = outs[offset] = tmp_path / f"dem{offset}.tif"
+        result = cli("translate", terramind("S1RTC"), "--cond", f"s2l2a={terramind('S2L2A')}",
+                     "--to", "dem", "-o", out, "--s2-offset", offset, "--s1-scale", "db",
+                     "--model", tiny, "--steps", 2, "--device", "cpu")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        with rasterio.open(out) as src:
+            assert src.tags()["S2_OFFSET_OF_S2L2A"] == str(offset)
+    a, b = (rasterio.open(p).read(1) for p in outs.values())
+    assert not np.allclose(a, b)  # 1000 DN more reflectance changed the condition
+    result = cli("generate", "--to", "dem", "--cond", f"s2l2a={terramind('S2L2A')}",
+                 "--s2-offset", 0, "-o", tmp_path / "g.tif", "--model", tiny, "--steps", 2,
+                 "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "g.tif") as src:
+        assert src.tags()["S2_OFFSET_OF_S2L2A"] == "0"
+
+
 def test_generate_on_a_major_tom_cell_matches_the_real_products_grid(tmp_path):
     out = tmp_path / "s2.tif"
     result = cli("generate", "--to", "s2l2a", "--cell", "0U_199R", "-o", out, "--steps", 2,

@@ -43,6 +43,19 @@ def _conditions(values: list[str] | None) -> dict[str, Path]:
     return out
 
 
+def _open_conditions(
+    paths: dict[str, Path], s2_offset: int | None, s1_scale: S1Scale
+) -> dict[str, Any]:
+    """The ``--cond`` rasters opened as their stated modalities, with ``--s2-offset`` applied to
+    the Sentinel-2 ones and ``--s1-scale`` to the Sentinel-1 one."""
+    from geocopgen.io import open_raster
+
+    return {
+        name: open_raster(path, name, offset=s2_offset, s1_scale=s1_scale.value)
+        for name, path in paths.items()
+    }
+
+
 def _bbox(value: str | None) -> tuple[float, ...] | None:
     if value is None:
         return None
@@ -121,7 +134,8 @@ def translate(
         typer.Argument(
             metavar="FILE",
             help="Input GeoTIFF or band folder; the output is on its grid. Optional if --cond "
-            "gives the inputs. --modality, --s2-offset, --s1-scale and --nodata apply to it.",
+            "gives the inputs. --modality and --nodata apply to it alone; --s2-offset and "
+            "--s1-scale to every Sentinel-2 / Sentinel-1 input, --cond rasters included.",
         ),
     ] = None,
     cond: CondOpt = None,
@@ -147,9 +161,10 @@ def translate(
     from geocopgen import api
     from geocopgen.io import open_raster
 
-    conditions = _conditions(cond)
-    if path is None and not conditions:
+    paths = _conditions(cond)
+    if path is None and not paths:
         raise typer.BadParameter("give an input FILE or at least one --cond", param_hint="FILE")
+    conditions = _open_conditions(paths, s2_offset, s1_scale)
     source = None
     if path is not None:
         source = open_raster(
@@ -199,6 +214,8 @@ def generate(
     seamless: SeamlessOpt = True,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = Device.auto,
+    s2_offset: S2OffsetOpt = None,
+    s1_scale: S1ScaleOpt = S1Scale.auto,
 ) -> None:
     """Generate a modality on a Major TOM cell, a lon/lat box or a raster's grid: unconditionally,
     or from --cond rasters; the output is georeferenced (10 m, or --native).
@@ -210,11 +227,12 @@ def generate(
     places = [v for v in (cell, bbox, like) if v is not None]
     if len(places) > 1:
         raise typer.BadParameter("give one of --cell, --bbox or --like", param_hint="--cell")
-    conditions = _conditions(cond)
-    if not places and not conditions:
+    paths = _conditions(cond)
+    if not places and not paths:
         raise typer.BadParameter(
             "say where: --cell, --bbox or --like (or give --cond rasters)", param_hint="--cell"
         )
+    conditions = _open_conditions(paths, s2_offset, s1_scale)
     result = api.generate(
         to,
         cell=cell,
