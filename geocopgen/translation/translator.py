@@ -20,8 +20,9 @@
    wherever any condition is nodata.
 
 Memory: the canvases (target, prediction sum, the scheduler's history of two predictions, one
-per condition) plus a batch of chips; a full 10 980 px Sentinel-2 tile's canvas is
-1373 x 1373 x 8 float32 = 60 MB per sample.
+per condition), a batch of chips, and while encoding the row of chips being encoded and the next
+one being read; a full 10 980 px Sentinel-2 tile's canvas is 1373 x 1373 x 8 float32 = 60 MB per
+sample, and one row of its 13 bands 256 x 10 980 x 13 float32 = 146 MB.
 """
 
 from __future__ import annotations
