@@ -133,7 +133,12 @@ def main() -> None:
     print(
         f"S2L1C -> DEM, Virginia {first['size']} px, {first['chips']} chips of 256 px, "
         f"{first['steps']} steps, batch {args.batch_size}, {first['threads']} torch threads, "
-        f"{args.backbone} backbone, model {args.model}"
+        f"model {args.model}"
+        + (
+            ", its backbone swapped for a random default-config one"
+            if args.backbone != "bundled"
+            else ""
+        )
     )
     print(f"{'mode':<10}{'wall s':>8}{'backbone':>10}{'autoenc.':>10}{'other':>8}"
           f"{'peak RSS':>11}{'seam ratio':>12}")  # fmt: skip
