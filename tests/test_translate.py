@@ -23,6 +23,7 @@ from geocopgen.translation import (
     translate_arrays,
     translate_to_file,
 )
+from geocopgen.translation.validity import PixelMask
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -81,6 +82,32 @@ def test_layout_refuses_an_overlap_off_the_latent_lattice():
 
 
 # --- seeding ------------------------------------------------------------------------------------
+def test_pixel_mask_keeps_every_bit_of_unaligned_windows():
+    """The packed mask the decoder reads nodata from agrees with a plain boolean raster for
+    windows that start and end inside a byte, and ``&`` combines two conditions' masks."""
+    rng = np.random.default_rng(0)
+    height, width = 37, 61
+    plain = [np.zeros((height, width), bool), np.zeros((height, width), bool)]
+    masks = [PixelMask(height, width), PixelMask(height, width)]
+    for _ in range(200):
+        k = int(rng.integers(2))
+        r0, c0 = int(rng.integers(height)), int(rng.integers(width))
+        rows = slice(r0, int(rng.integers(r0 + 1, height + 1)))
+        cols = slice(c0, int(rng.integers(c0 + 1, width + 1)))
+        values = rng.random((rows.stop - rows.start, cols.stop - cols.start)) < 0.5
+        plain[k][rows, cols] = values
+        masks[k].set(rows, cols, values)
+        np.testing.assert_array_equal(masks[k].get(rows, cols), values)
+    everything = (slice(0, height), slice(0, width))
+    for mask, expected in zip(masks, plain, strict=True):
+        np.testing.assert_array_equal(mask.get(*everything), expected)
+    both = masks[0] & masks[1]
+    np.testing.assert_array_equal(both.get(*everything), plain[0] & plain[1])
+    np.testing.assert_array_equal(
+        both.get(slice(3, 9), slice(5, 30)), (plain[0] & plain[1])[3:9, 5:30]
+    )
+
+
 def test_noise_is_seeded_by_position_not_by_extent():
     """A crop whose origin moves by a multiple of 8 px gets the same noise where they overlap."""
     full = grid_of(open_raster(VIRGINIA))

@@ -17,12 +17,14 @@
 3. **Decode.** The raster engine's pixel chips are decoded one by one from the canvas and handed,
    in physical units, to a sink (the streaming :class:`~geocopgen.mosaic.MosaicWriter`), which
    blends them again in pixel space and writes finished tiles. Output pixels are nodata (NaN)
-   wherever any condition is nodata.
+   wherever any condition is nodata, as the encoder saw it (a
+   :class:`~geocopgen.translation.validity.PixelMask`, so the conditions are not read twice).
 
 Memory: the canvases (target, prediction sum, the scheduler's history of two predictions, one
 per condition), a batch of chips, and while encoding the row of chips being encoded and the next
 one being read; a full 10 980 px Sentinel-2 tile's canvas is 1373 x 1373 x 8 float32 = 60 MB per
-sample, and one row of its 13 bands 256 x 10 980 x 13 float32 = 146 MB.
+sample, one row of its 13 bands 256 x 10 980 x 13 float32 = 146 MB, and each condition's
+nodata mask 15 MB.
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ from geocopgen.models.autoencoder import ModalityAutoencoder
 from geocopgen.models.pipeline import CopGenPipeline
 from geocopgen.prefetch import prefetch
 from geocopgen.rastergrid import RasterGrid
-from geocopgen.tiling import Chip, read_chip, read_chips
+from geocopgen.tiling import Chip, read_chips
 from geocopgen.translation.canvas import CanvasLayout, chip_weights, positional_noise
+from geocopgen.translation.validity import PixelMask
 
 Reduce = Literal["mean_std", "samples"]
 
@@ -165,9 +168,9 @@ def encode_canvas(
     *,
     batch_size: int = 8,
     progress: bool = True,
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """A ModalityArray's latent canvas ``(1, C, H, W)``, and per latent chip whether it holds
-    any valid pixel and whether every one of its raster pixels is valid.
+) -> tuple[torch.Tensor, np.ndarray, PixelMask]:
+    """A ModalityArray's latent canvas ``(1, C, H, W)``, per latent chip whether it holds any
+    valid pixel, and which raster pixels hold data (at least one finite band).
 
     Chips with no valid pixel are not encoded (their cells stay 0 unless a neighbour covers them).
     """
@@ -177,7 +180,7 @@ def encode_canvas(
     device = _device_of(pipeline)
     grid = layout.latent_chips
     has_data = np.zeros(grid.shape, dtype=bool)
-    complete = np.zeros(grid.shape, dtype=bool)
+    observed = PixelMask(layout.grid.height, layout.grid.width)
     total = torch.zeros((1, codec.config.latent_channels, *layout.shape), device=device)
     weight = torch.zeros(layout.shape, device=device)
     chips = list(grid)
@@ -189,8 +192,8 @@ def encode_canvas(
     with bar, torch.inference_mode():
         for read in _rebatched(prefetch(rows), batch_size):
             bar.update(len(read))
-            for chip, data in read:
-                complete[chip.row, chip.col] = bool((data.observed | ~data.real).all())
+            for _, data in read:
+                observed.set(*data.chip.slices, data.crop(data.observed))
             read = [(chip, data) for chip, data in read if not data.empty]
             if not read:
                 continue
@@ -205,7 +208,7 @@ def encode_canvas(
                 total[0, :, rows, cols] += zc * w
                 weight[rows, cols] += w
                 has_data[chip.row, chip.col] = True
-    return total / weight.clamp_min(1e-12), has_data, complete
+    return total / weight.clamp_min(1e-12), has_data, observed
 
 
 # --- 2. denoise -------------------------------------------------------------------------------
@@ -317,15 +320,13 @@ def decode_canvas(
     latents: torch.Tensor,
     layout: CanvasLayout,
     *,
-    masks: Sequence[xr.DataArray] = (),
-    complete: np.ndarray | None = None,
+    valid: PixelMask | None = None,
     reduce: Reduce = "mean_std",
     progress: bool = True,
 ) -> Iterator[tuple[Chip, np.ndarray | None]]:
-    """Decoded pixel chips in physical units, window-shaped, NaN where any of ``masks`` (the
-    conditions) is nodata; ``None`` for a chip with no valid pixel. ``(bands, h, w)`` per chip,
-    bands as :func:`output_bands` names them. ``complete`` (per latent chip: every pixel of
-    every mask valid, from :func:`encode_canvas`) spares re-reading the masks where it holds."""
+    """Decoded pixel chips in physical units, window-shaped, NaN where ``valid`` (the pixels
+    where every condition has data, from :func:`encode_canvas`) is False; ``None`` for a chip
+    with no valid pixel. ``(bands, h, w)`` per chip, bands as :func:`output_bands` names them."""
     codec = check_codec(pipeline, name)
     modality = get_modality(name)
     chips = list(layout.pixel_chips)
@@ -333,10 +334,8 @@ def decode_canvas(
     with bar, torch.inference_mode():
         for chip in chips:
             bar.update(1)
-            rows, cols = layout.touching(chip)
-            known = complete is not None and bool(complete[rows, cols].all())
-            valid = None if known else _valid_pixels(masks, chip)
-            if valid is not None and not valid.any():
+            mask = None if valid is None else valid.get(*chip.slices)
+            if mask is not None and not mask.any():
                 yield chip, None
                 continue
             rows, cols, dr, dc = layout.latents_of(chip)
@@ -345,19 +344,9 @@ def decode_canvas(
             h, w = int(chip.window.height), int(chip.window.width)
             physical = modality.denormalize(image.float(), axis=1)[..., :h, :w].cpu().numpy()
             out = reduce_samples(physical, reduce)
-            if valid is not None:
-                out[:, ~valid] = np.nan
+            if mask is not None and not mask.all():
+                out[:, ~mask] = np.nan
             yield chip, out
-
-
-def _valid_pixels(masks: Sequence[xr.DataArray], chip: Chip) -> np.ndarray | None:
-    """Window-shaped: True where every condition has at least one finite band."""
-    valid = None
-    for array in masks:
-        data = read_chip(array, chip)
-        observed = data.crop(data.observed)
-        valid = observed if valid is None else valid & observed
-    return valid
 
 
 def reduce_samples(x: np.ndarray, reduce: Reduce) -> np.ndarray:
@@ -449,13 +438,13 @@ class CanvasTranslator:
         clock = time.perf_counter()
         latents: dict[str, torch.Tensor] = {}
         active = np.ones(layout.latent_chips.shape, dtype=bool)
-        complete = np.ones(layout.latent_chips.shape, dtype=bool)
+        valid: PixelMask | None = None
         for name, array in conditions.items():
-            latents[name], has_data, full = encode_canvas(
+            latents[name], has_data, observed = encode_canvas(
                 self.pipeline, array, layout, batch_size=opts.batch_size, progress=opts.progress
             )
             active &= has_data
-            complete &= full
+            valid = observed if valid is None else valid & observed
         if not active.any():
             sources = ", ".join(str(a.attrs.get("source", n)) for n, a in conditions.items())
             raise NoValidDataError(
@@ -476,8 +465,7 @@ class CanvasTranslator:
             self.target,
             final,
             layout,
-            masks=list(conditions.values()),
-            complete=complete,
+            valid=valid,
             reduce=opts.reduce,
             progress=opts.progress,
         )
