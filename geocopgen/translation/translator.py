@@ -1,9 +1,9 @@
 """Seamless translation of a raster of any size: encode → MultiDiffusion on the canvas → decode.
 
-1. **Encode.** Every condition is read one row of chips at a time on the latent chip grid (one
-   windowed read per row, cut into chips, reflection-padded past the raster edge), normalised
-   (NaN → the band centre), encoded to latents (posterior mean) and blended into that
-   condition's latent canvas with the chips' raised-cosine weights.
+1. **Encode.** Every condition is read a run of up to 8 chips of one chip row at a time on the
+   latent chip grid (one windowed read per run, cut into chips, reflection-padded past the
+   raster edge), normalised (NaN → the band centre), encoded to latents (posterior mean) and
+   blended into that condition's latent canvas with the chips' raised-cosine weights.
 2. **Denoise.** The target's canvas starts from position-seeded noise
    (:func:`~geocopgen.translation.canvas.positional_noise`). At every scheduler step each chip's
    noise (or velocity) is predicted (``CopGenPipeline.predict_model_output``, conditions at timestep
@@ -21,10 +21,10 @@
    :class:`~geocopgen.translation.validity.PixelMask`, so the conditions are not read twice).
 
 Memory: the canvases (target, prediction sum, the scheduler's history of two predictions, one
-per condition), a batch of chips, and while encoding the row of chips being encoded and the next
-one being read; a full 10 980 px Sentinel-2 tile's canvas is 1373 x 1373 x 8 float32 = 60 MB per
-sample, one row of its 13 bands 256 x 10 980 x 13 float32 = 146 MB, and each condition's
-nodata mask 15 MB.
+per condition), a batch of chips, the run of chips being encoded and the next one being read
+(13 bands x 256 x 1600 px float32 = 21 MB), and each condition's nodata mask; for a full
+10 980 px Sentinel-2 tile the canvas is 1373 x 1373 x 8 float32 = 60 MB per sample and the
+mask 15 MB.
 """
 
 from __future__ import annotations
@@ -148,12 +148,18 @@ def _rebatched(groups: Iterable[list[Any]], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def _chip_rows(chips: Iterable[Chip]) -> list[list[Chip]]:
-    """Chips grouped by chip-grid row, in order."""
+#: Chips per windowed read: a run of 8 chips of 256 px at the default overlap spans 1600 px, so
+#: a read of a lazily sliced array computes at most 3 of its 1024 px chunks per band group
+#: (163 MB for 13 bands) even on a 10 980 px wide tile.
+CHIPS_PER_READ = 8
+
+
+def _chip_runs(chips: Iterable[Chip], size: int = CHIPS_PER_READ) -> list[list[Chip]]:
+    """Chips grouped by chip-grid row, in order, each row cut into runs of at most ``size``."""
     rows: dict[int, list[Chip]] = {}
     for chip in chips:
         rows.setdefault(chip.row, []).append(chip)
-    return list(rows.values())
+    return [run for row in rows.values() for run in _batched(row, size)]
 
 
 def _device_of(pipeline: CopGenPipeline) -> torch.device:
@@ -185,12 +191,12 @@ def encode_canvas(
     weight = torch.zeros(layout.shape, device=device)
     chips = list(grid)
     bar = tqdm(total=len(chips), desc=f"encoding {name}", unit="chip", disable=not progress)
-    rows = (  # one read per row of chips (see read_chips), the next row read while this encodes
-        list(zip(row, read_chips(array, [layout.pixels_of(c) for c in row]), strict=True))
-        for row in _chip_rows(chips)
+    runs = (  # one read per run of a chip row (see read_chips), the next read while this encodes
+        list(zip(run, read_chips(array, [layout.pixels_of(c) for c in run]), strict=True))
+        for run in _chip_runs(chips)
     )
     with bar, torch.inference_mode():
-        for read in _rebatched(prefetch(rows), batch_size):
+        for read in _rebatched(prefetch(runs), batch_size):
             bar.update(len(read))
             for _, data in read:
                 observed.set(*data.chip.slices, data.crop(data.observed))
