@@ -56,6 +56,7 @@ def run_fold(work: Path, place: str, places, store: Path, autoencoders, args) ->
         name=place,
         exclude_places=[f"{place}*"],
         steps=args.steps,
+        depth=args.depth,
     )
     train_seconds = time.perf_counter() - t0
     pipeline = CopGenPipeline.from_pretrained(pipeline_dir)
@@ -113,6 +114,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--sampler-steps", type=int, default=None)
     parser.add_argument("--places", nargs="*", default=None)
+    parser.add_argument("--depth", type=int, default=None, help="Backbone depth (default: 8).")
     args = parser.parse_args()
     work = args.work
     autoencoders = {m: work / f"ae_{m}" / "autoencoder" for m in OFFICIAL_ORDER}

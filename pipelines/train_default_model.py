@@ -136,7 +136,11 @@ def train_backbone_stage(
     name: str = "backbone",
     exclude_places: Sequence[str] = (),
     steps: int | None = None,
+    depth: int | None = None,
 ) -> Path:
+    """Train the recipe's backbone; ``steps`` and ``depth`` override the config's (experiments)."""
+    from dataclasses import replace
+
     from geocopgen.training import train_backbone
 
     config = load_yaml(
@@ -146,9 +150,9 @@ def train_backbone_stage(
         exclude_places=list(exclude_places),
     )
     if steps is not None:
-        from dataclasses import replace
-
         config = replace(config, loop=replace(config.loop, steps=steps))
+    if depth is not None:
+        config = replace(config, model={**config.model, "depth": depth})
     t0 = time.perf_counter()
     result = train_backbone(config, work / name)
     seconds = time.perf_counter() - t0
@@ -184,6 +188,9 @@ def main() -> None:
         help="Checkpoints and the latent store (resumable).",
     )
     parser.add_argument("--out", type=Path, default=REPO / "geocopgen" / "weights" / "default")
+    parser.add_argument(
+        "--depth", type=int, default=None, help="Backbone depth instead of the config's (8)."
+    )
     args = parser.parse_args()
     os.chdir(REPO)  # the configs' data paths are relative to the repository root
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -195,7 +202,7 @@ def main() -> None:
     store = encode_store(args.work, autoencoders)
     times["encoding"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    pipeline = train_backbone_stage(args.work, store, autoencoders)
+    pipeline = train_backbone_stage(args.work, store, autoencoders, depth=args.depth)
     times["stage 2 (backbone)"] = time.perf_counter() - t0
     size = export(pipeline, args.out)
     total = time.perf_counter() - start
