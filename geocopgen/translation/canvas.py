@@ -138,28 +138,12 @@ class CanvasLayout:
         cols = slice(c0 // f, -(-(c0 + size) // f))
         return rows, cols, r0 - rows.start * f, c0 - cols.start * f
 
-    def touching(self, pixel_chip: Chip) -> tuple[slice, slice]:
-        """(rows, cols) of the latent chip grid whose pixel footprints meet ``pixel_chip``."""
-        w = pixel_chip.window
-        r0, c0 = int(w.row_off), int(w.col_off)
-        return (
-            _meeting(self.latent_chips.row_offsets, self.factor, self.chip_px, r0, int(w.height)),
-            _meeting(self.latent_chips.col_offsets, self.factor, self.chip_px, c0, int(w.width)),
-        )
-
     def origin_cell(self) -> tuple[int, int]:
         """(row, col) of the canvas's first cell in the CRS's global latent lattice."""
         t = self.grid.transform
         row = round(t.f / t.e)  # pixel rows from the CRS origin (t.e < 0: rows grow southwards)
         col = round(t.c / t.a)
         return row // self.factor, col // self.factor
-
-
-def _meeting(offsets: list[int], factor: int, size: int, start: int, length: int) -> slice:
-    """Indices of the chips (latent ``offsets``, ``size`` px each) meeting ``[start, +length)``."""
-    end = start + length
-    hits = [i for i, o in enumerate(offsets) if o * factor < end and start < o * factor + size]
-    return slice(hits[0], hits[-1] + 1)
 
 
 def chip_weights(grid: ChipGrid, chip: Chip, device: torch.device | None = None) -> torch.Tensor:
