@@ -1,6 +1,7 @@
 """Benchmark: Sentinel-2 L1C → DEM over the whole Virginia scene with the bundled model.
 
-    python bench/bench_translate.py [--steps 20] [--batch-size 8] [--crop 0] [--backbone ...]
+    python bench/bench_translate.py [--steps 20] [--batch-size 8] [--crop 0] [--nodata-west 0]
+        [--model default] [--backbone ...]
 
 On a machine shared with other busy processes, run it with ``OMP_NUM_THREADS=1``: two torch
 threads that keep waiting for each other make every number slower and noisier.
@@ -15,7 +16,8 @@ and the seam ratio at chip borders (see ``geocopgen.translation.seams``). Modes:
 
 Targets: backbone share >= 85 %, peak RSS < 2 GB. The last line says how much costlier the
 backbone would have to be for the share to reach 85 % with everything else as measured.
-``--model`` benches another pipeline folder than the bundled one. ``--backbone default-config``
+``--model`` benches another pipeline folder than the bundled one; ``--nodata-west PX`` masks the
+scene's western columns (lazily, ``where``) to time translation next to nodata. ``--backbone default-config``
 swaps in a randomly initialised ``MultimodalUViT()`` (the library's default size) to compare;
 with the bundled model, whose backbone has that size, the two measure the same cost.
 """
@@ -54,9 +56,7 @@ class Timer:
         self.seconds += time.perf_counter() - self._start
 
 
-def worker(
-    mode: str, steps: int, batch_size: int, crop: int, backbone_size: str, model: str
-) -> dict:
+def worker(mode: str, args: argparse.Namespace) -> dict:
     import rasterio
     import torch
 
@@ -68,10 +68,14 @@ def worker(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scene = open_raster(VIRGINIA, offset=0)
-    if crop:
-        scene = open_raster(scene.isel(y=slice(0, crop), x=slice(0, crop)))
-    pipeline = api.load_model(model, device="cpu")
-    if backbone_size == "default-config":
+    if args.crop:
+        scene = open_raster(scene.isel(y=slice(0, args.crop), x=slice(0, args.crop)))
+    if args.nodata_west:  # a swath edge: the western columns hold no data
+        attrs = scene.attrs
+        scene = scene.where(scene.x > scene.x[args.nodata_west - 1])
+        scene.attrs = attrs
+    pipeline = api.load_model(args.model, device="cpu")
+    if args.backbone == "default-config":
         from geocopgen.models import CopGenPipeline, MultimodalUViT
 
         torch.manual_seed(0)
@@ -80,7 +84,9 @@ def worker(
     backbone = Timer(pipeline.backbone)
     codecs = [pipeline.autoencoders[m] for m in ("s2l1c", "dem")]
     autoencoders = Timer(*[c.encoder for c in codecs], *[c.decoder for c in codecs])
-    options = TranslateOptions(steps=steps, batch_size=batch_size, progress=False, **MODES[mode])
+    options = TranslateOptions(
+        steps=args.steps, batch_size=args.batch_size, progress=False, **MODES[mode]
+    )
     translator = CanvasTranslator(pipeline, "dem", options)
     grid = grid_of(scene)
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,20 +119,19 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=0, help="bench a top-left crop (px); 0: all")
     parser.add_argument("--backbone", choices=["bundled", "default-config"], default="bundled")
     parser.add_argument("--model", default="default", help="pipeline folder (default: bundled)")
+    parser.add_argument(
+        "--nodata-west", type=int, default=0, metavar="PX",
+        help="make the western PX columns nodata, as at a swath edge",
+    )  # fmt: skip
     parser.add_argument("--worker", choices=list(MODES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        result = worker(
-            args.worker, args.steps, args.batch_size, args.crop, args.backbone, args.model
-        )
-        print(json.dumps(result))
+        print(json.dumps(worker(args.worker, args)))
         return
 
     results = {}
     for mode in MODES:
-        cmd = [sys.executable, __file__, "--worker", mode, "--steps", str(args.steps),
-               "--batch-size", str(args.batch_size), "--crop", str(args.crop),
-               "--backbone", args.backbone, "--model", args.model]  # fmt: skip
+        cmd = [sys.executable, __file__, *sys.argv[1:], "--worker", mode]
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
         results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
     first = results["seamless"]
