@@ -17,9 +17,10 @@ and the seam ratio at chip borders (see ``geocopgen.translation.seams``). Modes:
 Targets: backbone share >= 85 %, peak RSS < 2 GB. The last line says how much costlier the
 backbone would have to be for the share to reach 85 % with everything else as measured.
 ``--model`` benches another pipeline folder than the bundled one; ``--nodata-west PX`` masks the
-scene's western columns (lazily, ``where``) to time translation next to nodata. ``--backbone default-config``
-swaps in a randomly initialised ``MultimodalUViT()`` (the library's default size) to compare;
-with the bundled model, whose backbone has that size, the two measure the same cost.
+scene's western columns (lazily, ``where``) to time translation next to nodata.
+``--backbone default-config`` swaps in a randomly initialised ``MultimodalUViT()`` (the library's
+default size) to compare; with the bundled model, whose backbone has that size, the two measure
+the same cost.
 """
 
 from __future__ import annotations
