@@ -70,13 +70,14 @@ def test_two_conditions_samples_native_and_cog(tmp_path):
     assert leftovers(tmp_path) == [out]
 
 
-def test_s2_offset_and_s1_scale_reach_the_cond_rasters(tmp_path, tiny):
-    """--s2-offset applies to a Sentinel-2 --cond raster, not only to FILE (here Sentinel-1)."""
+def test_s2_offset_reaches_the_cond_rasters(tmp_path, tiny):
+    """--s2-offset applies to a Sentinel-2 --cond raster, not only to FILE (here Sentinel-1).
+    --s1-scale takes the same path (``_open_conditions``) and is not checked separately."""
     outs = {}
     for offset in (0, -1000):
         out = outs[offset] = tmp_path / f"dem{offset}.tif"
         result = cli("translate", terramind("S1RTC"), "--cond", f"s2l2a={terramind('S2L2A')}",
-                     "--to", "dem", "-o", out, "--s2-offset", offset, "--s1-scale", "db",
+                     "--to", "dem", "-o", out, "--s2-offset", offset,
                      "--model", tiny, "--steps", 2, "--device", "cpu")  # fmt: skip
         assert result.exit_code == 0, result.output
         with rasterio.open(out) as src:

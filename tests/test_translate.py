@@ -78,7 +78,6 @@ def test_layout_refuses_an_overlap_off_the_latent_lattice():
         CanvasLayout.for_grid(grid, factor=8, chip=32, overlap_px=20)
 
 
-# --- seeding ------------------------------------------------------------------------------------
 def test_pixel_mask_keeps_every_bit_of_unaligned_windows():
     """The packed mask the decoder reads nodata from agrees with a plain boolean raster for
     windows that start and end inside a byte, and ``&`` combines two conditions' masks."""
@@ -105,6 +104,7 @@ def test_pixel_mask_keeps_every_bit_of_unaligned_windows():
     )
 
 
+# --- seeding ------------------------------------------------------------------------------------
 def test_noise_is_seeded_by_position_not_by_extent():
     """A crop whose origin moves by a multiple of 8 px gets the same noise where they overlap."""
     full = grid_of(open_raster(VIRGINIA))
