@@ -513,6 +513,14 @@ def _per_band(units: str | Sequence[str], bands: Sequence[str]) -> list[str]:
 ChipFn = Callable[[np.ndarray, ChipData], np.ndarray]
 
 
+def reading_tags(attrs: Mapping[str, Any], of: str) -> dict[str, Any]:
+    """Provenance tags for how an input's raw values were read (``Codec.reading_attrs``), e.g.
+    ``S2_OFFSET_OF_INPUT`` or ``S1_SCALE_OF_S1RTC``."""
+    return {
+        f"{key.upper()}_OF_{of}": attrs[key] for key in ("s2_offset", "s1_scale") if key in attrs
+    }
+
+
 def identity(data: np.ndarray, chip: ChipData) -> np.ndarray:
     """The identity chip operation (for round trips)."""
     return data
@@ -561,8 +569,8 @@ def apply_chipwise(
         "OPERATION": getattr(fn, "__name__", type(fn).__name__),
         **(tags or {}),
     }
-    if "s2_offset" in array.attrs:
-        provenance.setdefault("S2_OFFSET_OF_INPUT", array.attrs["s2_offset"])
+    for key, value in reading_tags(array.attrs, "INPUT").items():
+        provenance.setdefault(key, value)
     with (
         rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20),
         MosaicWriter(

@@ -71,8 +71,7 @@ def test_two_conditions_samples_native_and_cog(tmp_path):
 
 
 def test_s2_offset_reaches_the_cond_rasters(tmp_path, tiny):
-    """--s2-offset applies to a Sentinel-2 --cond raster, not only to FILE (here Sentinel-1).
-    --s1-scale takes the same path (``_open_conditions``) and is not checked separately."""
+    """--s2-offset applies to a Sentinel-2 --cond raster, not only to FILE (here Sentinel-1)."""
     outs = {}
     for offset in (0, -1000):
         out = outs[offset] = tmp_path / f"dem{offset}.tif"
@@ -90,6 +89,26 @@ def test_s2_offset_reaches_the_cond_rasters(tmp_path, tiny):
     assert result.exit_code == 0, result.output
     with rasterio.open(tmp_path / "g.tif") as src:
         assert src.tags()["S2_OFFSET_OF_S2L2A"] == "0"
+
+
+def test_s1_scale_reaches_the_cond_rasters(tmp_path, tiny):
+    """--s1-scale applies to a Sentinel-1 --cond raster: the file in linear power, read as
+    linear, translates as the dB original does; read as dB, it does not."""
+    linear = write_variant(terramind("S1RTC"), tmp_path / "s1_linear.tif",
+                           data=lambda db: 10 ** (db / 10))  # fmt: skip
+    outs = {}
+    for name, s1, scale in [("orig", terramind("S1RTC"), "db"), ("linear", linear, "linear"),
+                            ("as_db", linear, "db")]:  # fmt: skip
+        out = outs[name] = tmp_path / f"dem_{name}.tif"
+        result = cli("translate", terramind("S2L2A"), "--cond", f"s1rtc={s1}", "--to", "dem",
+                     "-o", out, "--s1-scale", scale, "--model", tiny, "--steps", 2,
+                     "--device", "cpu")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        with rasterio.open(out) as src:
+            assert src.tags()["S1_SCALE_OF_S1RTC"] == ("db" if name == "as_db" else scale)
+    orig, lin, as_db = (rasterio.open(p).read(1) for p in outs.values())
+    same, changed = np.abs(lin - orig).max(), np.abs(as_db - orig).max()
+    assert changed > 100 * same  # the tiny test model leans little on S1, but it does
 
 
 def test_generate_on_a_major_tom_cell_matches_the_real_products_grid(tmp_path):

@@ -110,6 +110,16 @@ class Codec:
         raw[invalid] = nodata
         return raw
 
+    def reading_attrs(self) -> dict[str, int | str]:
+        """How the raw values were read, as ModalityArray attrs: ``s2_offset`` for Sentinel-2,
+        ``s1_scale`` (``"db"`` or ``"linear"``) for Sentinel-1. Outputs record them as
+        provenance, since either, guessed wrong, silently changes what a model sees."""
+        if self.modality.name.startswith("s2"):
+            return {"s2_offset": self.offset}
+        if self.modality.name.startswith("s1"):
+            return {"s1_scale": "linear" if self.encoding == S1_LINEAR else "db"}
+        return {}
+
     def describe(self) -> str:
         """One line saying exactly what decode does (for ``geocopgen info`` and logs)."""
         if self.encoding == S2_DN:

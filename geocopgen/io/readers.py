@@ -3,7 +3,8 @@
 A *ModalityArray* (the project's data contract) is a lazy, dask-backed ``xarray.DataArray`` with
 dims ``("band", "y", "x")``, float32 values in the modality's physical units, NaN where invalid,
 rioxarray georeferencing, ``band`` = the modality's band names, and attrs ``modality``, ``units``,
-``source`` and (Sentinel-2) ``s2_offset``.
+``source`` and how the raw values were read (``Codec.reading_attrs``: Sentinel-2 ``s2_offset``,
+Sentinel-1 ``s1_scale``).
 
 Opening is two steps so that ``geocopgen info`` can show what *would* be read without reading
 pixels: :func:`plan_input` inspects files and decides modality, band order, grid, resampling and
@@ -90,9 +91,7 @@ class InputPlan:
             meta=np.empty((0, 0, 0), dtype=np.float32),
             name=f"geocopgen-read-{tokenize(src)}",
         )
-        attrs: dict[str, Any] = {}
-        if self.modality.name.startswith("s2"):
-            attrs["s2_offset"] = self.codec.offset
+        attrs: dict[str, Any] = self.codec.reading_attrs()
         if self.datetime:
             attrs["datetime"] = self.datetime
         return modality_array(data, self.grid, self.modality, source=self.source, **attrs)

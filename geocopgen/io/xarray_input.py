@@ -73,10 +73,7 @@ def from_xarray(
     )
     codec = _codec_for(array, m, offset, s1_scale, source)
     physical = data.map_blocks(codec.decode, dtype=np.float32)
-    attrs: dict[str, Any] = {}
-    if m.name.startswith("s2"):
-        attrs["s2_offset"] = codec.offset
-    return modality_array(physical, grid, m, source=source, **attrs)
+    return modality_array(physical, grid, m, source=source, **codec.reading_attrs())
 
 
 def _codec_for(

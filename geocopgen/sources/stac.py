@@ -226,11 +226,11 @@ class StacSource:
         encoding, offset = PHYSICAL, 0
         if mod.name.startswith("s2"):
             encoding, offset = S2_DN, _item_s2_offset(group[0])
-            attrs["s2_offset"] = offset
         elif mod.name == "s1rtc":
             encoding = S1_LINEAR
         # odc-stac fills pixels outside the items with the nodata value, or NaN for floats.
         codec = Codec(mod, encoding, offset, nodata, nan_is_nodata=True, source=self.url)
+        attrs.update(codec.reading_attrs())
         data = raw.data.map_blocks(codec.decode, dtype=np.float32)
         gb = ds.odc.geobox
         grid = RasterGrid(CRS.from_wkt(gb.crs.to_wkt()), gb.affine, gb.shape.x, gb.shape.y)

@@ -20,7 +20,7 @@ from rasterio.crs import CRS
 
 from geocopgen.modalities import get_modality
 from geocopgen.models.pipeline import CopGenPipeline
-from geocopgen.mosaic import GDAL_CACHE_MB, MosaicWriter
+from geocopgen.mosaic import GDAL_CACHE_MB, MosaicWriter, reading_tags
 from geocopgen.rastergrid import RasterGrid
 from geocopgen.translation.translator import CanvasTranslator, TranslateOptions, TranslateStats
 
@@ -50,8 +50,7 @@ def provenance(
     if opts.samples > 1:
         tags["SAMPLE_REDUCTION"] = opts.reduce
     for name, array in conditions.items():
-        if "s2_offset" in array.attrs:
-            tags[f"S2_OFFSET_OF_{name.upper()}"] = array.attrs["s2_offset"]
+        tags.update(reading_tags(array.attrs, name.upper()))
     return tags
 
 
