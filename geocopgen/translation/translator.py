@@ -198,14 +198,19 @@ def encode_canvas(
     with bar, torch.inference_mode():
         for read in _rebatched(prefetch(runs), batch_size):
             bar.update(len(read))
-            for _, data in read:
-                observed.set(*data.chip.slices, data.crop(data.observed))
-            read = [(chip, data) for chip, data in read if not data.empty]
-            if not read:
-                continue
             x = np.stack([data.data for _, data in read]).astype(np.float32, copy=False)
-            modality.normalize(x, axis=1, out=x)  # in place, as the NaN fill: no temporaries
-            np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+            finite = np.isfinite(x)  # one pass serves the mask, the skip and the NaN fill
+            seen = finite.any(axis=1)
+            for (_, data), chip_seen in zip(read, seen, strict=True):
+                observed.set(*data.chip.slices, data.crop(chip_seen))
+            keep = seen.any(axis=(1, 2))
+            if not keep.any():
+                continue
+            if not keep.all():
+                read = [r for r, k in zip(read, keep, strict=True) if k]
+                x, finite = x[keep], finite[keep]
+            modality.normalize(x, axis=1, out=x)  # in place: no temporaries
+            np.copyto(x, 0.0, where=~finite)
             x = torch.from_numpy(x).to(device)
             z = codec.to_latents(x.float())
             for (chip, _), zc in zip(read, z, strict=True):
