@@ -109,7 +109,9 @@ def print_summary(summary: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=recipe.REPO / "work" / "default-model")
+    parser.add_argument(
+        "--work", type=recipe.work_folder, default=recipe.REPO / "work" / "default-model"
+    )
     parser.add_argument("--steps", type=int, default=None, help="Backbone steps per fold.")
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--sampler-steps", type=int, default=None)

@@ -179,11 +179,18 @@ def export(pipeline_dir: Path, target: Path) -> float:
     return size
 
 
+def work_folder(path: str) -> Path:
+    """``--work`` as an absolute path, resolved against the caller's directory: the stages'
+    checkpoints record the store and autoencoder paths under it, and a resume compares them,
+    so the same folder must give the same paths whatever the spelling or the current directory."""
+    return Path(path).resolve()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--work",
-        type=Path,
+        type=work_folder,
         default=REPO / "work" / "default-model",
         help="Checkpoints and the latent store (resumable).",
     )

@@ -96,3 +96,16 @@ def test_recipe_script_runs_and_errors_are_one_line(tmp_path: Path, autoencoders
     assert "4 chips planned, 4 encoded" in done.stdout
     bad = runner.invoke(encode_app, ["folder", str(TERRAMIND), "-o", str(out), "-a", "dem"])
     assert bad.exit_code != 0 and "expected MODALITY=PATH" in str(bad.exception)
+
+
+def test_default_model_recipes_record_one_work_path(tmp_path: Path, monkeypatch) -> None:
+    """The recipes' checkpoints record paths under --work and a resume compares them, so a
+    relative --work resolves against the caller's directory to one absolute path."""
+    sys.path.insert(0, str(ROOT / "pipelines"))
+    try:
+        from train_default_model import work_folder
+    finally:
+        sys.path.remove(str(ROOT / "pipelines"))
+    monkeypatch.chdir(tmp_path)
+    assert work_folder("work/v6") == work_folder(str(tmp_path / "work" / "v6"))
+    assert work_folder("work/v6") == tmp_path.resolve() / "work" / "v6"
