@@ -180,9 +180,10 @@ def export(pipeline_dir: Path, target: Path) -> float:
 
 
 def work_folder(path: str) -> Path:
-    """``--work`` as an absolute path, resolved against the caller's directory: the stages'
-    checkpoints record the store and autoencoder paths under it, and a resume compares them,
-    so the same folder must give the same paths whatever the spelling or the current directory."""
+    """``--work`` (and ``--out``) as an absolute path, resolved against the caller's directory
+    before the recipe moves to the repository root: the stages' checkpoints record the store and
+    autoencoder paths under it, and a resume compares them, so the same folder must give the
+    same paths whatever the spelling or the current directory."""
     return Path(path).resolve()
 
 
@@ -194,7 +195,9 @@ def main() -> None:
         default=REPO / "work" / "default-model",
         help="Checkpoints and the latent store (resumable).",
     )
-    parser.add_argument("--out", type=Path, default=REPO / "geocopgen" / "weights" / "default")
+    parser.add_argument(
+        "--out", type=work_folder, default=REPO / "geocopgen" / "weights" / "default"
+    )
     parser.add_argument(
         "--depth", type=int, default=None, help="Backbone depth instead of the config's (8)."
     )
