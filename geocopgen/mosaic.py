@@ -45,6 +45,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from geocopgen.errors import GridError, NoValidDataError, OutputError
+from geocopgen.io.codecs import reading_tags
 from geocopgen.modalities import Modality, get_modality
 from geocopgen.rastergrid import RasterGrid
 from geocopgen.tiling import Chip, ChipData, ChipGrid, iter_chips
@@ -511,14 +512,6 @@ def _per_band(units: str | Sequence[str], bands: Sequence[str]) -> list[str]:
 
 # --- running an operation chip by chip ------------------------------------------------------
 ChipFn = Callable[[np.ndarray, ChipData], np.ndarray]
-
-
-def reading_tags(attrs: Mapping[str, Any], of: str) -> dict[str, Any]:
-    """Provenance tags for how an input's raw values were read (``Codec.reading_attrs``), e.g.
-    ``S2_OFFSET_OF_INPUT`` or ``S1_SCALE_OF_S1RTC``."""
-    return {
-        f"{key.upper()}_OF_{of}": attrs[key] for key in ("s2_offset", "s1_scale") if key in attrs
-    }
 
 
 def identity(data: np.ndarray, chip: ChipData) -> np.ndarray:

@@ -30,6 +30,7 @@ import argparse
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -139,8 +140,6 @@ def train_backbone_stage(
     depth: int | None = None,
 ) -> Path:
     """Train the recipe's backbone; ``steps`` and ``depth`` override the config's (experiments)."""
-    from dataclasses import replace
-
     from geocopgen.training import train_backbone
 
     config = load_yaml(

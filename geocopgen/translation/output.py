@@ -18,9 +18,10 @@ import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 
+from geocopgen.io.codecs import reading_tags
 from geocopgen.modalities import get_modality
 from geocopgen.models.pipeline import CopGenPipeline
-from geocopgen.mosaic import GDAL_CACHE_MB, MosaicWriter, reading_tags
+from geocopgen.mosaic import GDAL_CACHE_MB, MosaicWriter
 from geocopgen.rastergrid import RasterGrid
 from geocopgen.translation.translator import CanvasTranslator, TranslateOptions, TranslateStats
 
