@@ -1,0 +1,6 @@
+"""COP-GEN (the 2026 successor of COP-GEN-Beta): its published layout, and the pieces that run its
+weights faithfully inside geocopgen. ``reference/copgen-parity/README.md`` is the spec."""
+
+from geocopgen.copgen.layout import COPGEN_SLOTS, SLOT_NAMES, CopgenSlot, slot
+
+__all__ = ["COPGEN_SLOTS", "SLOT_NAMES", "CopgenSlot", "slot"]
