@@ -18,16 +18,14 @@ resampled onto the working grid, with a :class:`~geocopgen.errors.ResamplingWarn
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import rasterio
-import torch
 import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
@@ -43,23 +41,18 @@ from geocopgen.errors import (
 from geocopgen.io import align, grid_of, model_grid, open_raster, utm_grid
 from geocopgen.io.source import open_dataset
 from geocopgen.modalities import get_modality
-from geocopgen.models.pipeline import CopGenPipeline
-from geocopgen.mosaic import MosaicWriter, _refuse_overwriting_input
+from geocopgen.mosaic import _refuse_overwriting_input
+from geocopgen.options import ReadOptions, TranslateOptions, WriteOptions, split_options
 from geocopgen.rastergrid import RasterGrid
-from geocopgen.translation import (
-    CanvasTranslator,
-    TranslateOptions,
-    decode_canvas,
-    encode_canvas,
-    layout_for,
-    translate_to_file,
-)
-from geocopgen.translation.translator import check_codec
-from geocopgen.weights import resolve_model
+
+if TYPE_CHECKING:  # torch and the models load with the first model, not with this module
+    import torch
+
+    from geocopgen.models.pipeline import CopGenPipeline
 
 InputLike = str | os.PathLike | Any  # a path, a rasterio dataset, an xarray DataArray/Dataset
 GridLike = Literal["input", "model", "native"] | RasterGrid
-ModelLike = str | os.PathLike | CopGenPipeline | None
+ModelLike = "str | os.PathLike | CopGenPipeline | None"
 
 __all__ = [
     "Capabilities",
@@ -76,12 +69,16 @@ __all__ = [
 
 # --- models -----------------------------------------------------------------------------------
 def _mps_available() -> bool:
+    import torch
+
     mps = getattr(torch.backends, "mps", None)
     return mps is not None and mps.is_available()
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``None``/``"auto"``: CUDA if present, else Apple MPS, else CPU; or the device named."""
+    import torch
+
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -108,8 +105,12 @@ def load_model(
 
     ``model``: ``None`` or ``"default"`` (the bundled model), a pipeline folder, a hub id when
     online, or a pipeline object (moved to ``device`` if one is given). Loaded folders are
-    cached per (folder, device), so repeated calls in a notebook cost nothing.
+    cached per (folder, device), so repeated calls in a notebook cost nothing. torch and the
+    model code are imported here, on first use, so that a bad input fails before they load.
     """
+    from geocopgen.models.pipeline import CopGenPipeline
+    from geocopgen.weights import resolve_model
+
     if isinstance(model, CopGenPipeline):
         return model.to(resolve_device(device)) if device is not None else model
     path = resolve_model("default" if model is None else model)
@@ -123,30 +124,39 @@ def load_model(
 
 
 def _model_name(model: ModelLike) -> str:
-    if isinstance(model, CopGenPipeline):
-        return "a CopGenPipeline object"
-    return "default (bundled)" if model in (None, "default") else str(model)
+    if model is None or isinstance(model, (str, os.PathLike)):
+        return "default (bundled)" if model in (None, "default") else str(model)
+    return f"a {type(model).__name__} object"
 
 
 # --- inputs -----------------------------------------------------------------------------------
-def _open_one(obj: InputLike, modality: str | None = None) -> xr.DataArray:
-    """One input as a ModalityArray (lazy)."""
+def _open_one(
+    obj: InputLike,
+    modality: str | None = None,
+    reading: ReadOptions | None = None,
+    *,
+    nodata: float | None = None,
+) -> xr.DataArray:
+    """One input as a ModalityArray (lazy), read with ``reading``'s S2 offset and S1 scale and
+    the nodata override ``nodata``."""
     if isinstance(obj, xr.Dataset):
         raise InputError(
             "a Dataset holds several modalities; pass it as the source (each variable becomes a "
             "condition) or pass its variables, e.g. ds['s2l2a']"
         )
+    reading = reading or ReadOptions()
+    kwargs: dict[str, Any] = {"offset": reading.s2_offset, "s1_scale": reading.s1_scale}
     if isinstance(obj, xr.DataArray):
         if _is_modality_array(obj, modality):
             return obj  # already decoded (e.g. by open_raster): keep its windowed reads
-        return open_raster(obj, modality)
+        return open_raster(obj, modality, **kwargs)
     if isinstance(obj, rasterio.io.DatasetReaderBase):
         if Path(obj.name).exists():
-            return open_raster(obj.name, modality)
+            return open_raster(obj.name, modality, nodata=nodata, **kwargs)
         import rioxarray
 
-        return open_raster(rioxarray.open_rasterio(obj, chunks=True), modality)
-    return open_raster(Path(obj), modality)
+        return open_raster(rioxarray.open_rasterio(obj, chunks=True), modality, **kwargs)
+    return open_raster(Path(obj), modality, nodata=nodata, **kwargs)
 
 
 def _is_modality_array(obj: xr.DataArray, modality: str | None) -> bool:
@@ -168,26 +178,30 @@ def open_inputs(
     cond: Mapping[str, InputLike] | Sequence[InputLike] | InputLike | None = None,
     *,
     modality: str | None = None,
+    reading: ReadOptions | None = None,
 ) -> dict[str, xr.DataArray]:
     """``source`` (+ ``cond``) as ModalityArrays keyed by modality, ``source`` first.
 
     ``cond`` is a mapping modality → input (the modality is then stated, not detected), or one
     input or a sequence of inputs (detected). A ``Dataset`` source contributes every variable.
+    ``reading`` applies its S2 offset and S1 scale to every input and its nodata override to
+    ``source`` alone (a condition has its own nodata).
     """
-    items: list[tuple[str | None, InputLike]] = []
+    reading = reading or ReadOptions()
+    items: list[tuple[str | None, InputLike, float | None]] = []
     if isinstance(source, xr.Dataset):
-        items += [(None, source[v]) for v in source.data_vars]
+        items += [(None, source[v], None) for v in source.data_vars]
     elif source is not None:
-        items.append((modality, source))
+        items.append((modality, source, reading.nodata))
     if isinstance(cond, Mapping):
-        items += [(get_modality(k).name, v) for k, v in cond.items()]
+        items += [(get_modality(k).name, v, None) for k, v in cond.items()]
     elif isinstance(cond, (list, tuple)):
-        items += [(None, v) for v in cond]
+        items += [(None, v, None) for v in cond]
     elif cond is not None:
-        items.append((None, cond))
+        items.append((None, cond, None))
     out: dict[str, xr.DataArray] = {}
-    for stated, obj in items:
-        array = _open_one(obj, stated)
+    for stated, obj, nodata in items:
+        array = _open_one(obj, stated, reading, nodata=nodata)
         name = array.attrs["modality"]
         if name in out:
             raise InputError(
@@ -224,69 +238,33 @@ def _work_and_out_grids(
     return work, (None if reference == work else reference)
 
 
-# --- outputs ----------------------------------------------------------------------------------
-def _read_output(path: Path, target: str, samples: int, *, load: bool) -> xr.DataArray:
-    """The written GeoTIFF as a georeferenced DataArray (lazy, or loaded into memory), with its
-    provenance tags as lower-case ``attrs``."""
-    with rasterio.open(path) as src:
-        names, tags = list(src.descriptions), src.tags()
-    if samples == 1:
-        array = open_raster(path, target)  # a ModalityArray of the target
-    else:
-        import rioxarray
-
-        raw = rioxarray.open_rasterio(path, chunks=True, mask_and_scale=False)
-        modality = get_modality(target)
-        array = xr.DataArray(
-            raw.data,
-            dims=("band", "y", "x"),
-            coords={"band": names, "y": raw["y"].values, "x": raw["x"].values},
-            attrs={"modality": modality.name, "units": modality.units, "source": str(path)},
-            name=f"{modality.name}_mean_std",
-        )
-        array = array.rio.write_crs(raw.rio.crs).rio.write_transform(raw.rio.transform())
-        array = array.rio.write_nodata(np.nan, encoded=False)
-    array.attrs.update({k.lower(): v for k, v in tags.items() if k.isupper()})
-    return array.load() if load else array
-
-
-def _run(
+# --- translate / generate -----------------------------------------------------------------------
+def _translate(
     target: str,
     conditions: Mapping[str, xr.DataArray],
-    work: RasterGrid,
-    out_grid: RasterGrid | None,
+    place: RasterGrid,
     *,
-    output: str | os.PathLike | None,
+    writing: WriteOptions,
+    sampling: TranslateOptions,
     model: ModelLike,
     device: str | torch.device | None,
-    options: TranslateOptions,
-    cog: bool,
-    overwrite: bool,
 ) -> xr.DataArray:
-    pipeline = load_model(model, device=device)
-    translator = CanvasTranslator(pipeline, target, options)
-    names = translator.check_conditions(conditions)
-    aligned = align(dict(zip(names, conditions.values(), strict=True)), like=work) if names else {}
-    for array in conditions.values():
-        if output is not None:
-            _refuse_overwriting_input(output, str(array.attrs.get("source", "")))
+    """The one path of :func:`translate` and :func:`generate`: check the output, load the
+    model, plan once, run into the file or into memory, and return the result."""
+    from geocopgen.translation import CanvasTranslator, result_array, run_plan
 
-    def write(path: Path) -> None:
-        translate_to_file(
-            translator,
-            work,
-            aligned,
-            path,
-            out_grid=out_grid,
-            cog=cog,
-            model=_model_name(model),
-            overwrite=overwrite,
-        )
-
-    return _written(write, translator.target, options.samples, output)
+    if writing.path is not None:
+        for array in conditions.values():
+            _refuse_overwriting_input(writing.path, str(array.attrs.get("source", "")))
+    writing.check_path()
+    work, out_grid = _work_and_out_grids(place, target, writing.grid)
+    pipeline = load_model(model, device=device)  # everything a user can get wrong is checked
+    translator = CanvasTranslator(pipeline, target, sampling)
+    plan = translator.plan(work, conditions, out_grid=out_grid, model=_model_name(model))
+    _, writer = run_plan(translator, plan, writing)
+    return result_array(plan, writer)
 
 
-# --- translate / generate -----------------------------------------------------------------------
 def translate(
     source: InputLike | None,
     to: str,
@@ -295,53 +273,38 @@ def translate(
     modality: str | None = None,
     output: str | os.PathLike | None = None,
     model: ModelLike = None,
-    steps: int | None = None,
-    samples: int = 1,
-    seed: int = 0,
-    grid: GridLike = "input",
-    overlap: int | None = None,
-    seamless: bool = True,
-    batch_size: int = 8,
     device: str | torch.device | None = None,
-    cog: bool = False,
-    overwrite: bool = True,
-    progress: bool = True,
+    **options: Any,
 ) -> xr.DataArray:
     """Translate ``source`` (and the extra conditions ``cond``) into modality ``to``.
 
     ``source``: a path, rasterio dataset, DataArray or Dataset (``None`` if ``cond`` holds every
-    input); ``modality`` states the source's modality (detected when omitted). ``samples`` > 1
-    returns the per-pixel mean and standard deviation of that many samples as bands
-    ``<band>`` and ``<band>_std``. ``seed`` fixes the result (noise is seeded per position).
-    ``steps``: sampler steps (model default). ``overlap``: chip overlap in px (default 64).
-    ``seamless=False`` denoises chips independently (for comparison only).
+    input); ``modality`` states the source's modality (detected when omitted). Without
+    ``output`` the result is computed in memory; with it, it is streamed to that GeoTIFF and the
+    returned array reads it lazily.
+
+    ``options`` (keywords; or ready values ``reading=``, ``sampling=``, ``writing=``):
+
+    * reading (:class:`~geocopgen.options.ReadOptions`): ``s2_offset`` (0 or -1000; default
+      decided from metadata), ``s1_scale`` (``"auto"``, ``"db"``, ``"linear"``), ``nodata``
+      (the source's nodata override);
+    * sampling (:class:`~geocopgen.options.TranslateOptions`): ``steps`` (model default),
+      ``samples`` (> 1 returns the per-pixel mean and standard deviation as bands ``<band>`` and
+      ``<band>_std``), ``seed`` (noise is seeded per position), ``overlap`` (chip overlap in px,
+      default 64), ``seamless`` (``False`` denoises chips independently, for comparison only),
+      ``batch_size``, ``reduce``, ``progress``;
+    * writing (:class:`~geocopgen.options.WriteOptions`): ``grid`` (``"input"``, ``"model"``,
+      ``"native"`` or a grid), ``cog``, ``overwrite`` (default ``False``: an existing output is
+      refused).
     """
-    conditions = open_inputs(source, cond, modality=modality)
+    reading, sampling, writing = split_options(options, writing={"path": output})
+    conditions = open_inputs(source, cond, modality=modality, reading=reading)
     if not conditions:
         raise InputError("translate needs at least one input; use generate() for none")
     target = get_modality(to).name
-    reference = grid_of(next(iter(conditions.values())))
-    work, out_grid = _work_and_out_grids(reference, target, grid)
-    options = TranslateOptions(
-        steps=steps,
-        samples=samples,
-        seed=seed,
-        overlap=overlap,
-        seamless=seamless,
-        batch_size=batch_size,
-        progress=progress,
-    )
-    return _run(
-        target,
-        conditions,
-        work,
-        out_grid,
-        output=output,
-        model=model,
-        device=device,
-        options=options,
-        cog=cog,
-        overwrite=overwrite,
+    place = grid_of(next(iter(conditions.values())))
+    return _translate(
+        target, conditions, place, writing=writing, sampling=sampling, model=model, device=device
     )
 
 
@@ -402,24 +365,18 @@ def generate(
     cond: Mapping[str, InputLike] | Sequence[InputLike] | InputLike | None = None,
     output: str | os.PathLike | None = None,
     model: ModelLike = None,
-    steps: int | None = None,
-    samples: int = 1,
-    seed: int = 0,
-    grid: Literal["model", "native"] = "model",
-    overlap: int | None = None,
-    seamless: bool = True,
-    batch_size: int = 8,
     device: str | torch.device | None = None,
-    cog: bool = False,
-    overwrite: bool = True,
-    progress: bool = True,
+    **options: Any,
 ) -> xr.DataArray:
     """Generate modality ``to`` on a georeferenced grid: a Major TOM ``cell``, a lon/lat
     ``bbox`` or the grid of ``like``; unconditionally, or conditioned on ``cond`` (resampled onto
-    that grid). Without a place, the first condition's grid is used. ``grid="native"`` writes a
-    DEM at 30 m. Other arguments as in :func:`translate`.
+    that grid). Without a place, the first condition's grid is used. ``grid`` is ``"model"``
+    (default) or ``"native"`` (a DEM at 30 m); other options as in :func:`translate`.
     """
-    conditions = open_inputs(None, cond)
+    reading, sampling, writing = split_options(options, writing={"path": output, "grid": "model"})
+    if writing.grid not in ("model", "native"):
+        raise ConfigError(f"generate writes on the 'model' or 'native' grid, got {writing.grid!r}")
+    conditions = open_inputs(None, cond, reading=reading)
     target = get_modality(to).name
     if cell is None and bbox is None and like is None:
         if not conditions:
@@ -427,29 +384,8 @@ def generate(
         place = grid_of(next(iter(conditions.values())))
     else:
         place = grid_for(cell=cell, bbox=bbox, like=like)
-    if grid not in ("model", "native"):
-        raise ConfigError(f"generate writes on the 'model' or 'native' grid, got {grid!r}")
-    work, out_grid = _work_and_out_grids(place, target, grid)
-    options = TranslateOptions(
-        steps=steps,
-        samples=samples,
-        seed=seed,
-        overlap=overlap,
-        seamless=seamless,
-        batch_size=batch_size,
-        progress=progress,
-    )
-    return _run(
-        target,
-        conditions,
-        work,
-        out_grid,
-        output=output,
-        model=model,
-        device=device,
-        options=options,
-        cog=cog,
-        overwrite=overwrite,
+    return _translate(
+        target, conditions, place, writing=writing, sampling=sampling, model=model, device=device
     )
 
 
@@ -463,13 +399,24 @@ def encode(
     batch_size: int = 8,
     device: str | torch.device | None = None,
     progress: bool = True,
+    **reading: Any,
 ) -> xr.DataArray:
     """The scene's latents ``(latent, y, x)`` on the latent grid (8 x the pixel size, same CRS
     and origin): chip encodings (posterior means) blended with raised-cosine weights. This is the
     translator's latent canvas, so it covers at least one chip (256 px): a smaller raster's
     latents extend past its edge over its reflection padding. Cells that no chip with valid
-    pixels covers are NaN. ``attrs`` keep what :func:`decode` needs (the pixel grid's size)."""
-    array = _open_one(source, modality)
+    pixels covers are NaN. ``attrs`` keep what :func:`decode` needs (the pixel grid's size).
+    ``reading``: ``s2_offset``, ``s1_scale``, ``nodata`` as in :func:`translate`."""
+    from geocopgen.translation import encode_canvas, layout_for
+    from geocopgen.translation.plan import check_codec
+
+    try:
+        options = ReadOptions(**reading)
+    except TypeError:
+        raise ConfigError(
+            f"encode takes the reading options s2_offset, s1_scale, nodata; got {sorted(reading)}"
+        ) from None
+    array = _open_one(source, modality, options, nodata=options.nodata)
     name = array.attrs["modality"]
     pipeline = load_model(model, device=device)
     grid = grid_of(array)
@@ -516,14 +463,24 @@ def decode(
     overlap: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> xr.DataArray:
     """Latents from :func:`encode` back to a ModalityArray on the pixel grid they came from,
-    decoded chip by chip and blended like a translation (NaN where the latents are NaN)."""
+    decoded chip by chip and blended like a translation (NaN where the latents are NaN); in
+    memory, or streamed to ``output``."""
+    import torch
+
+    from geocopgen.mosaic import MosaicWriter
+    from geocopgen.translation import decode_canvas, layout_for
+    from geocopgen.translation.output import mosaic_array
+
     name = latents.attrs.get("modality")
     if not name or "downsampling" not in latents.attrs:
         raise InputError(
             "decode() needs latents made by encode() (attrs 'modality' and 'downsampling')"
         )
+    writing = WriteOptions(path=output, overwrite=overwrite)
+    writing.check_path()
     pipeline = load_model(model, device=device)
     f = int(latents.attrs["downsampling"])
     grid = RasterGrid(
@@ -541,33 +498,23 @@ def decode(
         (0, w - values.shape[2], 0, h - values.shape[1]),
         mode="replicate",
     ).to(next(pipeline.backbone.parameters()).device)
-
-    def write(path: Path) -> None:
-        tags = {"OPERATION": "decode", "MODEL": _model_name(model)}
-        bands = get_modality(name).band_names
-        chips = decode_canvas(pipeline, name, canvas, layout, progress=progress)
-        with MosaicWriter(
-            path, grid, bands, chips=layout.pixel_chips, modality=name, tags=tags
-        ) as writer:
-            for chip, image in chips:
-                rows, cols = (np.arange(s.start, s.stop) // f for s in chip.slices)
-                image[:, invalid[np.ix_(rows, cols)]] = np.nan
-                writer.add(chip, image)
-
-    return _written(write, name, 1, output)
-
-
-def _written(
-    write: Callable[[Path], None], target: str, samples: int, output: str | os.PathLike | None
-) -> xr.DataArray:
-    """Run ``write`` into ``output`` (read back lazily) or into a temporary file (loaded)."""
-    if output is not None:
-        write(Path(output))
-        return _read_output(Path(output), target, samples, load=False)
-    with tempfile.TemporaryDirectory(prefix="geocopgen-") as tmp:
-        path = Path(tmp) / f"{target}.tif"
-        write(path)
-        return _read_output(path, target, samples, load=True)
+    tags = {"OPERATION": "decode", "MODEL": _model_name(model)}
+    bands = get_modality(name).band_names
+    chips = decode_canvas(pipeline, name, canvas, layout, progress=progress)
+    with MosaicWriter(
+        writing.path,
+        grid,
+        bands,
+        chips=layout.pixel_chips,
+        modality=name,
+        tags=tags,
+        overwrite=writing.overwrite,
+    ) as writer:
+        for chip, image in chips:
+            rows, cols = (np.arange(s.start, s.stop) // f for s in chip.slices)
+            image[:, invalid[np.ix_(rows, cols)]] = np.nan
+            writer.add(chip, image)
+    return mosaic_array(writer, grid, name, {k.lower(): v for k, v in tags.items()})
 
 
 # --- what a model can do with an input ---------------------------------------------------------
@@ -592,6 +539,8 @@ class Capabilities:
 
 def capabilities(modality: str, model: ModelLike = None) -> Capabilities:
     """Which modalities ``model`` can translate an input of ``modality`` into."""
+    from geocopgen.translation.plan import check_codec
+
     pipeline = load_model(model, device="cpu")
     name = get_modality(modality).name
     have = set(pipeline.autoencoders)

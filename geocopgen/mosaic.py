@@ -42,11 +42,13 @@ import xarray as xr
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
+from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from geocopgen.errors import GridError, NoValidDataError, OutputError
 from geocopgen.io.codecs import reading_tags
 from geocopgen.modalities import Modality, get_modality
+from geocopgen.options import check_output_path
 from geocopgen.rastergrid import RasterGrid
 from geocopgen.tiling import Chip, ChipData, ChipGrid, iter_chips
 
@@ -151,7 +153,7 @@ class MosaicWriter:
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | None,
         grid: RasterGrid,
         bands: Sequence[str],
         *,
@@ -167,7 +169,7 @@ class MosaicWriter:
         overwrite: bool = True,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
     ):
-        self.path = Path(path)
+        self.path = Path(path) if path is not None else None
         self.grid = grid
         self.bands = list(bands)
         self.chips = chips
@@ -192,17 +194,20 @@ class MosaicWriter:
             raise GridError("out_grid must be in the same CRS as the mosaic grid")
 
         self._temps: list[Path] = []
+        units_list = _per_band(units if units is not None else _units(self.modality), self.bands)
+        self.result: np.ndarray | None = None
+        if self.path is None:  # in memory: the same mosaic, finished tiles go into an array
+            self.memory_budget = np.inf  # nothing to park them in; the result is in memory anyway
+            self._units, self._descriptions, self._tags = units_list, descriptions, dict(tags or {})
+            self._dst = _ArrayTarget(len(self.bands), grid.height, grid.width)
+            return
         self._prepare_path(overwrite)
         self._tmp = self._tmp_name(".tmp.tif")
-        units_list = _per_band(units if units is not None else _units(self.modality), self.bands)
         self._dst = self._open(self._tmp, grid, units_list, descriptions, tags or {})
 
     # --- setup ---------------------------------------------------------------------------------
     def _prepare_path(self, overwrite: bool) -> None:
-        if self.path.is_dir():
-            raise OutputError(f"{self.path} is a folder; give a file name such as out.tif")
-        if self.path.exists() and not overwrite:
-            raise OutputError(f"{self.path} exists; remove it or allow overwriting (--overwrite)")
+        check_output_path(self.path, overwrite=overwrite)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -392,13 +397,15 @@ class MosaicWriter:
         self._done[ti, tj] = True
 
     # --- finishing -----------------------------------------------------------------------------
-    def close(self) -> Path:
-        """Finish every tile, aggregate/convert if asked, and rename into place."""
+    def close(self) -> Path | None:
+        """Finish every tile, aggregate/convert if asked, and rename into place (in memory: keep
+        the finished mosaic in :attr:`result`)."""
         if self._closed:
             return self.path
+        if self.path is None:
+            return self._close_in_memory()
         try:
-            for ti, tj in zip(*np.nonzero(~self._done), strict=True):
-                self._flush(int(ti), int(tj))
+            self._flush_all()
             self._dst.close()
             self._close_scratch()
             final = self._tmp
@@ -414,6 +421,18 @@ class MosaicWriter:
         self._closed = True
         log.info("wrote %s", self.path)
         return self.path
+
+    def _flush_all(self) -> None:
+        for ti, tj in zip(*np.nonzero(~self._done), strict=True):
+            self._flush(int(ti), int(tj))
+
+    def _close_in_memory(self) -> None:
+        self._flush_all()
+        values = self._dst.values
+        if self.out_grid != self.grid:
+            values = _aggregate_array(values, self.grid, self.out_grid)
+        self.result = values
+        self._closed = True
 
     def abort(self) -> None:
         """Drop everything: close and delete the temporary file(s); no output appears."""
@@ -481,6 +500,37 @@ class MosaicWriter:
             self.close()
         else:
             self.abort()
+
+
+class _ArrayTarget:
+    """Where an in-memory mosaic's finished tiles go: one float32 array, NaN until written."""
+
+    def __init__(self, bands: int, height: int, width: int) -> None:
+        self.values = np.full((bands, height, width), np.nan, dtype=np.float32)
+
+    def write(self, tile: np.ndarray, window: Window) -> None:
+        r0, c0 = int(window.row_off), int(window.col_off)
+        self.values[:, r0 : r0 + tile.shape[1], c0 : c0 + tile.shape[2]] = tile
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _aggregate_array(values: np.ndarray, grid: RasterGrid, out_grid: RasterGrid) -> np.ndarray:
+    """``values`` on ``grid`` averaged onto ``out_grid`` (GDAL's warper, as for files)."""
+    out = np.full((values.shape[0], out_grid.height, out_grid.width), np.nan, dtype=np.float32)
+    reproject(
+        values,
+        out,
+        src_transform=grid.transform,
+        src_crs=grid.crs,
+        dst_transform=out_grid.transform,
+        dst_crs=out_grid.crs,
+        resampling=Resampling.average,
+        src_nodata=np.nan,
+        dst_nodata=np.nan,
+    )
+    return out
 
 
 def _umask() -> int:

@@ -19,6 +19,7 @@ from geocopgen.cli._common import VERBOSITY, echo, modality_option
 from geocopgen.cli.engine import Input, ModalityOpt, NodataOpt, S1Scale, S1ScaleOpt, S2OffsetOpt
 from geocopgen.errors import GeoCopGenError
 from geocopgen.modalities import get_modality
+from geocopgen.options import ReadOptions, TranslateOptions
 
 
 class Device(StrEnum):
@@ -43,17 +44,19 @@ def _conditions(values: list[str] | None) -> dict[str, Path]:
     return out
 
 
-def _open_conditions(
-    paths: dict[str, Path], s2_offset: int | None, s1_scale: S1Scale
-) -> dict[str, Any]:
-    """The ``--cond`` rasters opened as their stated modalities, with ``--s2-offset`` applied to
-    the Sentinel-2 ones and ``--s1-scale`` to the Sentinel-1 one."""
-    from geocopgen.io import open_raster
-
-    return {
-        name: open_raster(path, name, offset=s2_offset, s1_scale=s1_scale.value)
-        for name, path in paths.items()
-    }
+def _sampling(
+    steps: int | None, samples: int, seed: int, overlap: int | None, seamless: bool, batch: int
+) -> TranslateOptions:
+    """The sampling options of ``translate`` and ``generate``, built once from their flags."""
+    return TranslateOptions(
+        steps=steps,
+        samples=samples,
+        seed=seed,
+        overlap=overlap,
+        seamless=seamless,
+        batch_size=batch,
+        progress=VERBOSITY.progress,
+    )
 
 
 def _bbox(value: str | None) -> tuple[float, ...] | None:
@@ -159,33 +162,23 @@ def translate(
     Example: geocopgen translate s2.tif --to dem -o dem.tif --cond s1rtc=s1.tif --samples 8
     """
     from geocopgen import api
-    from geocopgen.io import open_raster
 
     paths = _conditions(cond)
     if path is None and not paths:
         raise typer.BadParameter("give an input FILE or at least one --cond", param_hint="FILE")
-    conditions = _open_conditions(paths, s2_offset, s1_scale)
-    source = None
-    if path is not None:
-        source = open_raster(
-            path, modality, offset=s2_offset, s1_scale=s1_scale.value, nodata=nodata
-        )
     result = api.translate(
-        source,
+        path,
         to,
-        cond=conditions or None,
+        cond=paths or None,
+        modality=modality,
         output=output,
         model=model,
-        steps=steps,
-        samples=samples,
-        seed=seed,
-        grid="native" if native else "input",
-        overlap=overlap,
-        seamless=seamless,
-        batch_size=batch_size,
         device=device.value,
+        reading=ReadOptions(s2_offset=s2_offset, s1_scale=s1_scale.value, nodata=nodata),
+        sampling=_sampling(steps, samples, seed, overlap, seamless, batch_size),
+        grid="native" if native else "input",
         cog=cog,
-        progress=VERBOSITY.progress,
+        overwrite=True,
     )
     echo(_summary(result, output))
 
@@ -232,25 +225,20 @@ def generate(
         raise typer.BadParameter(
             "say where: --cell, --bbox or --like (or give --cond rasters)", param_hint="--cell"
         )
-    conditions = _open_conditions(paths, s2_offset, s1_scale)
     result = api.generate(
         to,
         cell=cell,
         bbox=_bbox(bbox),
         like=like,
-        cond=conditions or None,
+        cond=paths or None,
         output=output,
         model=model,
-        steps=steps,
-        samples=samples,
-        seed=seed,
-        grid="native" if native else "model",
-        overlap=overlap,
-        seamless=seamless,
-        batch_size=batch_size,
         device=device.value,
+        reading=ReadOptions(s2_offset=s2_offset, s1_scale=s1_scale.value),
+        sampling=_sampling(steps, samples, seed, overlap, seamless, batch_size),
+        grid="native" if native else "model",
         cog=cog,
-        progress=VERBOSITY.progress,
+        overwrite=True,
     )
     echo(_summary(result, output))
 

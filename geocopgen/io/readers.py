@@ -72,6 +72,8 @@ class InputPlan:
     evidence: dict[str, str] = field(default_factory=dict)
     datetime: str | None = None
     opener: Opener | None = None  # how band paths are opened (None: files GDAL opens)
+    #: the files planning opened, handed to the first reader so no file is opened twice
+    handles: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def modality(self) -> Modality:
@@ -79,7 +81,9 @@ class InputPlan:
 
     def raster_source(self) -> RasterSource:
         codec = self.codec.with_source(self.source)
-        return RasterSource(self.bands, self.grid, codec, self.source, self.opener)
+        spare = dict(self.handles)
+        self.handles.clear()
+        return RasterSource(self.bands, self.grid, codec, self.source, self.opener, spare=spare)
 
     def open(self, chunks: int = DEFAULT_CHUNK) -> xr.DataArray:
         """The lazy ModalityArray."""
@@ -178,29 +182,30 @@ def plan_input(
         raise UnreadableInputError(f"{p}: no such file or folder. Check the path.")
     if s1_scale not in ("auto", "db", "linear"):
         raise ValueError(f"s1_scale must be 'auto', 'db' or 'linear', got {s1_scale!r}")
+    handles = _Handles()  # every step of the plan shares one open dataset per file
     if p.is_dir():
-        refs, detection, tags, product_id = _folder_bands(p, modality)
+        refs, detection, tags, product_id = _folder_bands(p, modality, handles)
     else:
-        refs, detection, tags, product_id = _file_bands(p, modality)
+        refs, detection, tags, product_id = _file_bands(p, modality, handles)
     m = detection.modality
     source = str(p)
 
-    native = {r.path: _native_grid(r.path) for r in refs}
+    native = {
+        path: _native_grid(handles(path), path) for path in dict.fromkeys(r.path for r in refs)
+    }
     target = grid or _model_grid(refs, native, m)
-    first = open_dataset(refs[0].path)
-    with first:
-        raw_dtype = first.dtypes[refs[0].index - 1]
-        declared = [first.nodatavals[r.index - 1] for r in refs if r.path == refs[0].path]
+    first = handles(refs[0].path)
+    raw_dtype = first.dtypes[refs[0].index - 1]
+    declared = [first.nodatavals[r.index - 1] for r in refs if r.path == refs[0].path]
     for r in refs[1:]:
         if r.path != refs[0].path:
-            with open_dataset(r.path) as ds:
-                declared.append(ds.nodatavals[r.index - 1])
+            declared.append(handles(r.path).nodatavals[r.index - 1])
     if nodata is not None:
         declared = [nodata]
     nodatas = nodata_values(declared)
     nan_is_nodata = any(np.isnan(v) for v in nodatas)
 
-    sample = _sampler(refs)
+    sample = _sampler(refs, handles)
     evidence: dict[str, str] = {}
     encoding, off = PHYSICAL, 0
     if m.name.startswith("s2"):
@@ -221,9 +226,23 @@ def plan_input(
         evidence["encoding"] = "ENCODING=physical tag (a geocopgen output)"
     codec = Codec(m, encoding, off, nodatas, nan_is_nodata, source)
 
-    bands = tuple(_place(r, native[r.path], target, m, codec) for r in refs)
+    bands = tuple(_place(r, native[r.path], target, codec, handles(r.path)) for r in refs)
     when = _acquired(tags, product_id)
-    return InputPlan(source, detection, target, bands, codec, raw_dtype, evidence, when)
+    return InputPlan(
+        source, detection, target, bands, codec, raw_dtype, evidence, when, handles=handles.open
+    )
+
+
+class _Handles:
+    """One open dataset per file for the whole plan (opened on first use, never twice)."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, Any] = {}
+
+    def __call__(self, path: str) -> Any:
+        if path not in self.open:
+            self.open[path] = open_dataset(path)
+        return self.open[path]
 
 
 def plan_bands(
@@ -306,21 +325,20 @@ def _acquired(tags: Mapping[str, Any], product_id: str | None) -> str | None:
     return None
 
 
-def _native_grid(path: str) -> RasterGrid:
-    with open_dataset(path) as ds:
-        grid = RasterGrid.from_dataset(ds, source=path)
-        probe(ds, path)
+def _native_grid(ds: Any, path: str) -> RasterGrid:
+    grid = RasterGrid.from_dataset(ds, source=path)
+    probe(ds, path)
     return grid
 
 
 def _file_bands(
-    path: Path, stated: str | Modality | None
+    path: Path, stated: str | Modality | None, handles: _Handles
 ) -> tuple[list[BandRef], Detection, dict[str, str], str | None]:
-    with open_dataset(str(path)) as ds:
-        RasterGrid.from_dataset(ds, source=str(path))  # no CRS / rotated: say so first
-        count = ds.count
-        names = [d for d in ds.descriptions]
-        tags = dict(ds.tags())
+    ds = handles(str(path))
+    RasterGrid.from_dataset(ds, source=str(path))  # no CRS / rotated: say so first
+    count = ds.count
+    names = [d for d in ds.descriptions]
+    tags = dict(ds.tags())
     detection = detect_modality(path=path, count=count, band_names=names, tags=tags, stated=stated)
     m = detection.modality
     upper = [str(n).upper() if n else None for n in names]
@@ -334,7 +352,7 @@ def _file_bands(
 
 
 def _folder_bands(
-    folder: Path, stated: str | Modality | None
+    folder: Path, stated: str | Modality | None, handles: _Handles
 ) -> tuple[list[BandRef], Detection, dict[str, str], str | None]:
     found: dict[str, Path] = {}
     for f in sorted(folder.iterdir()):
@@ -369,9 +387,7 @@ def _folder_bands(
             f"{', '.join(missing)}. Add those files or name another modality."
         )
     refs = [BandRef(b, str(found[b.upper()]), 1) for b in m.band_names]
-    tags: dict[str, str] = {}
-    with open_dataset(refs[0].path) as ds:
-        tags = dict(ds.tags())
+    tags = dict(handles(refs[0].path).tags())
     product_id = tags.get("PRODUCT_ID") or _product_id_in(folder.name)
     return refs, detection, tags, product_id
 
@@ -408,15 +424,11 @@ def _model_grid(
     return min(grids, key=lambda g: g.res[0] * g.res[1])
 
 
-def _place(
-    ref: BandRef, native: RasterGrid, target: RasterGrid, m: Modality, codec: Codec
-) -> BandRef:
+def _place(ref: BandRef, native: RasterGrid, target: RasterGrid, codec: Codec, ds: Any) -> BandRef:
     """The band as read on ``target``: resampled (explicitly) only if its grid differs."""
     if native == target:
         return ref
-    with open_dataset(ref.path) as ds:
-        dtype = np.dtype(ds.dtypes[ref.index - 1])
-    return _resampled(ref, native, target, codec, dtype)
+    return _resampled(ref, native, target, codec, np.dtype(ds.dtypes[ref.index - 1]))
 
 
 def _resampled(
@@ -459,16 +471,18 @@ def _fill_for(dtype: np.dtype) -> float:
 
 
 # --- evidence from metadata and data --------------------------------------------------------
-def _sampler(refs: Sequence[BandRef]) -> Callable[[Sequence[str]], np.ndarray]:
+def _sampler(
+    refs: Sequence[BandRef], handles: Callable[[str], Any]
+) -> Callable[[Sequence[str]], np.ndarray]:
     """Reads a decimated (<= 512 px a side) sample of the named bands: raw values, flattened."""
 
     def sample(names: Sequence[str]) -> np.ndarray:
         chosen = [r for r in refs if r.name in names] or list(refs[:1])
         out = []
         for r in chosen:
-            with open_dataset(r.path) as ds:
-                h, w = min(ds.height, _SAMPLE), min(ds.width, _SAMPLE)
-                out.append(ds.read(r.index, out_shape=(h, w), resampling=Resampling.nearest))
+            ds = handles(r.path)
+            h, w = min(ds.height, _SAMPLE), min(ds.width, _SAMPLE)
+            out.append(ds.read(r.index, out_shape=(h, w), resampling=Resampling.nearest))
         return np.concatenate([a.ravel() for a in out])
 
     return sample

@@ -174,6 +174,8 @@ class RasterSource:
         codec: Codec,
         source: str,
         opener: Opener | None = None,
+        *,
+        spare: Mapping[str, Any] | None = None,
     ):
         self.bands = tuple(bands)
         self.grid = grid
@@ -181,6 +183,10 @@ class RasterSource:
         self.source = source
         self.opener = opener or open_dataset
         self._local = threading.local()
+        # datasets the planner already opened: the first thread to need a file takes its
+        # handle, so a file planned and then read is opened once (never pickled or shared)
+        self._spare = dict(spare or {})
+        self._spare_lock = threading.Lock()
 
     # --- the array protocol dask needs ---------------------------------------------------------
     @property
@@ -223,12 +229,14 @@ class RasterSource:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.pop("_local", None)
+        for private in ("_local", "_spare", "_spare_lock"):
+            state.pop(private, None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._local = threading.local()
+        self._spare, self._spare_lock = {}, threading.Lock()
 
     # --- reading -------------------------------------------------------------------------------
     def read(self, window: Window, bands: Sequence[int] | None = None) -> np.ndarray:
@@ -274,7 +282,9 @@ class RasterSource:
             cache = self._local.handles = {}
         key = (path, ref.resampling)
         if key not in cache:
-            src = self.opener(path)
+            with self._spare_lock:
+                src = self._spare.pop(path, None)
+            src = src if src is not None else self.opener(path)
             if ref.resampling is None or _numpy_bilinear(ref, src, self.grid):
                 cache[key] = src
             else:

@@ -7,11 +7,12 @@
 The user-facing surfaces are :mod:`geocopgen.api`, the ``.copgen`` accessor and the CLI.
 """
 
+from geocopgen.options import TranslateOptions
 from geocopgen.translation.canvas import CanvasLayout, positional_noise
-from geocopgen.translation.output import provenance, translate_arrays, translate_to_file
+from geocopgen.translation.output import result_array, run_plan, translate_arrays, translate_to_file
+from geocopgen.translation.plan import TranslationPlan, plan_translation, provenance
 from geocopgen.translation.translator import (
     CanvasTranslator,
-    TranslateOptions,
     TranslateStats,
     decode_canvas,
     denoise_canvas,
@@ -25,13 +26,17 @@ __all__ = [
     "CanvasTranslator",
     "TranslateOptions",
     "TranslateStats",
+    "TranslationPlan",
     "decode_canvas",
     "denoise_canvas",
     "encode_canvas",
     "layout_for",
     "output_bands",
+    "plan_translation",
     "positional_noise",
     "provenance",
+    "result_array",
+    "run_plan",
     "translate_arrays",
     "translate_to_file",
 ]

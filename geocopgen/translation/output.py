@@ -1,58 +1,98 @@
-"""Run a :class:`~geocopgen.translation.translator.CanvasTranslator` into a GeoTIFF, or into arrays.
+"""Run a planned translation into one of two sinks of the same mosaic: a GeoTIFF, or memory.
 
 The writer is opened *before* any model work, so an unwritable output fails in a second, not
 after an hour of denoising; leaving the ``with`` block by an exception (Ctrl-C included) removes
-the temporary file, so no half-written output ever appears.
+the temporary file, so no half-written output ever appears. Without an output path the finished
+tiles go into an array and the result is built from the plan: nothing is written or read back.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
+import rioxarray
 import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 
-from geocopgen.io.codecs import reading_tags
+from geocopgen.io.readers import modality_array
 from geocopgen.modalities import get_modality
 from geocopgen.models.pipeline import CopGenPipeline
 from geocopgen.mosaic import GDAL_CACHE_MB, MosaicWriter
+from geocopgen.options import TranslateOptions, WriteOptions
 from geocopgen.rastergrid import RasterGrid
-from geocopgen.translation.translator import CanvasTranslator, TranslateOptions, TranslateStats
+from geocopgen.translation.plan import TranslationPlan
+from geocopgen.translation.translator import CanvasTranslator, TranslateStats
 
 
-def provenance(
-    translator: CanvasTranslator,
-    conditions: Mapping[str, xr.DataArray],
-    model: str,
-) -> dict[str, Any]:
-    """Tags that say how an output was made (written upper-case into the GeoTIFF)."""
-    opts = translator.options
-    pipeline = translator.pipeline
-    tags: dict[str, Any] = {
-        "TARGET_MODALITY": translator.target,
-        "CONDITIONS": ", ".join(
-            f"{name}={a.attrs.get('source', 'array')}" for name, a in conditions.items()
-        )
-        or "none (unconditional)",
-        "MODEL": model,
-        "STEPS": opts.steps or pipeline.num_inference_steps,
-        "SCHEDULER": type(pipeline.scheduler).__name__,
-        "SEED": opts.seed,
-        "SAMPLES": opts.samples,
-        "SEAMLESS": "multidiffusion" if opts.seamless else "off (chips denoised independently)",
-        "SEED_RULE": "initial noise seeded per 8x8 latent block of the CRS pixel lattice",
-    }
-    if opts.samples > 1:
-        tags["SAMPLE_REDUCTION"] = opts.reduce
-    for name, array in conditions.items():
-        tags.update(reading_tags(array.attrs, name.upper()))
-    return tags
+def run_plan(
+    translator: CanvasTranslator, plan: TranslationPlan, writing: WriteOptions
+) -> tuple[TranslateStats, MosaicWriter]:
+    """Translate ``plan`` into ``writing.path`` (or into memory when it is ``None``)."""
+    with (
+        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20),
+        MosaicWriter(
+            writing.path,
+            plan.grid,
+            plan.bands,
+            chips=plan.layout.pixel_chips,
+            # the MODALITY tag promises the modality's own band set, which extra bands break
+            modality=plan.target if plan.single else None,
+            units=None if plan.single else plan.units,
+            descriptions=plan.descriptions,
+            tags=plan.tags,
+            out_grid=plan.out_grid,
+            cog=writing.cog,
+            overwrite=writing.overwrite,
+        ) as writer,
+    ):
+        stats = translator.run(plan, writer)
+    return stats, writer
+
+
+def result_array(plan: TranslationPlan, writer: MosaicWriter) -> xr.DataArray:
+    """The result as a georeferenced DataArray built from the plan: in memory, or reading the
+    written file lazily (without detecting what geocopgen itself just wrote)."""
+    grid = plan.output_grid
+    modality = get_modality(plan.target)
+    attrs = {str(k).lower(): str(v) for k, v in plan.tags.items()}
+    if plan.single:
+        return mosaic_array(writer, grid, plan.target, attrs)
+    data = _mosaic_data(writer)
+    x, y = grid.xy_coords()
+    array = xr.DataArray(
+        data,
+        dims=("band", "y", "x"),
+        coords={"band": list(plan.bands), "y": y, "x": x},
+        attrs={**attrs, "modality": modality.name, "units": modality.units},
+        name=f"{modality.name}_{plan.options.reduce}",
+    )
+    array.attrs["source"] = _source(writer)
+    array = array.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
+    return array.rio.write_nodata(np.nan, encoded=False)
+
+
+def mosaic_array(
+    writer: MosaicWriter, grid: RasterGrid, modality: str, attrs: Mapping[str, Any]
+) -> xr.DataArray:
+    """A closed writer's mosaic of one modality's bands as a ModalityArray on ``grid``."""
+    m = get_modality(modality)
+    return modality_array(_mosaic_data(writer), grid, m, source=_source(writer), **attrs)
+
+
+def _mosaic_data(writer: MosaicWriter) -> Any:
+    """The mosaic's pixels: the in-memory array, or a lazy read of the written file."""
+    if writer.path is None:
+        return writer.result
+    return rioxarray.open_rasterio(writer.path, chunks=True, mask_and_scale=False).data
+
+
+def _source(writer: MosaicWriter) -> str:
+    return str(writer.path) if writer.path is not None else "memory"
 
 
 def translate_to_file(
@@ -69,32 +109,9 @@ def translate_to_file(
 ) -> TranslateStats:
     """Translate on ``grid`` and stream the result to ``path`` (on ``out_grid`` if given: e.g.
     the modality's native 30 m DEM grid, or the input's own grid; aggregated with ``average``)."""
-    layout = translator.layout(grid, conditions)
-    bands, descriptions = translator.bands
-    # the MODALITY tag promises the modality's own band set, which extra sample bands break
-    single = translator.options.samples == 1
-    with (
-        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20),
-        MosaicWriter(
-            path,
-            grid,
-            bands,
-            chips=layout.pixel_chips,
-            modality=translator.target if single else None,
-            units=None if single else get_modality(translator.target).units,
-            descriptions=descriptions,
-            tags={
-                **provenance(translator, conditions, model),
-                "CHIP_SIZE": layout.chip_px,
-                "OVERLAP": layout.overlap_px,
-                **(tags or {}),
-            },
-            out_grid=out_grid,
-            cog=cog,
-            overwrite=overwrite,
-        ) as writer,
-    ):
-        return translator.run(grid, conditions, writer)
+    plan = translator.plan(grid, conditions, out_grid=out_grid, model=model, tags=tags)
+    writing = WriteOptions(path=Path(path), cog=cog, overwrite=overwrite)
+    return run_plan(translator, plan, writing)[0]
 
 
 # --- arrays in, arrays out (evaluation) -------------------------------------------------------
@@ -114,12 +131,10 @@ def translate_arrays(
     ``(C, H, W)`` (physical units, NaN invalid), of any size.
 
     The evaluation's translator interface: the arrays are put on a 10 m grid (EPSG:3857, origin
-    at the CRS origin, so seeding is by pixel position), translated by the seamless translator
-    and read back. ``chip_size`` is accepted for interface compatibility; the model's own chip
-    size is used.
+    at the CRS origin, so seeding is by pixel position) and translated in memory by the seamless
+    translator. ``chip_size`` is accepted for interface compatibility; the model's own chip size
+    is used.
     """
-    from geocopgen.io.readers import modality_array
-
     shapes = {name: np.shape(a)[1:] for name, a in conditions.items()}
     (height, width), *_ = shapes.values() if shapes else [(0, 0)]
     grid = RasterGrid(CRS.from_epsg(3857), Affine(10.0, 0, 0, 0, -10.0, 0), width, height)
@@ -138,10 +153,7 @@ def translate_arrays(
         progress=progress,
     )
     translator = CanvasTranslator(pipeline, target, options)
-    with tempfile.TemporaryDirectory(prefix="geocopgen-") as tmp:
-        path = Path(tmp) / "translation.tif"
-        translate_to_file(translator, grid, arrays, path)
-        with rasterio.open(path) as src:
-            values = src.read()
+    plan = translator.plan(grid, arrays)
+    _, writer = run_plan(translator, plan, WriteOptions())
     bands = get_modality(translator.target).n_bands
-    return values.reshape(num_samples, bands, height, width)
+    return writer.result.reshape(num_samples, bands, height, width)

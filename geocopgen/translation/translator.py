@@ -34,24 +34,30 @@ import inspect
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
-from geocopgen.errors import ConfigError, ModalityError, NoValidDataError
+from geocopgen.errors import NoValidDataError
 from geocopgen.modalities import get_modality
-from geocopgen.models.autoencoder import ModalityAutoencoder
 from geocopgen.models.pipeline import CopGenPipeline
+from geocopgen.options import Reduce, TranslateOptions
 from geocopgen.prefetch import prefetch
 from geocopgen.rastergrid import RasterGrid
 from geocopgen.tiling import Chip, read_chips
 from geocopgen.translation.canvas import CanvasLayout, chip_weights, positional_noise
+from geocopgen.translation.plan import (
+    TranslationPlan,
+    check_codec,
+    check_conditions,
+    layout_for,
+    output_bands,
+    plan_translation,
+)
 from geocopgen.translation.validity import PixelMask
-
-Reduce = Literal["mean_std", "samples"]
 
 
 class ChipSink(Protocol):
@@ -60,33 +66,6 @@ class ChipSink(Protocol):
     def add(self, chip: Chip, array: np.ndarray) -> None: ...
 
     def skip(self, chip: Chip) -> None: ...
-
-
-@dataclass(frozen=True)
-class TranslateOptions:
-    """How to sample. ``steps=None`` takes the model's default; ``overlap`` is in pixels
-    (default 1/4 of a chip); ``batch_size`` counts chip-samples per backbone call;
-    ``reduce``: with several samples, write per-pixel mean and standard deviation
-    (``"mean_std"``) or every sample (``"samples"``)."""
-
-    steps: int | None = None
-    samples: int = 1
-    seed: int = 0
-    overlap: int | None = None
-    seamless: bool = True
-    batch_size: int = 8
-    reduce: Reduce = "mean_std"
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.samples < 1:
-            raise ConfigError(f"samples must be at least 1, got {self.samples}")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"steps must be at least 1, got {self.steps}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.reduce not in ("mean_std", "samples"):
-            raise ConfigError(f"reduce must be 'mean_std' or 'samples', got {self.reduce!r}")
 
 
 @dataclass
@@ -99,35 +78,6 @@ class TranslateStats:
     decoded_chips: int = 0
     steps: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-# --- layout -----------------------------------------------------------------------------------
-def layout_for(
-    pipeline: CopGenPipeline,
-    grid: RasterGrid,
-    names: Iterable[str],
-    overlap_px: int | None = None,
-) -> CanvasLayout:
-    """The canvas layout of ``grid`` for the codecs of ``names`` and the backbone's chip size."""
-    factors = {n: check_codec(pipeline, n).downsampling for n in names}
-    if len(set(factors.values())) > 1:
-        raise ConfigError(f"the model's autoencoders downsample differently: {factors}")
-    factor = next(iter(factors.values()), 8)
-    return CanvasLayout.for_grid(
-        grid, factor=factor, chip=pipeline.backbone.config.latent_size, overlap_px=overlap_px
-    )
-
-
-def check_codec(pipeline: CopGenPipeline, name: str) -> ModalityAutoencoder:
-    """The modality's autoencoder, which must work in physical-unit model space."""
-    codec = pipeline.codec(name)
-    if not isinstance(codec, ModalityAutoencoder):
-        raise ModalityError(
-            f"the model's {name} autoencoder is a {type(codec).__name__}, which works on RGB "
-            "thumbnails, not on rasters in physical units; use a geocopgen model (e.g. the "
-            "bundled default) to translate rasters"
-        )
-    return codec
 
 
 def _batched(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
@@ -372,21 +322,6 @@ def reduce_samples(x: np.ndarray, reduce: Reduce) -> np.ndarray:
     return np.concatenate([mean, std]).astype(np.float32)
 
 
-def output_bands(name: str, samples: int, reduce: Reduce) -> tuple[list[str], list[str]]:
-    """Band names and descriptions of a translation's output."""
-    modality = get_modality(name)
-    bands = list(modality.band_names)
-    if samples == 1:
-        return bands, [b.description or b.name for b in modality.bands]
-    if reduce == "samples":
-        names = [f"{b}_s{k}" for k in range(samples) for b in bands]
-        return names, [f"{b}, sample {k}" for k in range(samples) for b in bands]
-    names = bands + [f"{b}_std" for b in bands]
-    desc = [f"{b}, mean of {samples} samples" for b in bands]
-    desc += [f"{b}, standard deviation of {samples} samples" for b in bands]
-    return names, desc
-
-
 # --- the whole operation ----------------------------------------------------------------------
 class CanvasTranslator:
     """Generate ``target`` over a raster grid, conditioned on ModalityArrays on that grid.
@@ -417,30 +352,34 @@ class CanvasTranslator:
 
     def check_conditions(self, names: Iterable[str]) -> list[str]:
         """Canonical condition names; the target cannot be one of them."""
-        out = []
-        for name in names:
-            canonical = self.pipeline.backbone.canonical(name)
-            if canonical == self.target:
-                others = ", ".join(m for m in self.pipeline.modalities if m != canonical)
-                raise ModalityError(
-                    f"the input is already {get_modality(canonical).long_name}; translate it to "
-                    f"another modality (this model also has {others})"
-                )
-            check_codec(self.pipeline, canonical)
-            out.append(canonical)
-        return out
+        return check_conditions(self.pipeline, self.target, list(names))
 
-    def run(
+    def plan(
         self,
         grid: RasterGrid,
         conditions: Mapping[str, xr.DataArray],
-        sink: ChipSink,
-    ) -> TranslateStats:
-        """Encode, denoise and decode into ``sink``; raise :class:`NoValidDataError` if the
-        conditions hold no valid pixel."""
-        self.check_conditions(conditions)
-        opts = self.options
-        layout = self.layout(grid, conditions)
+        *,
+        out_grid: RasterGrid | None = None,
+        model: str = "",
+        tags: Mapping[str, Any] | None = None,
+    ) -> TranslationPlan:
+        """The translation of ``conditions`` (on ``grid``) planned once (see
+        :func:`~geocopgen.translation.plan.plan_translation`)."""
+        return plan_translation(
+            self.pipeline,
+            self.target,
+            grid,
+            conditions,
+            self.options,
+            out_grid=out_grid,
+            model=model,
+            tags=tags,
+        )
+
+    def run(self, plan: TranslationPlan, sink: ChipSink) -> TranslateStats:
+        """Encode, denoise and decode ``plan`` into ``sink``; raise :class:`NoValidDataError` if
+        the conditions hold no valid pixel."""
+        opts, layout, conditions = plan.options, plan.layout, plan.conditions
         stats = TranslateStats(
             latent_chips=len(layout.latent_chips),
             pixel_chips=len(layout.pixel_chips),

@@ -1,0 +1,150 @@
+"""The three option values of a raster operation: how to read, how to sample, where to write.
+
+Each is a small frozen dataclass, validated once when it is built (at the API boundary), then
+handed on unchanged: the planner, the translator and the writer read the fields they need and no
+function forwards ``cog``/``overwrite``/``steps`` by hand. The API's flat keywords
+(``translate(..., steps=8, cog=True, s2_offset=0)``) are sorted into these values by
+:func:`split_options`, so a keyword means the same in every function that takes it, and a misspelt
+one is an error that lists the valid names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from geocopgen.errors import ConfigError, OutputError
+
+Reduce = Literal["mean_std", "samples"]
+#: Sentinel-2 DN offsets geocopgen knows: none, or the +1000 of processing baseline 04.00+.
+S2_OFFSETS = (0, -1000)
+S1_SCALES = ("auto", "db", "linear")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How inputs are read into physical units (applied to every input of an operation).
+
+    ``s2_offset``: the Sentinel-2 DN offset (``None``: decided from metadata, else 0 or -1000);
+    ``s1_scale``: whether Sentinel-1 files hold dB or linear power (``"auto"`` decides);
+    ``nodata``: overrides the declared nodata of the source (``float("nan")`` declares NaN).
+    """
+
+    s2_offset: int | None = None
+    s1_scale: str = "auto"
+    nodata: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.s2_offset is not None and self.s2_offset not in S2_OFFSETS:
+            raise ConfigError(
+                f"s2_offset must be 0, -1000 or None (decided from metadata), "
+                f"got {self.s2_offset!r}"
+            )
+        if self.s1_scale not in S1_SCALES:
+            raise ConfigError(f"s1_scale must be 'auto', 'db' or 'linear', got {self.s1_scale!r}")
+
+
+@dataclass(frozen=True)
+class TranslateOptions:
+    """How to sample. ``steps=None`` takes the model's default; ``overlap`` is in pixels
+    (default 1/4 of a chip); ``batch_size`` counts chip-samples per backbone call;
+    ``reduce``: with several samples, write per-pixel mean and standard deviation
+    (``"mean_std"``) or every sample (``"samples"``)."""
+
+    steps: int | None = None
+    samples: int = 1
+    seed: int = 0
+    overlap: int | None = None
+    seamless: bool = True
+    batch_size: int = 8
+    reduce: Reduce = "mean_std"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ConfigError(f"samples must be at least 1, got {self.samples}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be at least 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.reduce not in ("mean_std", "samples"):
+            raise ConfigError(f"reduce must be 'mean_std' or 'samples', got {self.reduce!r}")
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """Where a result goes. ``path=None`` keeps it in memory (no file is written);
+    ``grid``: ``"input"``, ``"model"``, ``"native"`` or a grid value; ``cog`` writes a Cloud
+    Optimized GeoTIFF; ``overwrite`` allows replacing an existing file."""
+
+    path: Path | None = None
+    grid: Any = "input"
+    cog: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.path is not None and not isinstance(self.path, Path):
+            object.__setattr__(self, "path", Path(os.fspath(self.path)))
+        if self.cog and self.path is None:
+            raise ConfigError("cog=True needs an output path; an in-memory result has no file")
+
+    def check_path(self, *, flag: str = "overwrite=True") -> None:
+        """Refuse, before any work, an output that cannot be written: a folder, an existing file
+        without ``overwrite``, or a parent folder that is missing or read-only. ``flag`` is how
+        the caller's surface spells "allow overwriting" (the CLI says ``--overwrite``)."""
+        if self.path is None:
+            return
+        check_output_path(self.path, overwrite=self.overwrite, flag=flag)
+
+
+def check_output_path(path: Path, *, overwrite: bool, flag: str = "overwrite=True") -> None:
+    """One rule for every writer: see :meth:`WriteOptions.check_path`."""
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give a file name such as out.tif")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} exists; remove it or allow overwriting ({flag})")
+    parent = path.parent
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise OutputError(f"{parent} is not writable; choose another output path.")
+
+
+_VALUES = {"reading": ReadOptions, "sampling": TranslateOptions, "writing": WriteOptions}
+_FIELDS = {
+    name: {f.name for f in dataclasses.fields(cls)} - {"path"} for name, cls in _VALUES.items()
+}
+
+
+def split_options(
+    options: Mapping[str, Any], *, writing: Mapping[str, Any] | None = None
+) -> tuple[ReadOptions, TranslateOptions, WriteOptions]:
+    """Sort flat API keywords into the three option values (each built, and validated, once).
+
+    ``options`` may also hold ready values under ``reading``/``sampling``/``writing``; flat
+    keywords then override their fields. ``writing`` gives the caller's own defaults for the
+    write options (``generate`` writes on the model grid by default).
+    """
+    given = dict(options)
+    base = {name: given.pop(name, None) for name in _VALUES}
+    per_value: dict[str, dict[str, Any]] = {name: {} for name in _VALUES}
+    for key, value in given.items():
+        owner = next((name for name, fields in _FIELDS.items() if key in fields), None)
+        if owner is None:
+            valid = sorted(set().union(*_FIELDS.values()))
+            raise ConfigError(f"unknown option {key!r}; the options are {', '.join(valid)}")
+        per_value[owner][key] = value
+    if writing:
+        per_value["writing"] = {**writing, **per_value["writing"]}
+    values = []
+    for name, cls in _VALUES.items():
+        start = base[name]
+        if start is not None and not isinstance(start, cls):
+            raise ConfigError(f"{name}= must be a {cls.__name__}, got {type(start).__name__}")
+        values.append(
+            dataclasses.replace(start, **per_value[name]) if start else cls(**per_value[name])
+        )
+    reading, sampling, write = values
+    return reading, sampling, write
