@@ -4,6 +4,7 @@ from the raw files, and against the thumbnails Major TOM itself stored for two r
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +145,8 @@ def test_centre_tiles_and_model_range_on_a_real_thumbnail():
     assert tiles.shape == (16, 3, 256, 256)
     assert np.array_equal(tiles[0], image[:, 22:278, 22:278])  # 22 px off a 1068 px cell
     assert np.array_equal(tiles[6], image[:, 278:534, 534:790])  # row 1, column 2
+    centre = th.centre_tiles(image, grid=1)  # COP-GEN-Beta's --center_crop: one tile per cell
+    assert np.array_equal(centre[0], image[:, 406:662, 406:662])
     x = th.to_model_range(tiles)
     assert x.shape == (16, 3, 256, 256)
     assert float(x[0, 0, 0, 0]) == pytest.approx(tiles[0, 0, 0, 0] / 127.5 - 1, abs=1e-6)
@@ -166,3 +169,14 @@ def test_s1_thumbnail_hand_pixels_and_why_a_crop_differs():
     # the stretch is over the image given: a crop does not reproduce its part of the whole
     crop = th.s1_rtc_thumbnail(db[:, :112, :112])
     assert not np.array_equal(crop, thumb[:, :112, :112])
+
+
+def test_the_official_weights_page_names_only_functions_that_exist():
+    import geocopgen.models as models
+
+    page = (Path(__file__).parents[1] / "docs" / "official-weights.md").read_text()
+    section = page[page.index("## Thumbnail conventions") : page.index("## What can and cannot")]
+    named = set(re.findall(r"`([a-z_0-9]+)\(", section)) - {"int", "clip"}  # formulas
+    assert named >= {"s2_rgb_thumbnail", "dem_hillshade", "s1_rtc_thumbnail", "centre_tiles"}
+    for name in named:
+        assert callable(getattr(th, name)) and name in models.__all__, name
