@@ -1,7 +1,9 @@
 """The model world: latent codecs, the multimodal U-ViT, schedulers, sampling, save/load.
 
 Tensors only: images here are normalised model units ``(B, C, H, W)``
-(``Modality.normalize(x, axis=1)``); georeferencing is handled by the callers.
+(``Modality.normalize(x, axis=1)``); georeferencing is handled by the callers. The exception is
+:mod:`geocopgen.models.thumbnails`, which turns physical arrays into the 8-bit Major TOM
+thumbnails the official weights take.
 """
 
 from geocopgen.models.autoencoder import (
@@ -36,6 +38,14 @@ from geocopgen.models.schedule import (
     official_scheduler,
     training_scheduler,
 )
+from geocopgen.models.thumbnails import (
+    centre_tiles,
+    dem_hillshade,
+    s1_rtc_thumbnail,
+    s2_rgb_thumbnail,
+    to_model_range,
+    upsample_dem_thumbnail,
+)
 
 __all__ = [
     "SD_SCALING_FACTOR",
@@ -51,7 +61,9 @@ __all__ = [
     "Roles",
     "SamplingOutput",
     "ThumbnailAutoencoder",
+    "centre_tiles",
     "default_scheduler",
+    "dem_hillshade",
     "diffusion_loss",
     "draw_roles",
     "fit_scaling_factor",
@@ -61,10 +73,14 @@ __all__ = [
     "model_timestep",
     "official_scheduler",
     "predict_model_output",
+    "s1_rtc_thumbnail",
+    "s2_rgb_thumbnail",
     "sample",
     "sample_chain",
     "sample_latents",
     "save_model",
     "start_index",
+    "to_model_range",
     "training_scheduler",
+    "upsample_dem_thumbnail",
 ]

@@ -13,7 +13,8 @@ Both are diffusers ``AutoencoderKL`` models with the same three extra methods
 units in and out (``Modality.normalize``), a latent scale factor fitted from data
 (:func:`fit_scaling_factor`, 1/std of the latents) and stored in its config.
 :class:`ThumbnailAutoencoder` is the SD KL-f8 VAE the official weights were trained with, loaded
-from a local folder; it expects RGB thumbnails in [-1, 1] (see ``geocopgen.models.thumbnails``).
+from a local folder; it expects RGB thumbnails in [-1, 1], which
+:mod:`geocopgen.models.thumbnails` makes from physical arrays.
 """
 
 from __future__ import annotations
