@@ -232,5 +232,9 @@ def test_backbone_stage_two_process_ddp_equals_single_process(store, tmp_path: P
     )
     single = load_file(tmp_path / "single/checkpoints/step-00000003/model.safetensors")
     ddp = load_file(tmp_path / "ddp/checkpoints/step-00000003/model.safetensors")
+    # DDP averages two half-batch gradients, a different summation order from one batch; Adam
+    # divides by sqrt(v), so on parameters whose gradient is near zero that rounding grows: up
+    # to 1.3e-6 after 3 steps on this CPU's kernels (the step size is 3e-3, so a real error in
+    # the gradient would show as 1e-3).
     for k, v in single.items():
-        torch.testing.assert_close(ddp[k], v, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ddp[k], v, rtol=1e-5, atol=5e-6)
