@@ -120,6 +120,22 @@ class Modality:
         np.subtract(physical, center, out=out)
         return np.divide(out, scale, out=out)
 
+    def model_input(
+        self, physical: np.ndarray, axis: int = 0, *, finite: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Physical float32 values → what an autoencoder is fed: normalised, in place, with every
+        invalid (non-finite) value set to 0, the band's centre.
+
+        The one rule for training, the latent store, evaluation and translation. It is applied
+        per value, not per pixel: a pixel whose B10 is missing keeps its other twelve bands,
+        because they are real evidence. ``finite`` (``np.isfinite(physical)``) may be passed when
+        the caller has it already.
+        """
+        finite = np.isfinite(physical) if finite is None else finite
+        self.normalize(physical, axis=axis, out=physical)
+        np.copyto(physical, 0.0, where=~finite)
+        return physical
+
     def denormalize(self, normalised: ArrayT, axis: int = 0) -> ArrayT:
         """Model units → physical units; the exact inverse of :meth:`normalize`."""
         ax = self._check_bands(normalised, axis)

@@ -142,3 +142,30 @@ def test_options_are_sorted_into_values_once():
         ReadOptions(s2_offset=5)
     with pytest.raises(ConfigError, match="output path"):
         WriteOptions(cog=True)
+
+
+def test_one_rule_feeds_partly_invalid_pixels_to_every_autoencoder():
+    """Training crops, the latent store and translation normalise the same way: an invalid
+    value becomes the band centre (0) and the pixel's valid bands are kept."""
+    from geocopgen.latents.encode import Place, _Batch, _read_batch
+    from geocopgen.modalities import get_modality
+    from geocopgen.training.autoencoder import RasterCrops
+
+    s2 = get_modality("s2l2a")
+    tile = api.open_inputs(terramind("S2L2A"))["s2l2a"].values.astype(np.float32)
+    tile[3, 10:20, 10:20] = np.nan  # one band missing over a patch: partly invalid pixels
+    expected = s2.model_input(tile.copy())
+    assert np.all(expected[3, 10:20, 10:20] == 0) and np.all(expected[2, 10:20, 10:20] != 0)
+    np.testing.assert_array_equal(
+        expected[:, 10:20, 10:20],
+        np.where(np.isfinite(tile), s2.normalize(tile), 0)[:, 10:20, 10:20].astype(np.float32),
+    )
+
+    array = api.open_inputs(terramind("S2L2A"))["s2l2a"].copy(data=tile)
+    crops = RasterCrops([array], s2, 224, augment=False)
+    item = crops.item(*crops.read(0, 0, 0), augment=False)
+    np.testing.assert_array_equal(item["x"].numpy(), expected)
+
+    place = Place("p", {"s2l2a": array})
+    stored, _ = _read_batch(_Batch(place, [0], [(0, 0)], 224), ["s2l2a"])
+    np.testing.assert_array_equal(stored["s2l2a"][0], expected)

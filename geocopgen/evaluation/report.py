@@ -178,7 +178,7 @@ def _patches(images: Sequence[np.ndarray], modality: Modality) -> np.ndarray:
     """Non-overlapping ``PATCH`` px patches of ``(C, H, W)`` rasters, normalised, NaN → 0."""
     out = []
     for a in images:
-        x = np.where(np.isfinite(a), modality.normalize(np.asarray(a, np.float32)), 0.0)
+        x = modality.model_input(np.array(a, dtype=np.float32))
         for r in range(0, x.shape[1] - PATCH + 1, PATCH):
             for c in range(0, x.shape[2] - PATCH + 1, PATCH):
                 out.append(x[:, r : r + PATCH, c : c + PATCH])

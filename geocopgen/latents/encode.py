@@ -178,9 +178,7 @@ def _read_batch(
         ok = np.isfinite(x).all(axis=1)
         valid[:, j] = ok.mean(axis=(1, 2))
         x = x.astype(np.float32, copy=False)
-        norm = get_modality(m).normalize(x, axis=1, out=x)  # in place: one array per batch
-        norm[np.broadcast_to(~ok[:, None], norm.shape)] = 0.0
-        out[m] = norm
+        out[m] = get_modality(m).model_input(x, axis=1)  # in place: one array per batch
     return out, valid
 
 

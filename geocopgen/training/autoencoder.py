@@ -192,10 +192,7 @@ class RasterCrops(Dataset):
     def item(self, crop: np.ndarray, valid: np.ndarray, augment: bool) -> dict[str, torch.Tensor]:
         """Normalised input (NaN → 0; padding keeps its reflected values, as the engine feeds
         them) and the loss mask (``valid``: not NaN, not padding)."""
-        finite = np.isfinite(crop).all(axis=0)
-        x = torch.from_numpy(
-            np.where(finite, self.modality.normalize(crop), 0.0).astype(np.float32)
-        )
+        x = torch.from_numpy(self.modality.model_input(np.array(crop, dtype=np.float32)))
         mask = torch.from_numpy(valid)
         if augment:
             from geocopgen.latents.dataset import DIHEDRAL, dihedral

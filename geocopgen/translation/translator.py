@@ -159,8 +159,7 @@ def encode_canvas(
             if not keep.all():
                 read = [r for r, k in zip(read, keep, strict=True) if k]
                 x, finite = x[keep], finite[keep]
-            modality.normalize(x, axis=1, out=x)  # in place: no temporaries
-            np.copyto(x, 0.0, where=~finite)
+            modality.model_input(x, axis=1, finite=finite)  # in place: no temporaries
             x = torch.from_numpy(x).to(device)
             z = codec.to_latents(x.float())
             for (chip, _), zc in zip(read, z, strict=True):
