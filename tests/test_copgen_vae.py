@@ -27,7 +27,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from diffusers import AutoencoderKL
+from diffusers.loaders.single_file_utils import create_vae_diffusers_config_from_ldm
 from safetensors.torch import load_file
 
 from geocopgen.copgen.layout import slot
@@ -167,6 +169,34 @@ def test_the_tolerance_catches_a_wrong_groupnorm_eps(io):
     assert _maxabs(moments, io["DEM_DEM.moments"]) > 100 * ATOL_LATENT
 
 
+def test_diffusers_downsample_is_ldms_pad_then_stride_2_conv(vaes):
+    down = vaes["DEM_DEM"].encoder.down_blocks[0].downsamplers[0]
+    x = torch.randn(1, 32, 9, 10, generator=torch.Generator().manual_seed(0))
+    padded = F.pad(x, (0, 1, 0, 1))  # LDM: right and bottom only
+    ldm = F.conv2d(padded, down.conv.weight, down.conv.bias, stride=2)
+    with torch.no_grad():
+        assert torch.equal(down(x), ldm)
+
+
+def test_mid_attention_is_ldms_single_head_attention(vaes):
+    """LDM's AttnBlock written out on the original 1x1-conv weights vs diffusers' converted one."""
+    ldm = read_vae_state_dict(REF / "vae_tiny_DEM_DEM.pth")
+    p = {
+        k.removeprefix("encoder.mid.attn_1."): v
+        for k, v in ldm.items()
+        if k.startswith("encoder.mid.attn_1.")
+    }
+    x = torch.randn(1, 32, 8, 8, generator=torch.Generator().manual_seed(1))
+    h = F.group_norm(x, 32, p["norm.weight"], p["norm.bias"], eps=1e-6)
+    q, k, v = [F.conv2d(h, p[f"{n}.weight"], p[f"{n}.bias"]).flatten(2) for n in "qkv"]
+    weights = torch.softmax(q.transpose(1, 2) @ k * 32**-0.5, dim=2)
+    out = (v @ weights.transpose(1, 2)).reshape(1, 32, 8, 8)
+    expected = x + F.conv2d(out, p["proj_out.weight"], p["proj_out.bias"])
+    with torch.no_grad():
+        got = vaes["DEM_DEM"].encoder.mid_block.attentions[0](x)
+    assert _maxabs(got, expected) <= 1e-6  # measured 2.4e-7 (|x| <= 3.9): SDPA vs bmm/softmax
+
+
 # --- the published VAEs: every key of every listing converts ---------------------------------
 KEY_LISTINGS = sorted(REF.glob("keys_vae_*.json"))
 
@@ -192,6 +222,12 @@ def test_published_vae_converts_completely(listing):
     assert len(converted) == info["num_tensors"] == 248
     assert sum(p.numel() for p in vae.parameters()) == info["num_params"]
     assert info["scale_factor"] == target.scale_factor
+    # diffusers' own helper, given the official ddconfig, agrees with the shape-inferred config
+    ldm = {"model": {"params": {"first_stage_config": {"params": {"ddconfig": dd}}}}}
+    theirs = create_vae_diffusers_config_from_ldm(ldm, meta)
+    assert {k: theirs[k] for k in config if k in theirs} == {
+        k: v for k, v in config.items() if k != "norm_num_groups"
+    }
 
 
 # --- refusals: one CheckpointError line each -------------------------------------------------

@@ -147,7 +147,9 @@ def _listed(label: str, keys: list[str], limit: int = 8) -> str:
     return f"{len(keys)} {label} key(s): {shown}" if keys else ""
 
 
-def _check_keys(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any], source: str):
+def _check_keys(
+    state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any], source: str
+) -> None:
     expected = expected_ldm_keys(config)
     missing = [k for k in expected if k not in state_dict]
     known = set(expected)
@@ -185,7 +187,9 @@ def convert_ldm_vae_state_dict(
     return config, converted
 
 
-def build_vae(config: Mapping[str, Any], *, device: torch.device | str | None = None):
+def build_vae(
+    config: Mapping[str, Any], *, device: torch.device | str | None = None
+) -> AutoencoderKL:
     """An (uninitialised) ``AutoencoderKL`` for ``config``; ``device="meta"`` allocates nothing."""
     with torch.device(device or "cpu"):
         return AutoencoderKL(**config)
@@ -197,8 +201,9 @@ def convert_vae(
     """The COP-GEN VAE of ``slot_key`` as a diffusers ``AutoencoderKL`` in eval mode.
 
     ``config.scaling_factor`` is the slot's official ``scale_factor``; ``config.sample_size`` its
-    chip size. Refuses (one :class:`CheckpointError` line each) missing or extra keys, mis-shaped
-    tensors and a VAE of another group (channels that do not match the slot).
+    chip size. Refuses (one :class:`CheckpointError` line each) missing or extra keys (LDM
+    names), mis-shaped tensors (diffusers names) and a VAE of another group (channels that do not
+    match the slot; the 4-channel groups, S2 10 m L1C/L2A and the cloud mask, share one shape).
     """
     target = slot(slot_key)
     if target.kind != "image":
