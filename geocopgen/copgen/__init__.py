@@ -1,6 +1,25 @@
 """COP-GEN (the 2026 successor of COP-GEN-Beta): its published layout, and the pieces that run its
 weights faithfully inside geocopgen. ``reference/copgen-parity/README.md`` is the spec."""
 
+from geocopgen.copgen.backbone import (
+    COPGEN_SIZES,
+    copgen_backbone,
+    copgen_config,
+    import_copgen_weights,
+    load_copgen_backbone,
+    read_copgen_state_dict,
+)
 from geocopgen.copgen.layout import COPGEN_SLOTS, SLOT_NAMES, CopgenSlot, slot
 
-__all__ = ["COPGEN_SLOTS", "SLOT_NAMES", "CopgenSlot", "slot"]
+__all__ = [
+    "COPGEN_SIZES",
+    "COPGEN_SLOTS",
+    "SLOT_NAMES",
+    "CopgenSlot",
+    "copgen_backbone",
+    "copgen_config",
+    "import_copgen_weights",
+    "load_copgen_backbone",
+    "read_copgen_state_dict",
+    "slot",
+]
