@@ -19,7 +19,8 @@ from geocopgen.copgen.backbone import (
     load_copgen_backbone,
     read_copgen_state_dict,
 )
-from geocopgen.errors import CheckpointError, ModalityError
+from geocopgen.errors import CheckpointError, ConfigError, ModalityError
+from geocopgen.models import MultimodalUViT, load_model, save_model
 from geocopgen.models.backbone import timestep_embedding
 
 REF = (Path(__file__).parents[1] / ".." / "shared" / "reference" / "copgen-parity").resolve()
@@ -199,3 +200,25 @@ def test_a_backbone_in_another_slot_order_is_refused():
         wrong = copgen_backbone(modalities=list(reversed(SLOT_NAMES)))
     with pytest.raises(CheckpointError, match="copgen_backbone"):
         import_copgen_weights(wrong, {})
+
+
+def test_the_layout_survives_save_and_load(tmp_path):
+    """A COP-GEN config (mappings, [H, W] sizes) round-trips through diffusers' config.json."""
+    bb = copgen_backbone(embed_dim=16, depth=2, num_heads=2)
+    save_model(bb, tmp_path)
+    again = load_model(MultimodalUViT, tmp_path)
+    assert again.geometry == bb.geometry and again.modality_names == bb.modality_names
+    assert torch.equal(again.pos_embed, bb.pos_embed)
+
+
+def test_inconsistent_layouts_are_config_errors():
+    with pytest.raises(ConfigError, match=r"patch_size names \['a'\] differ"):
+        MultimodalUViT(modalities=["a", "b"], patch_size={"a": 2})
+    with pytest.raises(
+        ConfigError, match=r"latent_size \[4, 3\] is not a multiple of patch_size 2"
+    ):
+        MultimodalUViT(modalities=["a"], latent_size={"a": [4, 3]}, patch_size=2)
+    with pytest.raises(ConfigError, match="scalar modality 'v' needs patch_size 1"):
+        MultimodalUViT(modalities=["v"], latent_size=[1, 4], patch_size=2, scalar_modalities=["v"])
+    with pytest.raises(ConfigError, match=r"scalar_modalities \['w'\] are not modalities"):
+        MultimodalUViT(modalities=["v"], scalar_modalities=["w"])

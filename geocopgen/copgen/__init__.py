@@ -10,14 +10,18 @@ from geocopgen.copgen.backbone import (
     read_copgen_state_dict,
 )
 from geocopgen.copgen.layout import COPGEN_SLOTS, SLOT_NAMES, CopgenSlot, slot
+from geocopgen.copgen.sampler import COPGEN_SAMPLER, CopgenSamplerPreset, copgen_sample
 
 __all__ = [
+    "COPGEN_SAMPLER",
     "COPGEN_SIZES",
     "COPGEN_SLOTS",
     "SLOT_NAMES",
+    "CopgenSamplerPreset",
     "CopgenSlot",
     "copgen_backbone",
     "copgen_config",
+    "copgen_sample",
     "import_copgen_weights",
     "load_copgen_backbone",
     "read_copgen_state_dict",

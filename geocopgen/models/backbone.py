@@ -239,12 +239,13 @@ class MultimodalUViT(ModelMixin, ConfigMixin):
     def grid_size(self) -> int:
         """Patch grid side at the configured latent size, for models with one square grid."""
         grids = {g.grid for g in self.geometry.values()}
-        if len(grids) != 1 or len({*next(iter(grids))}) != 1:
+        rows, cols = next(iter(grids))
+        if len(grids) != 1 or rows != cols:
             raise ConfigError(
                 f"modalities have different or non-square patch grids ({sorted(grids)}); "
                 "read geometry[name].grid instead"
             )
-        return next(iter(grids))[0]
+        return rows
 
     def canonical(self, name: str) -> str:
         """The slot name of ``name`` (a slot name, or a registry name or alias); raise if the
@@ -358,8 +359,8 @@ class MultimodalUViT(ModelMixin, ConfigMixin):
         for name, z in latents.items():
             geo = self.geometry[name]
             want = (geo.channels, *geo.latent_hw) if geo.scalar else (geo.channels, "H", "W")
-            fixed = want[1:] if geo.scalar else z.shape[2:]
-            if z.ndim != 4 or z.shape[1] != geo.channels or tuple(z.shape[2:]) != tuple(fixed):
+            resized_vector = geo.scalar and tuple(z.shape[2:]) != geo.latent_hw
+            if z.ndim != 4 or z.shape[1] != geo.channels or resized_vector:
                 raise ModalityError(
                     f"latent of {name!r} has shape {tuple(z.shape)}; the model expects "
                     f"(B, {', '.join(map(str, want))})"
