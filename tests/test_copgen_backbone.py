@@ -14,6 +14,7 @@ from geocopgen.copgen import SLOT_NAMES
 from geocopgen.copgen.backbone import (
     COPGEN_SIZES,
     copgen_backbone,
+    copgen_config,
     guess_copgen_size,
     import_copgen_weights,
     load_copgen_backbone,
@@ -108,15 +109,34 @@ def test_published_configs_have_the_official_keys_shapes_and_counts(size):
 
 
 def test_absent_slots_leave_the_sequence(tiny, io):
-    """geocopgen's "absent" feature on the COP-GEN layout: a 4-slot call runs on the slots'
-    own positions and heads, and (attention being global) differs from the 12-slot call."""
-    latents, times = _inputs(io, "mixed_conditioned")
+    """geocopgen's "absent" feature on the COP-GEN layout: a 4-slot call on the 12-slot model
+    equals a 4-slot model holding those slots' weights, so the others are truly absent."""
     keep = ["3d_cartesian_lat_lon", "DEM_DEM", "S2L2A_B02_B03_B04_B08", "mean_timestamps"]
+    config = {
+        k: {n: v[n] for n in keep} if isinstance(v, dict) else v
+        for k, v in copgen_config(**_tiny_dims()).items()
+    }
+    config.update(modalities=keep, scalar_modalities=[keep[0], keep[-1]])
+    small = MultimodalUViT(**config).eval()
+    state = {k: v for k, v in tiny.state_dict().items() if not k.startswith(_PER_SLOT)}
+    state["pos_embed"] = tiny.positions(keep)
+    for j, name in enumerate(keep):
+        i = SLOT_NAMES.index(name)
+        for part in ("patch_embeds.{}.proj.weight", "patch_embeds.{}.proj.bias",
+                     "decoder_preds.{}.weight", "decoder_preds.{}.bias"):  # fmt: skip
+            state[part.format(j)] = tiny.state_dict()[part.format(i)]
+    small.load_state_dict(state)
+    latents, times = _inputs(io, "mixed_conditioned")
     with torch.no_grad():
         part = tiny({s: latents[s] for s in keep}, {s: times[s] for s in keep}).sample
+        alone = small({s: latents[s] for s in keep}, {s: times[s] for s in keep}).sample
     assert list(part) == keep
-    assert all(part[s].shape == latents[s].shape for s in keep)
+    for s in keep:
+        torch.testing.assert_close(part[s], alone[s], rtol=0, atol=1e-6)
     assert not torch.allclose(part["DEM_DEM"], io["mixed_conditioned.out.DEM_DEM"], atol=1e-3)
+
+
+_PER_SLOT = ("pos_embed", "patch_embeds.", "decoder_preds.")
 
 
 def test_scalar_slots_keep_their_fixed_shape(tiny, io):
