@@ -136,11 +136,13 @@ class DPMSolverFast:
         self.schedule = schedule
 
     def denoise(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The data prediction at ``(x, t)``: one network call."""
         ns = self.schedule
         alpha, sigma = ns.alpha(t), ns.sigma(t)
         return (x - _col(sigma, x) * self.noise(x, t)) / _col(alpha, x)
 
     def sample(self, x: torch.Tensor, preset: CopgenSamplerPreset = COPGEN_SAMPLER) -> torch.Tensor:
+        """Carry ``x`` (noise at ``t_start``) to ``t_end`` in ``preset.steps`` network calls."""
         grid = preset.time_grid().to(x.device)
         i = 0
         for order in preset.step_orders():
@@ -175,7 +177,7 @@ class DPMSolverFast:
         r2 = ratios[1]
         s2 = ns.inverse_lambda(lambda_s + r2 * h)
         alpha_s2, phi_12 = ns.alpha(s2), torch.expm1(-r2 * h)
-        phi_22 = torch.expm1(-r2 * h) / (r2 * h) + 1.0
+        phi_22 = phi_12 / (r2 * h) + 1.0
         u2 = (
             _col(ns.sigma(s2) / sigma_s, x) * x
             - _col(alpha_s2 * phi_12, x) * d0
