@@ -11,6 +11,8 @@ import copy
 import inspect
 import json
 import os
+import pickle
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -73,9 +75,15 @@ def compare_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor])
 
 
 def load_checked(
-    model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str, *, strict: bool = True
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    source: str,
+    *,
+    strict: bool = True,
+    advice: str = "Check that the config matches the checkpoint (modalities, widths, depth).",
 ) -> LoadReport:
-    """Load ``state_dict`` into ``model``; raise :class:`CheckpointError` naming every misfit.
+    """Load ``state_dict`` into ``model``; raise :class:`CheckpointError` naming every misfit,
+    followed by ``advice``.
 
     With ``strict=False`` the tensors that fit are loaded and the report is returned.
     """
@@ -83,11 +91,60 @@ def load_checked(
     if strict and not report.ok:
         raise CheckpointError(
             f"{source}: the weights do not fit {type(model).__name__}: {report.describe()}. "
-            "Check that the config matches the checkpoint (modalities, widths, depth)."
+            f"{advice}"
         )
     bad = {k for k, _, _ in report.mismatched}
     model.load_state_dict({k: v for k, v in state_dict.items() if k not in bad}, strict=False)
     return report
+
+
+def read_flat_state_dict(path: str | os.PathLike, *, expected: str) -> dict[str, torch.Tensor]:
+    """Read a ``.pth`` that must be a flat ``{name: tensor}`` state dict, tensors only.
+
+    ``torch.load(weights_only=True)`` never runs code from the file. Everything else (a missing
+    file, a pickle that needs code, a corrupt or non-torch file, a nested dict) is a one-line
+    :class:`CheckpointError` naming the file and ending with ``expected`` (what the file should be).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file; {expected}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"{path}: {_unpickling_problem(err)}; {expected}") from None
+    except Exception as err:  # torch raises RuntimeError, EOFError, IndexError... on junk
+        raise CheckpointError(
+            f"{path}: cannot be read as a torch checkpoint ({type(err).__name__}: "
+            f"{_first_sentence(str(err))}); "
+            f"{expected}"
+        ) from None
+    if not isinstance(obj, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise CheckpointError(
+            f"{path}: holds a {type(obj).__name__}, not a flat state dict of tensors; {expected}"
+        )
+    return dict(obj)
+
+
+def _unpickling_problem(err: pickle.UnpicklingError) -> str:
+    """One line for what ``weights_only`` refused (torch's own message spans many lines)."""
+    text = str(err)
+    needs = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if needs:
+        return (
+            f"holds pickled Python objects that need code to load (it needs {needs.group(1)}), "
+            "which tensors-only loading (weights_only=True) refuses"
+        )
+    detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    first = _first_sentence(detail.group(1) if detail else text)
+    return f"cannot be read as a torch checkpoint (unpickling failed: {first})"
+
+
+def _first_sentence(text: str, limit: int = 160) -> str:
+    """The first line and sentence of an exception message, for one-line errors."""
+    line = (text.strip().splitlines() or [""])[0]
+    return line.split(". ")[0][:limit]
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -22,7 +22,7 @@ from geocopgen.errors import CheckpointError
 from geocopgen.modalities import OFFICIAL_ORDER
 from geocopgen.models.autoencoder import ThumbnailAutoencoder
 from geocopgen.models.backbone import MultimodalUViT
-from geocopgen.models.checkpoints import LoadReport, load_checked
+from geocopgen.models.checkpoints import LoadReport, load_checked, read_flat_state_dict
 from geocopgen.models.pipeline import CopGenPipeline
 from geocopgen.models.schedule import official_scheduler
 
@@ -63,22 +63,11 @@ def read_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]
     A ``module.`` prefix (from a DDP-wrapped save) is stripped; anything that is not a mapping of
     tensors is a :class:`CheckpointError`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"{path}: no such file; download the official weights from {OFFICIAL_WEIGHTS_URL}"
-        )
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError...
-        raise CheckpointError(
-            f"{path}: cannot be read as a tensors-only torch checkpoint ({type(err).__name__}: "
-            f"{err}); it must be the official nnet_ema_*.pth state dict"
-        ) from None
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(
-            f"{path}: holds a {type(obj).__name__}, not a flat state dict of tensors"
-        )
+    obj = read_flat_state_dict(
+        path,
+        expected="it must be the official COP-GEN-Beta nnet_ema_*.pth state dict; download "
+        f"the official weights from {OFFICIAL_WEIGHTS_URL}",
+    )
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
