@@ -44,7 +44,7 @@ from geocopgen.io import align, grid_of, model_grid, open_raster, utm_grid
 from geocopgen.io.source import open_dataset
 from geocopgen.modalities import get_modality
 from geocopgen.models.pipeline import CopGenPipeline
-from geocopgen.mosaic import MosaicWriter, _refuse_overwriting_input
+from geocopgen.raster.mosaic import MosaicWriter, _refuse_overwriting_input
 from geocopgen.rastergrid import RasterGrid
 from geocopgen.translation import (
     CanvasTranslator,
@@ -361,7 +361,7 @@ def grid_for(
             f"give exactly one of cell, bbox or like to place the output (got {given or 'none'})"
         )
     if cell is not None:
-        from geocopgen.grid import cell_utm_crs, product_transform
+        from geocopgen.sources.majortom_grid import cell_utm_crs, product_transform
 
         transform, width, height = product_transform(cell, resolution=resolution)
         return RasterGrid(CRS.from_string(cell_utm_crs(cell)), transform, width, height)

@@ -27,9 +27,9 @@ from geocopgen.errors import (
     ResamplingWarning,
     UnknownModalityError,
 )
-from geocopgen.grid import cell_utm_crs, product_transform
 from geocopgen.io import grid_of, open_raster
 from geocopgen.rastergrid import RasterGrid
+from geocopgen.sources.majortom_grid import cell_utm_crs, product_transform
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

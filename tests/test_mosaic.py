@@ -15,9 +15,9 @@ from geocopgen.io import open_raster
 from geocopgen.io.align import grid_of
 from geocopgen.io.codecs import S2_DN, Codec
 from geocopgen.modalities import get_modality
-from geocopgen.mosaic import MosaicWriter, apply_chipwise, identity
+from geocopgen.raster.chips import ChipGrid
+from geocopgen.raster.mosaic import MosaicWriter, apply_chipwise, identity
 from geocopgen.rastergrid import RasterGrid
-from geocopgen.tiling import ChipGrid
 
 
 def assert_same_raster(out_path, array):

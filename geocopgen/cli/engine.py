@@ -13,8 +13,8 @@ from geocopgen.cli._common import VERBOSITY, echo, modality_option
 from geocopgen.io import open_raster, plan_input
 from geocopgen.io.align import grid_of
 from geocopgen.modalities import get_modality
-from geocopgen.mosaic import apply_chipwise, identity
-from geocopgen.tiling import DEFAULT_CHIP_SIZE, DEFAULT_OVERLAP
+from geocopgen.raster.chips import DEFAULT_CHIP_SIZE, DEFAULT_OVERLAP
+from geocopgen.raster.mosaic import apply_chipwise, identity
 
 
 class S1Scale(StrEnum):

@@ -84,12 +84,12 @@ def codec_identity(model: Any, name: str | None = None) -> dict[str, Any]:
 def chip_windows(
     height: int, width: int, chip_size: int, overlap: int = 0
 ) -> list[tuple[int, int]]:
-    """Top-left ``(row_off, col_off)`` of the chips of :class:`geocopgen.tiling.ChipGrid`.
+    """Top-left ``(row_off, col_off)`` of the chips of :class:`geocopgen.raster.chips.ChipGrid`.
 
     Training chips must be real pixels, so a raster smaller than a chip (which the chip grid
     would reflection-pad) is refused here.
     """
-    from geocopgen.tiling import ChipGrid
+    from geocopgen.raster.chips import ChipGrid
 
     if height < chip_size or width < chip_size:
         raise GridError(

@@ -37,12 +37,12 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from geocopgen.errors import DataSourceError
-from geocopgen.grid import get_grid, parse_cell
 from geocopgen.io import MemoryBands, plan_bands
 from geocopgen.io.codecs import PHYSICAL, S1_LINEAR, S2_DN
 from geocopgen.modalities import Modality, get_modality
 from geocopgen.rastergrid import RasterGrid
 from geocopgen.sources._raster import BandCheck, CheckedFiles
+from geocopgen.sources.majortom_grid import get_grid, parse_cell
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ class MajorTOM:
             names = {parse_cell(c).name for c in ([cells] if isinstance(cells, str) else cells)}
             keep &= t.grid_cell.isin(names).to_numpy()
         if area is not None:
-            from geocopgen.grid import cells_for
+            from geocopgen.sources.majortom_grid import cells_for
 
             keep &= t.grid_cell.isin(set(cells_for(area).grid_cell)).to_numpy()
         if dates is not None:

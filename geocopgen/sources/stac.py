@@ -348,7 +348,7 @@ def _item_s2_offset(item: pystac.Item) -> int:
 
 def geobox_for_cell(cell: str, crs: Any, resolution: float = 10.0) -> GeoBox:
     """The Major TOM product grid of a cell as a GeoBox, to load STAC data onto (``geobox=``)."""
-    from geocopgen.grid import product_transform
+    from geocopgen.sources.majortom_grid import product_transform
 
     transform, w, h = product_transform(cell, crs=crs, resolution=resolution)
     return GeoBox((h, w), transform, crs)

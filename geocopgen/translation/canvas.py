@@ -5,7 +5,7 @@ autoencoders' downsampling, 8), and at least one backbone chip (``latent_size`` 
 256 px) along each axis; a smaller raster's canvas extends past its bottom/right edge, where the
 conditions are reflection-padded as the raster engine pads a small tile.
 
-Two chip grids describe one scene, both :class:`~geocopgen.tiling.ChipGrid` values:
+Two chip grids describe one scene, both :class:`~geocopgen.raster.chips.ChipGrid` values:
 
 * ``latent_chips``: backbone-sized chips on the canvas (overlap in cells), whose raised-cosine
   weights blend the per-chip noise predictions at every denoising step (MultiDiffusion) and the
@@ -34,8 +34,8 @@ from affine import Affine
 from rasterio.windows import Window
 
 from geocopgen.errors import GridError
+from geocopgen.raster.chips import Chip, ChipGrid
 from geocopgen.rastergrid import RasterGrid
-from geocopgen.tiling import Chip, ChipGrid
 
 #: Side (latent cells) of the blocks whose initial noise is seeded by position: 64 px.
 NOISE_BLOCK = 8

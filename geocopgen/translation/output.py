@@ -21,7 +21,7 @@ from rasterio.crs import CRS
 from geocopgen.io.codecs import reading_tags
 from geocopgen.modalities import get_modality
 from geocopgen.models.pipeline import CopGenPipeline
-from geocopgen.mosaic import GDAL_CACHE_MB, MosaicWriter
+from geocopgen.raster.mosaic import GDAL_CACHE_MB, MosaicWriter
 from geocopgen.rastergrid import RasterGrid
 from geocopgen.translation.translator import CanvasTranslator, TranslateOptions, TranslateStats
 

@@ -15,9 +15,9 @@
    denoised on its own and the chips' final latents are blended once: the naive method, kept to
    measure what seamlessness buys and costs.
 3. **Decode.** The raster engine's pixel chips are decoded one by one from the canvas and handed,
-   in physical units, to a sink (the streaming :class:`~geocopgen.mosaic.MosaicWriter`), which
-   blends them again in pixel space and writes finished tiles. Output pixels are nodata (NaN)
-   wherever any condition is nodata, as the encoder saw it (a
+   in physical units, to a sink (the streaming :class:`~geocopgen.raster.mosaic.MosaicWriter`),
+   which blends them again in pixel space and writes finished tiles. Output pixels are nodata
+   (NaN) wherever any condition is nodata, as the encoder saw it (a
    :class:`~geocopgen.translation.validity.PixelMask`, so the conditions are not read twice).
 
 Memory: the canvases (target, prediction sum, the scheduler's history of two predictions, one
@@ -46,8 +46,8 @@ from geocopgen.modalities import get_modality
 from geocopgen.models.autoencoder import ModalityAutoencoder
 from geocopgen.models.pipeline import CopGenPipeline
 from geocopgen.prefetch import prefetch
+from geocopgen.raster.chips import Chip, read_chips
 from geocopgen.rastergrid import RasterGrid
-from geocopgen.tiling import Chip, read_chips
 from geocopgen.translation.canvas import CanvasLayout, chip_weights, positional_noise
 from geocopgen.translation.validity import PixelMask
 
@@ -55,7 +55,7 @@ Reduce = Literal["mean_std", "samples"]
 
 
 class ChipSink(Protocol):
-    """Where decoded chips go (:class:`~geocopgen.mosaic.MosaicWriter` is one)."""
+    """Where decoded chips go (:class:`~geocopgen.raster.mosaic.MosaicWriter` is one)."""
 
     def add(self, chip: Chip, array: np.ndarray) -> None: ...
 
@@ -392,7 +392,7 @@ class CanvasTranslator:
     """Generate ``target`` over a raster grid, conditioned on ModalityArrays on that grid.
 
     ``translator.run(grid, conditions, sink)`` streams decoded chips into ``sink`` (a
-    :class:`~geocopgen.mosaic.MosaicWriter` or anything with ``add``/``skip``). With no
+    :class:`~geocopgen.raster.mosaic.MosaicWriter` or anything with ``add``/``skip``). With no
     conditions it generates unconditionally.
     """
 
