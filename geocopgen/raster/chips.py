@@ -30,7 +30,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from geocopgen.errors import GridError
-from geocopgen.rastergrid import RasterGrid
+from geocopgen.raster.grid import GeoBox, grid_of
 
 DEFAULT_CHIP_SIZE = 256
 DEFAULT_OVERLAP = 32
@@ -116,7 +116,11 @@ def chip_offsets(length: int, chip_size: int, overlap: int) -> list[int]:
 
 
 class ChipGrid:
-    """Overlapping chips over a ``height`` x ``width`` raster (row-major iteration)."""
+    """Overlapping chips over a ``height`` x ``width`` raster (row-major iteration).
+
+    The chip arithmetic needs only the size; built :meth:`from_grid` (or :meth:`from_array`) it
+    also knows the scene's GeoBox, and :meth:`grid_of` gives each chip's as the scene's sub-grid.
+    """
 
     def __init__(
         self,
@@ -137,18 +141,29 @@ class ChipGrid:
             raise GridError(f"cannot chip an empty raster ({width}x{height} px)")
         self.height, self.width = int(height), int(width)
         self.transform = transform if transform is not None else Affine.identity()
+        self.grid: GeoBox | None = None
         self.chip_size, self.overlap = int(chip_size), int(overlap)
         self.row_offsets = chip_offsets(self.height, chip_size, overlap)
         self.col_offsets = chip_offsets(self.width, chip_size, overlap)
         self._assert_coverage()
 
     @classmethod
-    def from_grid(cls, grid: RasterGrid, **kwargs: int) -> ChipGrid:
-        return cls(grid.height, grid.width, grid.transform, **kwargs)
+    def from_grid(cls, grid: GeoBox, **kwargs: int) -> ChipGrid:
+        """The chips of a scene grid; each chip's grid is then ``grid_of(chip)``."""
+        chips = cls(grid.height, grid.width, grid.affine, **kwargs)
+        chips.grid = grid
+        return chips
 
     @classmethod
     def from_array(cls, array: xr.DataArray, **kwargs: int) -> ChipGrid:
-        return cls(array.sizes["y"], array.sizes["x"], array.rio.transform(), **kwargs)
+        return cls.from_grid(grid_of(array), **kwargs)
+
+    def grid_of(self, chip: Chip) -> GeoBox:
+        """The chip's GeoBox: the scene grid's sub-grid of the chip's window (padding excluded)."""
+        if self.grid is None:
+            raise GridError("this chip grid was built from a size only; use ChipGrid.from_grid")
+        rows, cols = chip.slices
+        return self.grid[rows, cols]
 
     @property
     def stride(self) -> int:

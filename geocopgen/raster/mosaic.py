@@ -44,11 +44,12 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from geocopgen._version import __version__
 from geocopgen.errors import GridError, NoValidDataError, OutputError
 from geocopgen.io.codecs import reading_tags
 from geocopgen.modalities import Modality, get_modality
 from geocopgen.raster.chips import Chip, ChipData, ChipGrid, iter_chips
-from geocopgen.rastergrid import RasterGrid
+from geocopgen.raster.grid import GeoBox, describe, grid_of, grid_profile
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,6 @@ GDAL_CACHE_MB = 64
 #: in a scratch file, so memory does not grow with the raster's width either.
 DEFAULT_MEMORY_BUDGET = 32 * 2**20
 _FALLBACK_BLOCK = 256
-
-
-def _version() -> str:
-    from geocopgen import __version__
-
-    return __version__
 
 
 class _TileAccumulator:
@@ -152,7 +147,7 @@ class MosaicWriter:
     def __init__(
         self,
         path: str | Path,
-        grid: RasterGrid,
+        grid: GeoBox,
         bands: Sequence[str],
         *,
         chips: ChipGrid | None = None,
@@ -160,7 +155,7 @@ class MosaicWriter:
         units: str | Sequence[str] | None = None,
         descriptions: Sequence[str] | None = None,
         tags: Mapping[str, Any] | None = None,
-        out_grid: RasterGrid | None = None,
+        out_grid: GeoBox | None = None,
         cog: bool = False,
         compress: str = "deflate",
         block_size: int | None = None,
@@ -226,7 +221,7 @@ class MosaicWriter:
         self._temps.append(Path(name))
         return Path(name)
 
-    def _profile(self, grid: RasterGrid) -> dict[str, Any]:
+    def _profile(self, grid: GeoBox) -> dict[str, Any]:
         profile: dict[str, Any] = {
             "driver": "GTiff",
             "dtype": "float32",
@@ -238,7 +233,7 @@ class MosaicWriter:
             "compress": self.compress,
             "interleave": "pixel" if len(self.bands) <= 4 else "band",
             "bigtiff": "IF_SAFER",
-            **grid.to_profile(),
+            **grid_profile(grid),
         }
         if self.compress.lower() in ("deflate", "lzw", "zstd"):
             profile["predictor"] = 3
@@ -247,7 +242,7 @@ class MosaicWriter:
     def _open(
         self,
         path: Path,
-        grid: RasterGrid,
+        grid: GeoBox,
         units: Sequence[str],
         descriptions: Sequence[str] | None,
         tags: Mapping[str, Any],
@@ -269,7 +264,7 @@ class MosaicWriter:
     ) -> None:
         """Band names, units and provenance: what QGIS shows and ``open_raster`` reads back."""
         self._units, self._descriptions, self._tags = units, descriptions, dict(tags)
-        base: dict[str, Any] = {"ENCODING": "physical", "GEOCOPGEN_VERSION": _version()}
+        base: dict[str, Any] = {"ENCODING": "physical", "GEOCOPGEN_VERSION": __version__}
         if self.modality is not None:
             base["MODALITY"] = self.modality.name
             base["UNITS"] = self.modality.units
@@ -435,15 +430,12 @@ class MosaicWriter:
         out = self._tmp_name(".tmp.agg.tif")
         with rasterio.open(path) as src:
             dst = self._open(out, self.out_grid, self._units, self._descriptions, self._tags)
-            dst.update_tags(RESAMPLED_TO=f"{self.out_grid} with average")
+            dst.update_tags(RESAMPLED_TO=f"{describe(self.out_grid)} with average")
             with (
                 dst,
                 WarpedVRT(
                     src,
-                    crs=self.out_grid.crs,
-                    transform=self.out_grid.transform,
-                    width=self.out_grid.width,
-                    height=self.out_grid.height,
+                    **grid_profile(self.out_grid),
                     resampling=Resampling.average,
                     src_nodata=np.nan,
                     nodata=np.nan,
@@ -528,7 +520,7 @@ def apply_chipwise(
     modality: str | Modality | None = None,
     chip_size: int = 256,
     overlap: int = 32,
-    out_grid: RasterGrid | None = None,
+    out_grid: GeoBox | None = None,
     cog: bool = False,
     compress: str = "deflate",
     tags: Mapping[str, Any] | None = None,
@@ -542,11 +534,9 @@ def apply_chipwise(
     band at all; where only some input bands are NaN, ``fn`` decides (identity keeps them NaN per
     band, so a round trip is exact), then chips are blended. All-nodata chips are skipped; if every
     chip is, :class:`NoValidDataError` is raised and no file is written. ``out_grid`` (e.g.
-    ``grid.at_resolution(30)``) aggregates the result with ``average``.
+    ``at_resolution(grid, 30)``) aggregates the result with ``average``.
     """
     from tqdm.auto import tqdm
-
-    from geocopgen.io.align import grid_of
 
     source = str(array.attrs.get("source", "input"))
     grid = grid_of(array)

@@ -14,7 +14,7 @@ This follows the official definition (ESA-PhiLab/Major-TOM ``majortom/grid.py``)
 * the cell's UTM zone is the zone of its bottom-left corner (Norway and Svalbard exceptions);
 * Major TOM products are the 10 km cell plus a 340 m margin on every side, cut in the UTM CRS
   of the Sentinel product the cell was taken from: 1068 x 1068 px at 10 m
-  (:func:`product_transform`).
+  (:func:`product_grid`, a GeoBox; :func:`product_transform` gives its loose fields).
 
 The integer forms are those of the Major TOM metadata: ``grid_row_u`` (+N for ``NU``, -N for
 ``ND``) and ``grid_col_r`` (+N for ``NR``, -N for ``NL``).
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from affine import Affine
+from odc.geo.geobox import GeoBox
 
 from geocopgen.errors import GridError
 
@@ -313,13 +314,13 @@ class MajorTOMGrid:
             crs="EPSG:4326",
         )
 
-    def product_transform(
+    def product_grid(
         self,
         value: str | Cell,
-        crs: str | int | None = None,
+        crs: Any = None,
         resolution: float = 10.0,
-    ) -> tuple[Affine, int, int]:
-        """The pixel grid of a Major TOM product of this cell: ``(transform, width, height)``.
+    ) -> GeoBox:
+        """The pixel grid of a Major TOM product of this cell, as a GeoBox in ``crs``.
 
         The cell's bottom-left corner is projected into ``crs`` (default: the cell's UTM zone),
         moved 340 m down and left, and a 10 680 m square is cut from there: 1068 px at 10 m,
@@ -334,7 +335,17 @@ class MajorTOMGrid:
         size = round(PRODUCT_SIZE_M / resolution)
         left, bottom = x - PRODUCT_MARGIN_M, y - PRODUCT_MARGIN_M
         top = bottom + size * resolution
-        return Affine(resolution, 0.0, left, 0.0, -resolution, top), size, size
+        return GeoBox((size, size), Affine(resolution, 0.0, left, 0.0, -resolution, top), crs)
+
+    def product_transform(
+        self,
+        value: str | Cell,
+        crs: str | int | None = None,
+        resolution: float = 10.0,
+    ) -> tuple[Affine, int, int]:
+        """``(transform, width, height)`` of :meth:`product_grid` (the documented older form)."""
+        gbox = self.product_grid(value, crs=crs, resolution=resolution)
+        return gbox.affine, gbox.width, gbox.height
 
 
 def parse_tile_name(name: str) -> tuple[Cell, tuple[int, int] | None]:
@@ -349,9 +360,7 @@ def parse_tile_name(name: str) -> tuple[Cell, tuple[int, int] | None]:
     return parse_cell(m.group(1)), sub
 
 
-def subtile_transform(
-    name: str, crs: str | int, resolution: float = 10.0
-) -> tuple[Affine, int, int]:
+def subtile_grid(name: str, crs: Any, resolution: float = 10.0) -> GeoBox:
     """Pixel grid of a TerraMesh sub-tile ``<cell>_<i>_<j>`` (as in the TerraMind examples).
 
     Worked out from the four sample tiles (all exact to the millimetre): the 1068 px product of
@@ -365,11 +374,19 @@ def subtile_transform(
     i, j = sub
     if not (0 <= i < 4 and 0 <= j < 4):
         raise GridError(f"{name!r}: sub-tile indices run 0..3, got ({i}, {j})")
-    t, _, _ = get_grid().product_transform(cell, crs=crs, resolution=resolution)
+    product = get_grid().product_grid(cell, crs=crs, resolution=resolution)
     step = SUBTILE_BLOCK_PX * 10.0 / resolution
-    tile = t @ Affine.translation(i * step, j * step)
+    tile = product.affine @ Affine.translation(i * step, j * step)
     size = round(SUBTILE_SIZE_PX * 10.0 / resolution)
-    return tile, size, size
+    return GeoBox((size, size), tile, product.crs)
+
+
+def subtile_transform(
+    name: str, crs: str | int, resolution: float = 10.0
+) -> tuple[Affine, int, int]:
+    """``(transform, width, height)`` of :func:`subtile_grid` (the documented older form)."""
+    gbox = subtile_grid(name, crs, resolution)
+    return gbox.affine, gbox.width, gbox.height
 
 
 @lru_cache(maxsize=4096)
@@ -408,6 +425,11 @@ def cell_utm_crs(cell: str | Cell) -> str:
     return get_grid().utm_crs(cell)
 
 
+def product_grid(cell: str | Cell, crs: Any = None, resolution: float = 10.0) -> GeoBox:
+    """Cell id → the GeoBox of its Major TOM product (see the method)."""
+    return get_grid().product_grid(cell, crs=crs, resolution=resolution)
+
+
 def product_transform(
     cell: str | Cell, crs: str | int | None = None, resolution: float = 10.0
 ) -> tuple[Affine, int, int]:
@@ -444,7 +466,9 @@ __all__ = [
     "get_grid",
     "parse_cell",
     "parse_tile_name",
+    "product_grid",
     "product_transform",
+    "subtile_grid",
     "subtile_transform",
     "utm_epsg",
 ]

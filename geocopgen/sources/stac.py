@@ -24,13 +24,11 @@ import numpy as np
 import pystac
 import xarray as xr
 from odc.geo.geobox import GeoBox
-from rasterio.crs import CRS
 
 from geocopgen.errors import DataSourceError
 from geocopgen.io import Codec, modality_array
 from geocopgen.io.codecs import PHYSICAL, S1_LINEAR, S2_DN, nodata_values
 from geocopgen.modalities import Modality, get_modality, s2_offset
-from geocopgen.rastergrid import RasterGrid
 
 log = logging.getLogger(__name__)
 
@@ -232,9 +230,7 @@ class StacSource:
         codec = Codec(mod, encoding, offset, nodata, nan_is_nodata=True, source=self.url)
         attrs.update(codec.reading_attrs())
         data = raw.data.map_blocks(codec.decode, dtype=np.float32)
-        gb = ds.odc.geobox
-        grid = RasterGrid(CRS.from_wkt(gb.crs.to_wkt()), gb.affine, gb.shape.x, gb.shape.y)
-        return modality_array(data, grid, mod, source=self.url, **attrs)
+        return modality_array(data, ds.odc.geobox, mod, source=self.url, **attrs)
 
 
 def _check_assets(items: list[pystac.Item], preset: CollectionPreset, mod: Modality) -> None:
@@ -348,10 +344,9 @@ def _item_s2_offset(item: pystac.Item) -> int:
 
 def geobox_for_cell(cell: str, crs: Any, resolution: float = 10.0) -> GeoBox:
     """The Major TOM product grid of a cell as a GeoBox, to load STAC data onto (``geobox=``)."""
-    from geocopgen.sources.majortom_grid import product_transform
+    from geocopgen.sources.majortom_grid import product_grid
 
-    transform, w, h = product_transform(cell, crs=crs, resolution=resolution)
-    return GeoBox((h, w), transform, crs)
+    return product_grid(cell, crs=crs, resolution=resolution)
 
 
 __all__ = [

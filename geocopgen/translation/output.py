@@ -21,8 +21,8 @@ from rasterio.crs import CRS
 from geocopgen.io.codecs import reading_tags
 from geocopgen.modalities import get_modality
 from geocopgen.models.pipeline import CopGenPipeline
+from geocopgen.raster.grid import GeoBox
 from geocopgen.raster.mosaic import GDAL_CACHE_MB, MosaicWriter
-from geocopgen.rastergrid import RasterGrid
 from geocopgen.translation.translator import CanvasTranslator, TranslateOptions, TranslateStats
 
 
@@ -57,11 +57,11 @@ def provenance(
 
 def translate_to_file(
     translator: CanvasTranslator,
-    grid: RasterGrid,
+    grid: GeoBox,
     conditions: Mapping[str, xr.DataArray],
     path: str | Path,
     *,
-    out_grid: RasterGrid | None = None,
+    out_grid: GeoBox | None = None,
     cog: bool = False,
     tags: Mapping[str, Any] | None = None,
     model: str = "",
@@ -118,11 +118,11 @@ def translate_arrays(
     and read back. ``chip_size`` is accepted for interface compatibility; the model's own chip
     size is used.
     """
-    from geocopgen.io.readers import modality_array
+    from geocopgen.io.array import modality_array
 
     shapes = {name: np.shape(a)[1:] for name, a in conditions.items()}
     (height, width), *_ = shapes.values() if shapes else [(0, 0)]
-    grid = RasterGrid(CRS.from_epsg(3857), Affine(10.0, 0, 0, 0, -10.0, 0), width, height)
+    grid = GeoBox((height, width), Affine(10.0, 0, 0, 0, -10.0, 0), CRS.from_epsg(3857))
     arrays = {
         get_modality(name).name: modality_array(
             np.asarray(a, dtype=np.float32), grid, get_modality(name), source=f"{name} array"

@@ -47,7 +47,7 @@ from geocopgen.models.autoencoder import ModalityAutoencoder
 from geocopgen.models.pipeline import CopGenPipeline
 from geocopgen.prefetch import prefetch
 from geocopgen.raster.chips import Chip, read_chips
-from geocopgen.rastergrid import RasterGrid
+from geocopgen.raster.grid import GeoBox
 from geocopgen.translation.canvas import CanvasLayout, chip_weights, positional_noise
 from geocopgen.translation.validity import PixelMask
 
@@ -104,7 +104,7 @@ class TranslateStats:
 # --- layout -----------------------------------------------------------------------------------
 def layout_for(
     pipeline: CopGenPipeline,
-    grid: RasterGrid,
+    grid: GeoBox,
     names: Iterable[str],
     overlap_px: int | None = None,
 ) -> CanvasLayout:
@@ -412,7 +412,7 @@ class CanvasTranslator:
         """Output band names and descriptions."""
         return output_bands(self.target, self.options.samples, self.options.reduce)
 
-    def layout(self, grid: RasterGrid, conditions: Iterable[str] = ()) -> CanvasLayout:
+    def layout(self, grid: GeoBox, conditions: Iterable[str] = ()) -> CanvasLayout:
         return layout_for(self.pipeline, grid, [self.target, *conditions], self.options.overlap)
 
     def check_conditions(self, names: Iterable[str]) -> list[str]:
@@ -432,7 +432,7 @@ class CanvasTranslator:
 
     def run(
         self,
-        grid: RasterGrid,
+        grid: GeoBox,
         conditions: Mapping[str, xr.DataArray],
         sink: ChipSink,
     ) -> TranslateStats:
