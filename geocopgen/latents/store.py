@@ -32,10 +32,10 @@ import numpy as np
 import pandas as pd
 import zarr
 from affine import Affine
-from odc.geo.geobox import GeoBox
 
 from geocopgen.errors import ConfigError, DataSourceError
 from geocopgen.modalities import get_modality
+from geocopgen.raster.grid import GeoBox, rasterio_crs
 
 FORMAT_VERSION = 1
 _STR_COLUMNS = ("key", "place", "crs", "datetime", "sources")
@@ -75,8 +75,6 @@ class ChipRecord:
         sources: str = "",
     ) -> ChipRecord:
         """The record of a chip whose GeoBox is ``grid`` (a sub-grid of its place's grid)."""
-        from geocopgen.raster.grid import rasterio_crs
-
         crs = rasterio_crs(grid).to_string()
         transform = tuple(grid.affine)[:6]
         return cls(
