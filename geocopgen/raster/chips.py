@@ -156,6 +156,10 @@ class ChipGrid:
 
     @classmethod
     def from_array(cls, array: xr.DataArray, **kwargs: int) -> ChipGrid:
+        """The chips of an array's grid (:func:`~geocopgen.raster.grid.grid_of`); an array with
+        no CRS still gets the chip arithmetic, on its own transform, and no chip GeoBoxes."""
+        if array.rio.crs is None:
+            return cls(array.sizes["y"], array.sizes["x"], array.rio.transform(), **kwargs)
         return cls.from_grid(grid_of(array), **kwargs)
 
     def grid_of(self, chip: Chip) -> GeoBox:
