@@ -33,7 +33,7 @@ BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "
 # --- the measured runs (each in its own process) --------------------------------------------
 def run_engine(scene: str, out: str) -> None:
     from geocopgen.io import open_raster
-    from geocopgen.mosaic import apply_chipwise, identity
+    from geocopgen.raster.mosaic import apply_chipwise, identity
 
     array = open_raster(scene, "s2l1c", offset=0)
     apply_chipwise(array, identity, out, progress=False)

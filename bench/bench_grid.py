@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from geocopgen.grid import MajorTOMGrid, get_grid
+from geocopgen.sources.majortom_grid import MajorTOMGrid, get_grid
 
 FRANCE = (-5.2, 41.3, 9.6, 51.1)
 

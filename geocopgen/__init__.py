@@ -8,10 +8,9 @@ registers the ``.copgen`` accessor on xarray objects.
 from typing import Any
 
 from geocopgen import accessor as _accessor  # noqa: F401  (registers .copgen)
+from geocopgen._version import __version__
 from geocopgen.errors import GeoCopGenError
 from geocopgen.modalities import MODALITIES, Modality, get_modality
-
-__version__ = "0.1.0.dev0"
 
 _API = ("translate", "generate", "load_model", "encode", "decode")
 

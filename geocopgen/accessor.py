@@ -18,13 +18,15 @@ chips are read window by window when the model needs them; results are computed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
 from geocopgen.errors import GeoCopGenError, GridError, InputError
 from geocopgen.io.detect import detect_modality
-from geocopgen.rastergrid import RasterGrid
+
+if TYPE_CHECKING:
+    from odc.geo.geobox import GeoBox
 
 
 class _CopGenBase:
@@ -34,9 +36,13 @@ class _CopGenBase:
         self._obj = obj
 
     @property
-    def grid(self) -> RasterGrid:
-        """The object's raster grid (CRS, transform, width, height)."""
-        return RasterGrid.from_xarray(self._obj, source=_label(self._obj))
+    def grid(self) -> GeoBox:
+        """The object's raster grid, an odc-geo GeoBox (shape, affine, CRS)."""
+        from geocopgen.raster.grid import (
+            grid_of,  # odc-geo on first use: import geocopgen stays light
+        )
+
+        return grid_of(self._obj, source=_label(self._obj))
 
 
 @xr.register_dataarray_accessor("copgen")
@@ -140,10 +146,13 @@ class CopGenDatasetAccessor(_CopGenBase):
 
     def _with(self, result: xr.DataArray, name: str) -> xr.Dataset:
         """The Dataset plus ``result`` (which must lie on the Dataset's own grid)."""
-        grid, got = self.grid, RasterGrid.from_xarray(result)
-        if not grid.almost_equals(got):
+        from geocopgen.raster.grid import almost_equal, describe, grid_of
+
+        grid, got = self.grid, grid_of(result, source="xarray input")
+        if not almost_equal(grid, got):
             raise GridError(
-                f"the result is on {got}, not on this Dataset's grid ({grid}); use "
+                f"the result is on {describe(got)}, not on this Dataset's grid ({describe(grid)}); "
+                "use "
                 "ds[var].copgen... for outputs on another grid (e.g. grid='native')"
             )
         result = result.drop_vars("spatial_ref").assign_coords(

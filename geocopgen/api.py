@@ -11,7 +11,7 @@ Grids: the model works on a 10 m grid (the *working* grid: the first input's own
 projected and at 10 m, else that grid resampled to 10 m, or a UTM grid for geographic inputs).
 ``grid="input"`` (default) writes the output on the first input's own grid, ``"model"`` on the
 working grid, ``"native"`` at the target modality's native resolution (DEM: 30 m); a
-:class:`~geocopgen.rastergrid.RasterGrid` names any grid. Conditions on other grids or CRSs are
+:class:`~odc.geo.geobox.GeoBox` names any grid. Conditions on other grids or CRSs are
 resampled onto the working grid, with a :class:`~geocopgen.errors.ResamplingWarning` each.
 """
 
@@ -38,12 +38,22 @@ from geocopgen.errors import (
     ModalityError,
     ResamplingWarning,
 )
-from geocopgen.io import align, grid_of, model_grid, open_raster, utm_grid
+from geocopgen.io import align, model_grid, open_raster, utm_grid
 from geocopgen.io.source import open_dataset
 from geocopgen.modalities import get_modality
-from geocopgen.mosaic import _refuse_overwriting_input
 from geocopgen.options import ReadOptions, TranslateOptions, WriteOptions, split_options
-from geocopgen.rastergrid import RasterGrid
+from geocopgen.raster.grid import (
+    GeoBox,
+    at_resolution,
+    describe,
+    grid_of,
+    make_grid,
+    pixel_size,
+    rasterio_crs,
+    validate_grid,
+    xy_coords,
+)
+from geocopgen.raster.mosaic import _refuse_overwriting_input
 
 if TYPE_CHECKING:  # torch and the models load with the first model, not with this module
     import torch
@@ -51,7 +61,7 @@ if TYPE_CHECKING:  # torch and the models load with the first model, not with th
     from geocopgen.models.pipeline import CopGenPipeline
 
 InputLike = str | os.PathLike | Any  # a path, a rasterio dataset, an xarray DataArray/Dataset
-GridLike = Literal["input", "model", "native"] | RasterGrid
+GridLike = Literal["input", "model", "native"] | GeoBox
 ModelLike = "str | os.PathLike | CopGenPipeline | None"
 
 __all__ = [
@@ -213,24 +223,24 @@ def open_inputs(
 
 
 def _work_and_out_grids(
-    reference: RasterGrid, target: str, grid: GridLike
-) -> tuple[RasterGrid, RasterGrid | None]:
+    reference: GeoBox, target: str, grid: GridLike
+) -> tuple[GeoBox, GeoBox | None]:
     """The 10 m working grid for ``reference`` and the output grid (``None``: the working one)."""
-    if isinstance(grid, RasterGrid):
-        grid.validate("the requested output grid")
+    if isinstance(grid, GeoBox):
+        validate_grid(grid, "the requested output grid")
         reference = grid
     elif grid not in ("input", "model", "native"):
-        raise ConfigError(f"grid must be 'input', 'model', 'native' or a RasterGrid, got {grid!r}")
+        raise ConfigError(f"grid must be 'input', 'model', 'native' or a GeoBox, got {grid!r}")
     work = model_grid(reference, target)
     if grid == "model":
         return work, None
     if grid == "native":
         res = get_modality(target).native_resolution
-        return work, (None if np.isclose(res, work.res[0]) else work.at_resolution(res))
+        return work, (None if np.isclose(res, pixel_size(work)[0]) else at_resolution(work, res))
     if reference.crs != work.crs:
         warnings.warn(
-            f"the input grid is in {reference.crs}, which is not projected; the output is "
-            f"written on the {work.crs} grid the model works on ({work})",
+            f"the input grid is in {rasterio_crs(reference)}, which is not projected; the output "
+            f"is written on the {rasterio_crs(work)} grid the model works on ({describe(work)})",
             ResamplingWarning,
             stacklevel=3,
         )
@@ -242,7 +252,7 @@ def _work_and_out_grids(
 def _translate(
     target: str,
     conditions: Mapping[str, xr.DataArray],
-    place: RasterGrid,
+    place: GeoBox,
     *,
     writing: WriteOptions,
     sampling: TranslateOptions,
@@ -312,22 +322,21 @@ def grid_for(
     *,
     cell: str | None = None,
     bbox: Sequence[float] | None = None,
-    like: InputLike | RasterGrid | None = None,
+    like: InputLike | GeoBox | None = None,
     resolution: float = 10.0,
-) -> RasterGrid:
+) -> GeoBox:
     """A grid from exactly one description: a Major TOM ``cell`` (its 1068 px product grid in
     the cell's UTM zone), a lon/lat ``bbox`` (west, south, east, north; a covering UTM grid) or
-    ``like`` (an input's grid, or a RasterGrid)."""
+    ``like`` (an input's grid, or a GeoBox)."""
     given = [k for k, v in {"cell": cell, "bbox": bbox, "like": like}.items() if v is not None]
     if len(given) != 1:
         raise ConfigError(
             f"give exactly one of cell, bbox or like to place the output (got {given or 'none'})"
         )
     if cell is not None:
-        from geocopgen.grid import cell_utm_crs, product_transform
+        from geocopgen.sources.majortom_grid import product_grid
 
-        transform, width, height = product_transform(cell, resolution=resolution)
-        return RasterGrid(CRS.from_string(cell_utm_crs(cell)), transform, width, height)
+        return product_grid(cell, resolution=resolution)
     if bbox is not None:
         west, south, east, north = (float(v) for v in bbox)
         if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
@@ -336,24 +345,24 @@ def grid_for(
                 "west < east and south < north"
             )
         extent = Affine(east - west, 0, west, 0, south - north, north)
-        return utm_grid(RasterGrid(CRS.from_epsg(4326), extent, 1, 1), resolution)
+        return utm_grid(GeoBox((1, 1), extent, CRS.from_epsg(4326)), resolution)
     return _grid_of_any(like)
 
 
-def _grid_of_any(like: InputLike | RasterGrid) -> RasterGrid:
+def _grid_of_any(like: InputLike | GeoBox) -> GeoBox:
     """The grid of any raster (no modality needed): a grid, an xarray object, a dataset, a file
     or a band folder."""
-    if isinstance(like, RasterGrid):
+    if isinstance(like, GeoBox):
         return like
     if isinstance(like, (xr.DataArray, xr.Dataset)):
-        return RasterGrid.from_xarray(like, source=str(like.attrs.get("source", "xarray input")))
+        return grid_of(like, source=str(like.attrs.get("source", "xarray input")))
     if isinstance(like, rasterio.io.DatasetReaderBase):
-        return RasterGrid.from_dataset(like)
+        return grid_of(like)
     path = Path(like)
     if path.is_dir():
         return grid_of(_open_one(path))
     with open_dataset(str(path)) as src:
-        return RasterGrid.from_dataset(src, source=str(path))
+        return grid_of(src, source=str(path))
 
 
 def generate(
@@ -361,7 +370,7 @@ def generate(
     *,
     cell: str | None = None,
     bbox: Sequence[float] | None = None,
-    like: InputLike | RasterGrid | None = None,
+    like: InputLike | GeoBox | None = None,
     cond: Mapping[str, InputLike] | Sequence[InputLike] | InputLike | None = None,
     output: str | os.PathLike | None = None,
     model: ModelLike = None,
@@ -434,8 +443,8 @@ def encode(
             covered[chip.slices] = True
     values[:, ~covered] = np.nan
     rows, cols = layout.shape
-    latent_grid = RasterGrid(work.crs, layout.latent_transform, cols, rows)
-    x, y = latent_grid.xy_coords()
+    latent_grid = GeoBox((rows, cols), layout.latent_transform, work.crs)
+    x, y = xy_coords(latent_grid)
     out = xr.DataArray(
         values,
         dims=("latent", "y", "x"),
@@ -451,7 +460,7 @@ def encode(
             "scaling_factor": float(check_codec(pipeline, name).config.scaling_factor),
         },
     )
-    out = out.rio.write_crs(work.crs).rio.write_transform(layout.latent_transform)
+    out = out.rio.write_crs(rasterio_crs(work)).rio.write_transform(layout.latent_transform)
     return out.rio.write_nodata(np.nan, encoded=False)
 
 
@@ -470,7 +479,7 @@ def decode(
     memory, or streamed to ``output``."""
     import torch
 
-    from geocopgen.mosaic import MosaicWriter
+    from geocopgen.raster.mosaic import MosaicWriter
     from geocopgen.translation import decode_canvas, layout_for
     from geocopgen.translation.output import mosaic_array
 
@@ -483,7 +492,7 @@ def decode(
     writing.check_path()
     pipeline = load_model(model, device=device)
     f = int(latents.attrs["downsampling"])
-    grid = RasterGrid(
+    grid = make_grid(
         latents.rio.crs,
         latents.rio.transform(recalc=True) @ Affine.scale(1 / f),
         int(latents.attrs.get("pixel_width", latents.sizes["x"] * f)),

@@ -43,7 +43,7 @@ from geocopgen.latents import Place, encode_places
 from geocopgen.latents.places import places_from_folder
 from geocopgen.modalities import OFFICIAL_ORDER, get_modality
 from geocopgen.models import CopGenPipeline, ModalityAutoencoder
-from geocopgen.rastergrid import RasterGrid
+from geocopgen.raster.grid import GeoBox
 from geocopgen.training import config_from_dict
 from geocopgen.training.config import TrainConfig
 
@@ -76,7 +76,7 @@ def shifted_variants(place: Place, n: int = VARIANTS, seed: int = 0) -> list[Pla
     ``dy`` rows and ``dx`` columns off the top-left, drawn from a seeded generator, so each is a
     real georeferenced raster (its transform moves with the crop).
     """
-    from geocopgen.io.readers import modality_array
+    from geocopgen.io.array import modality_array
 
     rng = np.random.default_rng(seed + sum(map(ord, place.name)))
     shifts = [(0, 0)] + [tuple(int(v) for v in rng.integers(0, MAX_SHIFT, 2)) for _ in range(n - 1)]
@@ -89,7 +89,7 @@ def shifted_variants(place: Place, n: int = VARIANTS, seed: int = 0) -> list[Pla
             pad = ((0, 0), (0, CHIP - crop.shape[1]), (0, CHIP - crop.shape[2]))
             padded = np.pad(crop, pad, mode="reflect")
             transform = array.rio.transform() * Affine.translation(dx, dy)
-            grid = RasterGrid(array.rio.crs, transform, CHIP, CHIP)
+            grid = GeoBox((CHIP, CHIP), transform, array.rio.crs)  # padded past the tile's edge
             variant[m] = modality_array(
                 padded, grid, get_modality(m), source=str(array.attrs.get("source", ""))
             )

@@ -17,7 +17,7 @@ from conftest import terramind
 import geocopgen  # registers .copgen
 from geocopgen import api
 from geocopgen.modalities import get_modality
-from geocopgen.rastergrid import RasterGrid
+from geocopgen.raster.grid import grid_of
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -35,7 +35,7 @@ def lazy(modality: str) -> xr.DataArray:
 
 
 def _same_grid(a: xr.DataArray | xr.Dataset, b: xr.DataArray | xr.Dataset) -> bool:
-    return RasterGrid.from_xarray(a) == RasterGrid.from_xarray(b)
+    return grid_of(a) == grid_of(b)
 
 
 def test_modality_of_lazy_arrays():

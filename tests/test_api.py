@@ -27,9 +27,9 @@ from geocopgen.errors import (
     ResamplingWarning,
     UnknownModalityError,
 )
-from geocopgen.grid import cell_utm_crs, product_transform
 from geocopgen.io import grid_of, open_raster
-from geocopgen.rastergrid import RasterGrid
+from geocopgen.raster.grid import GeoBox, make_grid
+from geocopgen.sources.majortom_grid import cell_utm_crs, product_transform
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -41,8 +41,8 @@ def tiny(tmp_path_factory):
     return save_tiny(tmp_path_factory.mktemp("tiny") / "model")
 
 
-def _grid(array: xr.DataArray) -> RasterGrid:
-    return RasterGrid.from_xarray(array)
+def _grid(array: xr.DataArray) -> GeoBox:
+    return grid_of(array)
 
 
 def test_top_level_exports_and_model_cache(tiny):
@@ -68,7 +68,7 @@ def test_same_result_from_a_path_a_rasterio_dataset_and_lazy_xarray(tiny):
     assert np.array_equal(from_path.values, from_dataset.values)
     assert np.array_equal(from_path.values, from_xarray.values)
     with rasterio.open(path) as src:
-        assert _grid(from_path) == RasterGrid(src.crs, src.transform, src.width, src.height)
+        assert _grid(from_path) == make_grid(src.crs, src.transform, src.width, src.height)
     assert from_path.rio.crs == lazy.rio.crs and "spatial_ref" in from_path.coords
     assert from_path.attrs["target_modality"] == "s1rtc" and from_path.attrs["steps"] == "2"
 
@@ -97,7 +97,7 @@ def test_several_conditions_and_one_in_another_crs(tiny, tmp_path):
     with pytest.warns(ResamplingWarning, match="S1RTC_4326"):
         dem = api.translate(terramind("S2L2A"), "dem", cond={"s1rtc": s1_wgs84}, model=tiny, **FAST)
     with rasterio.open(terramind("S2L2A")) as src:
-        assert _grid(dem) == RasterGrid(src.crs, src.transform, src.width, src.height)
+        assert _grid(dem) == make_grid(src.crs, src.transform, src.width, src.height)
     # the reprojected S1 leaves a NaN rim, and the output is nodata there too
     assert np.isnan(dem.values).any() and np.isfinite(dem.values).mean() > 0.8
 
@@ -113,8 +113,8 @@ def test_generate_on_a_major_tom_cell_and_a_bbox(tiny):
     cell = "0U_199R"
     dem = api.generate("dem", cell=cell, grid="native", model=tiny, **FAST)
     transform, width, height = product_transform(cell, resolution=30.0)
-    assert _grid(dem) == RasterGrid(rasterio.crs.CRS.from_string(cell_utm_crs(cell)),
-                                    transform, width, height)  # fmt: skip
+    assert _grid(dem) == make_grid(rasterio.crs.CRS.from_string(cell_utm_crs(cell)),
+                                   transform, width, height)  # fmt: skip
     assert (width, height) == (356, 356) and np.isfinite(dem.values).all()
     assert dem.attrs["conditions"] == "none (unconditional)"
     box = api.generate("s1rtc", bbox=(15.0, -0.06, 15.02, -0.04), model=tiny, **FAST)
@@ -131,7 +131,7 @@ def test_generate_on_the_grid_of_a_raster_reproducible_per_seed(tiny):
         api.generate("dem", cell="0U_199R", bbox=(0, 0, 1, 1), model=tiny, **FAST)
     # any raster gives a place, modality or not (a Landsat quick-look is none of the four)
     with rasterio.open(LANDSAT) as src:
-        expected = RasterGrid(src.crs, src.transform, src.width, src.height)
+        expected = make_grid(src.crs, src.transform, src.width, src.height)
     assert api.grid_for(like=LANDSAT) == expected
 
 

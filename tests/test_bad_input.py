@@ -30,7 +30,7 @@ from geocopgen.errors import (
     UnreadableInputError,
 )
 from geocopgen.io import align, open_raster
-from geocopgen.mosaic import apply_chipwise, identity
+from geocopgen.raster.mosaic import apply_chipwise, identity
 
 runner = CliRunner()
 

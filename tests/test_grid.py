@@ -12,7 +12,7 @@ from pyproj import Transformer
 from shapely.geometry import Polygon, box
 
 from geocopgen.errors import GridError
-from geocopgen.grid import (
+from geocopgen.sources.majortom_grid import (
     Cell,
     cell_at,
     cell_footprint,

@@ -25,7 +25,7 @@ from geocopgen.errors import GridError, NoOverlapError, OffsetWarning, Resamplin
 from geocopgen.io import align, model_grid, open_raster, plan_input, reproject, utm_grid
 from geocopgen.io.codecs import S2_DN, Codec
 from geocopgen.modalities import get_modality
-from geocopgen.rastergrid import RasterGrid
+from geocopgen.raster.grid import at_resolution, grid_of, pixel_size
 
 PLACES = ["282D_485L_3_3", "38D_378R_2_3", "609U_541L_3_0", "637U_59R_1_3"]
 
@@ -231,7 +231,7 @@ def test_same_grid_needs_no_resampling():
 def test_dem_30m_onto_10m_grid_bilinear():
     dem = open_raster(EXPLORADORES)
     target = model_grid(dem)
-    assert target.res == (10.0, 10.0) and target.transform.c == 627175.0
+    assert pixel_size(target) == (10.0, 10.0) and target.transform.c == 627175.0
     assert (target.width, target.height) == (539 * 3, 618 * 3)
     with pytest.warns(ResamplingWarning, match="bilinear"):
         fine = reproject(dem, target)
@@ -246,7 +246,7 @@ def test_dem_30m_onto_10m_grid_bilinear():
 def test_geographic_dem_onto_utm_10m():
     dem = open_raster(LOS_ANGELES)
     target = utm_grid(dem, 10.0)
-    assert target.crs.to_epsg() == 32611 and target.res == (10.0, 10.0)
+    assert target.crs.to_epsg() == 32611 and pixel_size(target) == (10.0, 10.0)
     with pytest.warns(ResamplingWarning):
         utm = reproject(dem, target).values[0]
     valid = utm[np.isfinite(utm)]
@@ -256,7 +256,7 @@ def test_geographic_dem_onto_utm_10m():
 
 def test_downsampling_uses_average_and_never_nearest():
     dem = open_raster(terramind("DEM"))
-    coarse = RasterGrid.from_xarray(dem).at_resolution(30)
+    coarse = at_resolution(grid_of(dem), 30)
     with pytest.warns(ResamplingWarning, match="average"):
         out = reproject(dem, coarse).values[0]
     np.testing.assert_allclose(out[0, 0], dem.values[0, :3, :3].mean(), rtol=1e-6)

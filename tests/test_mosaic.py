@@ -12,12 +12,11 @@ from conftest import MAJORTOM_0U, VIRGINIA, leftovers, terramind
 
 from geocopgen.errors import OffsetWarning
 from geocopgen.io import open_raster
-from geocopgen.io.align import grid_of
 from geocopgen.io.codecs import S2_DN, Codec
 from geocopgen.modalities import get_modality
-from geocopgen.mosaic import MosaicWriter, apply_chipwise, identity
-from geocopgen.rastergrid import RasterGrid
-from geocopgen.tiling import ChipGrid
+from geocopgen.raster.chips import ChipGrid
+from geocopgen.raster.grid import at_resolution, grid_of, make_grid
+from geocopgen.raster.mosaic import MosaicWriter, apply_chipwise, identity
 
 
 def assert_same_raster(out_path, array):
@@ -81,7 +80,7 @@ def test_native_resolution_output_transform_and_values(tmp_path):
     """DEM 10 m -> native 30 m: transform by hand, values = average of 3 x 3 blocks."""
     array = open_raster(terramind("DEM"))
     grid = grid_of(array)
-    native = grid.at_resolution(30)
+    native = at_resolution(grid, 30)
     t = grid.transform
     assert native.transform == Affine(30.0, 0.0, t.c, 0.0, -30.0, t.f)
     assert (native.width, native.height) == (75, 75)  # ceil(224 / 3): no remainder dropped
@@ -114,7 +113,7 @@ def test_cog_output(tmp_path):
 def test_writer_is_order_independent_and_streams(tmp_path):
     """Chips added in any order give the same file; row-major order frees tiles early."""
     h, w = 1500, 2000
-    grid = RasterGrid(rasterio.crs.CRS.from_epsg(32633), Affine(10, 0, 0, 0, -10, 0), w, h)
+    grid = make_grid(rasterio.crs.CRS.from_epsg(32633), Affine(10, 0, 0, 0, -10, 0), w, h)
     chips = ChipGrid.from_grid(grid)
     rng = np.random.default_rng(0)
     values = rng.normal(size=(2, h, w)).astype(np.float32)

@@ -12,9 +12,9 @@ import pytest
 import rasterio
 
 from geocopgen.errors import DataSourceError
-from geocopgen.grid import get_grid
 from geocopgen.io import open_raster
 from geocopgen.sources import MajorTOM, common_cells
+from geocopgen.sources.majortom_grid import get_grid
 
 DATA = (Path(__file__).parents[1] / ".." / "shared" / "data").resolve()
 ROOT = DATA / "majortom"

@@ -13,7 +13,7 @@ from rasterio.windows import transform as window_transform
 from geocopgen.errors import GridError
 from geocopgen.io import open_raster
 from geocopgen.io.source import RasterSource
-from geocopgen.tiling import ChipGrid, chip_offsets, iter_chips, read_chip, read_chips
+from geocopgen.raster.chips import ChipGrid, chip_offsets, iter_chips, read_chip, read_chips
 
 
 @pytest.mark.parametrize("chip_size", [16, 64, 256])

@@ -14,7 +14,7 @@ from conftest import EXPLORADORES, VIRGINIA, leftovers, terramind, write_variant
 
 from geocopgen.errors import ModalityError, NoValidDataError
 from geocopgen.io import grid_of, open_raster
-from geocopgen.rastergrid import RasterGrid
+from geocopgen.raster.grid import at_resolution, make_grid, sub_grid
 from geocopgen.translation import (
     CanvasLayout,
     CanvasTranslator,
@@ -52,7 +52,7 @@ def _run(pipe, target, conditions, path, **options):
 def test_layout_covers_the_raster_with_chips_that_decode_inside_the_canvas(size):
     height, width = size
     tile = grid_of(open_raster(terramind("DEM")))
-    grid = RasterGrid(tile.crs, tile.transform, width, height)
+    grid = make_grid(tile.crs, tile.transform, width, height)
     layout = CanvasLayout.for_grid(grid, factor=8, chip=32)
     rows, cols = layout.shape
     assert rows == max(-(-height // 8), 32) and cols == max(-(-width // 8), 32)
@@ -108,7 +108,7 @@ def test_pixel_mask_keeps_every_bit_of_unaligned_windows():
 def test_noise_is_seeded_by_position_not_by_extent():
     """A crop whose origin moves by a multiple of 8 px gets the same noise where they overlap."""
     full = grid_of(open_raster(VIRGINIA))
-    crop = full.window(rasterio.windows.Window(200, 136, 400, 300))  # 25 and 17 cells in
+    crop = sub_grid(full, rasterio.windows.Window(200, 136, 400, 300))  # 25 and 17 cells in
     a = positional_noise(CanvasLayout.for_grid(full, factor=8, chip=32), 4, 2, seed=7)
     b = positional_noise(CanvasLayout.for_grid(crop, factor=8, chip=32), 4, 2, seed=7)
     rows, cols = -(-300 // 8), -(-400 // 8)
@@ -142,7 +142,7 @@ def test_size_not_a_multiple_of_8_and_several_chips(pipe, tmp_path):
     out = tmp_path / "s1.tif"
     _run(pipe, "s1rtc", {"s2l1c": s2}, out)
     crs, transform, width, height, _ = grid_facts(out)
-    assert RasterGrid(crs, transform, width, height) == grid_of(s2)
+    assert make_grid(crs, transform, width, height) == grid_of(s2)
     with rasterio.open(out) as dst:
         assert dst.shape == (219, 213) and dst.descriptions == ("VV", "VH")
         assert np.isfinite(dst.read()).all()
@@ -220,7 +220,7 @@ def test_native_resolution_output_for_a_dem(pipe, s2, tmp_path):
     out = tmp_path / "dem30.tif"
     grid = grid_of(s2)
     translator = CanvasTranslator(pipe, "dem", TranslateOptions(**QUIET))
-    translate_to_file(translator, grid, {"s2l2a": s2}, out, out_grid=grid.at_resolution(30))
+    translate_to_file(translator, grid, {"s2l2a": s2}, out, out_grid=at_resolution(grid, 30))
     crs, transform, width, height, _ = grid_facts(out)
     assert (width, height) == (75, 75) and crs == grid.crs
     assert (transform.a, transform.e, transform.c, transform.f) == (

@@ -11,10 +11,10 @@ import typer
 
 from geocopgen.cli._common import VERBOSITY, echo, modality_option
 from geocopgen.io import open_raster, plan_input
-from geocopgen.io.align import grid_of
 from geocopgen.modalities import get_modality
-from geocopgen.mosaic import apply_chipwise, identity
-from geocopgen.tiling import DEFAULT_CHIP_SIZE, DEFAULT_OVERLAP
+from geocopgen.raster.chips import DEFAULT_CHIP_SIZE, DEFAULT_OVERLAP
+from geocopgen.raster.grid import at_resolution, grid_of
+from geocopgen.raster.mosaic import apply_chipwise, identity
 
 
 class S1Scale(StrEnum):
@@ -103,7 +103,7 @@ def roundtrip(
     array = open_raster(path, modality, offset=s2_offset, s1_scale=s1_scale.value, nodata=nodata)
     m = get_modality(array.attrs["modality"])
     grid = grid_of(array)
-    out_grid = grid.at_resolution(m.native_resolution) if native else None
+    out_grid = at_resolution(grid, m.native_resolution) if native else None
     written = apply_chipwise(
         array,
         identity,

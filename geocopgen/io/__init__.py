@@ -6,13 +6,18 @@
 * :func:`plan_bands`: the same plan for band files a source describes (Major TOM), opened by
   path or from GeoTIFF bytes (:class:`MemoryBands`), without reading a header.
 * :func:`align` / :func:`reproject` / :func:`model_grid` / :func:`utm_grid`: one grid for all.
+* :func:`grid_of`: an input's grid, an odc-geo ``GeoBox`` (the rules: :mod:`geocopgen.raster.grid`).
+
+``align`` stays here rather than in :mod:`geocopgen.raster`: it works on ModalityArrays and
+builds them (:mod:`geocopgen.io.array`), so the raster engine's grid layer does not depend on io.
 """
 
-from geocopgen.io.align import align, grid_of, model_grid, reproject, utm_grid
+from geocopgen.io.align import align, model_grid, reproject, utm_grid
 from geocopgen.io.codecs import Codec
 from geocopgen.io.detect import Detection, detect_modality
 from geocopgen.io.readers import InputPlan, modality_array, open_raster, plan_bands, plan_input
 from geocopgen.io.source import MemoryBands, RasterSource
+from geocopgen.raster.grid import grid_of
 
 __all__ = [
     "Codec",

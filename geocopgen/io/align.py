@@ -16,72 +16,78 @@ from typing import TypeVar
 import numpy as np
 import xarray as xr
 from affine import Affine
-from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_reproject
 from pyproj import CRS as ProjCRS
 from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
 from geocopgen.errors import GridError, NoOverlapError, ResamplingWarning
-from geocopgen.io.readers import choose_resampling, modality_array
+from geocopgen.io.array import modality_array
+from geocopgen.io.readers import choose_resampling
 from geocopgen.modalities import get_modality
-from geocopgen.rastergrid import RasterGrid
+from geocopgen.raster.grid import (
+    GeoBox,
+    almost_equal,
+    at_resolution,
+    describe,
+    grid_of,
+    pixel_size,
+    rasterio_crs,
+    xy_coords,
+)
 
 K = TypeVar("K")
 _ALLOWED = ("bilinear", "average", "cubic", "cubic_spline", "lanczos")
 
 
-def grid_of(obj: xr.DataArray | RasterGrid) -> RasterGrid:
-    """The RasterGrid of a ModalityArray (or the grid itself)."""
-    if isinstance(obj, RasterGrid):
-        return obj
-    return RasterGrid.from_xarray(obj, source=str(obj.attrs.get("source", "array")))
-
-
-def utm_grid(obj: xr.DataArray | RasterGrid, resolution: float = 10.0) -> RasterGrid:
+def utm_grid(obj: xr.DataArray | GeoBox, resolution: float = 10.0) -> GeoBox:
     """A north-up grid at ``resolution`` metres in the UTM zone of the input's centre.
 
     It covers the input's whole footprint; its origin is snapped to a multiple of the resolution
     so that grids built this way for neighbouring inputs line up.
     """
     grid = grid_of(obj)
-    lon0, lat0, lon1, lat1 = transform_bounds(grid.crs, "EPSG:4326", *grid.bounds)
+    bounds = grid.boundingbox.bbox
+    lon0, lat0, lon1, lat1 = transform_bounds(rasterio_crs(grid), "EPSG:4326", *bounds)
     lon, lat = (lon0 + lon1) / 2, (lat0 + lat1) / 2
     epsg = (32600 if lat >= 0 else 32700) + int((lon + 180) // 6) % 60 + 1
     return _covering_grid(grid, CRS.from_epsg(epsg), resolution)
 
 
-def model_grid(obj: xr.DataArray | RasterGrid, modality: str | None = None) -> RasterGrid:
+def model_grid(obj: xr.DataArray | GeoBox, modality: str | None = None) -> GeoBox:
     """The modality's model grid (10 m) for an input: same CRS if projected, else UTM."""
     grid = grid_of(obj)
     name = modality or (obj.attrs.get("modality") if isinstance(obj, xr.DataArray) else None)
     res = get_modality(name).resolution if name else 10.0
-    if grid.crs.is_geographic or not ProjCRS.from_user_input(grid.crs.to_wkt()).is_projected:
+    crs = rasterio_crs(grid)
+    if crs.is_geographic or not ProjCRS.from_user_input(crs.to_wkt()).is_projected:
         return utm_grid(grid, res)
-    if np.isclose(grid.res[0], res) and np.isclose(grid.res[1], res):
+    if np.allclose(pixel_size(grid), (res, res)):
         return grid
-    return grid.at_resolution(res)
+    return at_resolution(grid, res)
 
 
-def _covering_grid(grid: RasterGrid, crs: CRS, resolution: float) -> RasterGrid:
-    left, bottom, right, top = transform_bounds(grid.crs, crs, *grid.bounds, densify_pts=21)
+def _covering_grid(grid: GeoBox, crs: CRS, resolution: float) -> GeoBox:
+    bounds = grid.boundingbox.bbox
+    left, bottom, right, top = transform_bounds(rasterio_crs(grid), crs, *bounds, densify_pts=21)
     left = np.floor(left / resolution) * resolution
     top = np.ceil(top / resolution) * resolution
     width = int(np.ceil((right - left) / resolution))
     height = int(np.ceil((top - bottom) / resolution))
-    return RasterGrid(crs, Affine(resolution, 0, left, 0, -resolution, top), width, height)
+    return GeoBox((height, width), Affine(resolution, 0, left, 0, -resolution, top), crs)
 
 
-def overlaps(a: RasterGrid, b: RasterGrid) -> bool:
+def overlaps(a: GeoBox, b: GeoBox) -> bool:
     """True if the two grids' footprints intersect (compared in ``b``'s CRS)."""
-    l0, b0, r0, t0 = transform_bounds(a.crs, b.crs, *a.bounds, densify_pts=21)
-    l1, b1, r1, t1 = b.bounds
+    a_crs, b_crs = rasterio_crs(a), rasterio_crs(b)
+    l0, b0, r0, t0 = transform_bounds(a_crs, b_crs, *a.boundingbox.bbox, densify_pts=21)
+    l1, b1, r1, t1 = b.boundingbox.bbox
     return l0 < r1 and l1 < r0 and b0 < t1 and b1 < t0
 
 
 def reproject(
     array: xr.DataArray,
-    grid: RasterGrid,
+    grid: GeoBox,
     *,
     resampling: str | None = None,
     warn: bool = True,
@@ -91,14 +97,15 @@ def reproject(
     src_grid = grid_of(array)
     if src_grid == grid:
         return array
-    if src_grid.almost_equals(grid):  # same pixels; only write the target's exact georeference
-        return array.rio.write_transform(grid.transform).assign_coords(
-            dict(zip(("x", "y"), grid.xy_coords(), strict=True))
+    if almost_equal(src_grid, grid):  # same pixels; only write the target's exact georeference
+        return array.rio.write_transform(grid.affine).assign_coords(
+            dict(zip(("x", "y"), xy_coords(grid), strict=True))
         )
     if not overlaps(src_grid, grid):
         raise NoOverlapError(
-            f"{source} ({src_grid}, bounds {_fmt(src_grid.bounds)}) does not overlap the target "
-            f"grid ({grid}, bounds {_fmt(grid.bounds)}). Use inputs of the same place."
+            f"{source} ({describe(src_grid)}, bounds {_fmt(src_grid.boundingbox.bbox)}) does not "
+            f"overlap the target grid ({describe(grid)}, bounds {_fmt(grid.boundingbox.bbox)}). "
+            "Use inputs of the same place."
         )
     method = resampling or choose_resampling(src_grid, grid).name
     if method not in _ALLOWED:
@@ -108,12 +115,12 @@ def reproject(
         )
     if warn:
         warnings.warn(
-            f"{source}: resampled from {src_grid} onto {grid} with {method} resampling",
+            f"{source}: resampled from {describe(src_grid)} onto {describe(grid)} with {method} "
+            "resampling",
             ResamplingWarning,
             stacklevel=2,
         )
-    gbox = GeoBox((grid.height, grid.width), grid.transform, grid.crs.to_wkt())
-    out = xr_reproject(array, gbox, resampling=method, dst_nodata=np.float32(np.nan))
+    out = xr_reproject(array, grid, resampling=method, dst_nodata=np.float32(np.nan))
     m = get_modality(array.attrs["modality"])
     attrs = {k: v for k, v in array.attrs.items() if k not in ("modality", "units", "source")}
     attrs.pop("_FillValue", None)
@@ -122,7 +129,7 @@ def reproject(
 
 def align(
     arrays: Sequence[xr.DataArray] | Mapping[K, xr.DataArray],
-    like: xr.DataArray | RasterGrid | None = None,
+    like: xr.DataArray | GeoBox | None = None,
     *,
     resampling: str | None = None,
 ) -> list[xr.DataArray] | dict[K, xr.DataArray]:

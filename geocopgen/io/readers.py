@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import re
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,20 +29,16 @@ from rasterio.enums import Resampling
 
 from geocopgen.errors import (
     BandMismatchError,
-    GeoCopGenWarning,
-    OffsetWarning,
     UnreadableInputError,
 )
+from geocopgen.io.array import DEFAULT_CHUNK, modality_array
 from geocopgen.io.codecs import PHYSICAL, S1_LINEAR, S2_DN, Codec, nodata_values
-from geocopgen.io.detect import Detection, detect_modality, path_words
+from geocopgen.io.detect import Detection, detect_modality
+from geocopgen.io.evidence import DARK_FRACTION, decide_s1_scale, decide_s2_offset  # noqa: F401
 from geocopgen.io.source import BandRef, Opener, RasterSource, open_dataset, probe
-from geocopgen.modalities import (
-    S2_OFFSET_DN,
-    Modality,
-    get_modality,
-    s2_offset,
-)
-from geocopgen.rastergrid import RasterGrid
+from geocopgen.io.xarray_input import from_xarray
+from geocopgen.modalities import Modality, get_modality
+from geocopgen.raster.grid import GeoBox, at_resolution, describe, grid_of, pixel_size, rasterio_crs
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +46,8 @@ log = logging.getLogger(__name__)
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
 #: A band name inside a file name: ``B02.tif``, ``T33NZA_..._B8A_20m.jp2``, ``vv.tif``.
 _BAND_IN_NAME = re.compile(r"(?:^|[_\-.])(B(?:0[1-9]|1[0-2]|8A)|VV|VH)(?:[_\-.]|$)", re.IGNORECASE)
-#: Default dask chunk (pixels per side); chip reads are windowed whatever the chunking.
-DEFAULT_CHUNK = 1024
 #: Side of the decimated sample read for data evidence (S2 offset, S1 scale).
 _SAMPLE = 512
-#: Fraction of sampled visible-band DNs below 1000 that proves there is no +1000 offset.
-DARK_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
@@ -65,7 +56,7 @@ class InputPlan:
 
     source: str
     detection: Detection
-    grid: RasterGrid
+    grid: GeoBox
     bands: tuple[BandRef, ...]
     codec: Codec
     raw_dtype: str
@@ -115,13 +106,13 @@ class InputPlan:
             "decode": self.codec.describe(),
             "nodata": [_json_float(v) for v in self.codec.nodata],
             "nan_is_nodata": self.codec.nan_is_nodata,
-            "crs": g.crs.to_string(),
-            "epsg": g.crs.to_epsg(),
-            "transform": list(g.transform)[:6],
+            "crs": rasterio_crs(g).to_string(),
+            "epsg": rasterio_crs(g).to_epsg(),
+            "transform": list(g.affine)[:6],
             "width": g.width,
             "height": g.height,
-            "resolution": list(g.res),
-            "bounds": list(g.bounds),
+            "resolution": list(pixel_size(g)),
+            "bounds": list(g.boundingbox.bbox),
             "resampled": {b.name: b.resampling.name for b in self.bands if b.resampling},
             "files": sorted({b.path for b in self.bands}),
         }
@@ -149,23 +140,6 @@ def _json_float(v: float) -> float | str:
     return "nan" if np.isnan(v) else v
 
 
-def modality_array(
-    data: Any, grid: RasterGrid, modality: Modality, *, source: str, **attrs: Any
-) -> xr.DataArray:
-    """Wrap a ``(band, y, x)`` float32 array as a georeferenced ModalityArray."""
-    x, y = grid.xy_coords()
-    array = xr.DataArray(
-        data,
-        dims=("band", "y", "x"),
-        coords={"band": list(modality.band_names), "y": y, "x": x},
-        attrs={"modality": modality.name, "units": modality.units, "source": source, **attrs},
-        name=modality.name,
-    )
-    array = array.rio.write_crs(grid.crs)
-    array = array.rio.write_transform(grid.transform)
-    return array.rio.write_nodata(np.nan, encoded=False)
-
-
 # --- planning -------------------------------------------------------------------------------
 def plan_input(
     path: str | Path,
@@ -174,7 +148,7 @@ def plan_input(
     offset: int | None = None,
     s1_scale: str = "auto",
     nodata: float | None = None,
-    grid: RasterGrid | None = None,
+    grid: GeoBox | None = None,
 ) -> InputPlan:
     """Inspect an input and decide how to read it (no pixel reads except small samples)."""
     p = Path(path)
@@ -248,7 +222,7 @@ class _Handles:
 def plan_bands(
     bands: Mapping[str, str],
     modality: str | Modality,
-    grid: RasterGrid,
+    grid: GeoBox,
     *,
     source: str,
     encoding: str | None = None,
@@ -298,8 +272,8 @@ def plan_bands(
     for name in m.band_names:
         ref = BandRef(name, bands[name], 1)
         res = native_res[name]
-        if not np.allclose(grid.res, (res, res)):
-            ref = _resampled(ref, grid.at_resolution(res), grid, codec, dtype)
+        if not np.allclose(pixel_size(grid), (res, res)):
+            ref = _resampled(ref, at_resolution(grid, res), grid, codec, dtype)
         refs.append(ref)
     detection = Detection(m, "stated by the source")
     when = _acquired(tags, product_id)
@@ -325,8 +299,8 @@ def _acquired(tags: Mapping[str, Any], product_id: str | None) -> str | None:
     return None
 
 
-def _native_grid(ds: Any, path: str) -> RasterGrid:
-    grid = RasterGrid.from_dataset(ds, source=path)
+def _native_grid(ds: Any, path: str) -> GeoBox:
+    grid = grid_of(ds, source=path)
     probe(ds, path)
     return grid
 
@@ -335,7 +309,7 @@ def _file_bands(
     path: Path, stated: str | Modality | None, handles: _Handles
 ) -> tuple[list[BandRef], Detection, dict[str, str], str | None]:
     ds = handles(str(path))
-    RasterGrid.from_dataset(ds, source=str(path))  # no CRS / rotated: say so first
+    grid_of(ds, source=str(path))  # no CRS / rotated: say so first
     count = ds.count
     names = [d for d in ds.descriptions]
     tags = dict(ds.tags())
@@ -409,9 +383,7 @@ def _product_id_in(name: str) -> str | None:
     return name if re.search(r"MSIL(1C|2A)", name, re.IGNORECASE) else None
 
 
-def _model_grid(
-    refs: Sequence[BandRef], native: Mapping[str, RasterGrid], m: Modality
-) -> RasterGrid:
+def _model_grid(refs: Sequence[BandRef], native: Mapping[str, GeoBox], m: Modality) -> GeoBox:
     """The grid of the first band already at the model resolution, else the finest band's grid.
 
     A single-grid input (one file, a 30 m DEM...) keeps its own grid: it is resampled only when
@@ -419,12 +391,14 @@ def _model_grid(
     """
     grids = [native[r.path] for r in refs]
     for g in grids:
-        if np.isclose(g.res[0], m.resolution) and np.isclose(g.res[1], m.resolution):
+        if np.isclose(pixel_size(g)[0], m.resolution) and np.isclose(
+            pixel_size(g)[1], m.resolution
+        ):
             return g
-    return min(grids, key=lambda g: g.res[0] * g.res[1])
+    return min(grids, key=lambda g: pixel_size(g)[0] * pixel_size(g)[1])
 
 
-def _place(ref: BandRef, native: RasterGrid, target: RasterGrid, codec: Codec, ds: Any) -> BandRef:
+def _place(ref: BandRef, native: GeoBox, target: GeoBox, codec: Codec, ds: Any) -> BandRef:
     """The band as read on ``target``: resampled (explicitly) only if its grid differs."""
     if native == target:
         return ref
@@ -432,7 +406,7 @@ def _place(ref: BandRef, native: RasterGrid, target: RasterGrid, codec: Codec, d
 
 
 def _resampled(
-    ref: BandRef, native: RasterGrid, target: RasterGrid, codec: Codec, dtype: np.dtype | None
+    ref: BandRef, native: GeoBox, target: GeoBox, codec: Codec, dtype: np.dtype | None
 ) -> BandRef:
     """``ref`` resampled from ``native`` onto ``target``, with the nodata the resampler needs
     (``dtype`` None: unknown until read, so the fill outside the source is NaN)."""
@@ -440,11 +414,13 @@ def _resampled(
     src_nd = codec.nodata[0] if codec.nodata else (0 if codec.encoding == S2_DN else None)
     fill = _fill_for(dtype) if dtype is not None else float("nan")
     dst_nd = src_nd if src_nd is not None else fill
-    log.info("%s: band %s resampled onto %s with %s", ref.path, ref.name, target, res.name)
+    log.info(
+        "%s: band %s resampled onto %s with %s", ref.path, ref.name, describe(target), res.name
+    )
     return BandRef(ref.name, ref.path, ref.index, res, src_nd, dst_nd)
 
 
-def choose_resampling(native: RasterGrid, target: RasterGrid) -> Resampling:
+def choose_resampling(native: GeoBox, target: GeoBox) -> Resampling:
     """Bilinear when the target is as fine or finer; average when it is coarser. Never nearest.
 
     The comparison is on pixel area in a common unit (metres when one CRS is geographic).
@@ -454,10 +430,11 @@ def choose_resampling(native: RasterGrid, target: RasterGrid) -> Resampling:
     return Resampling.average if dst_area > 1.5 * src_area else Resampling.bilinear
 
 
-def _pixel_area_m2(grid: RasterGrid) -> float:
-    rx, ry = grid.res
-    if grid.crs.is_geographic:
-        lat = np.deg2rad((grid.bounds[1] + grid.bounds[3]) / 2)
+def _pixel_area_m2(grid: GeoBox) -> float:
+    rx, ry = pixel_size(grid)
+    if rasterio_crs(grid).is_geographic:
+        _, bottom, _, top = grid.boundingbox.bbox
+        lat = np.deg2rad((bottom + top) / 2)
         return (rx * 111_320.0 * np.cos(lat)) * (ry * 110_574.0)
     return rx * ry
 
@@ -488,85 +465,6 @@ def _sampler(
     return sample
 
 
-def decide_s2_offset(
-    given: int | None,
-    *,
-    product_id: str | None,
-    tags: Mapping[str, Any],
-    sample: Callable[[Sequence[str]], np.ndarray],
-    source: str,
-) -> tuple[int, str]:
-    """The Sentinel-2 DN offset and the evidence for it (see ``docs/modalities.md``)."""
-    if given is not None:
-        return int(given), "given"
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", OffsetWarning)
-        off = s2_offset(product_id=product_id, tags=tags, source=source)
-    if not any(issubclass(w.category, OffsetWarning) for w in caught):
-        return off, _metadata_evidence(product_id, tags)
-    dn = sample(("B02", "B03", "B04")).astype(np.float64)
-    valid = dn[(dn > 0)]
-    if valid.size:
-        dark = float(np.mean(valid < -S2_OFFSET_DN))
-        if dark >= DARK_FRACTION:
-            return 0, (
-                f"{dark:.0%} of sampled B02-B04 DNs are below 1000, impossible with the +1000 "
-                "offset"
-            )
-    off = s2_offset(product_id=product_id, tags=tags, source=source)  # warns
-    return off, "no evidence; assumed 0 (override with offset=)"
-
-
-def _metadata_evidence(product_id: str | None, tags: Mapping[str, Any]) -> str:
-    keys = ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET", "boa_add_offset", "radio_add_offset")
-    for key in keys:
-        if key in tags:
-            return f"{key} tag"
-    if product_id:
-        m = re.search(r"_N(\d{2})(\d{2})_", product_id)
-        if m and m.group(1) != "99":
-            return f"processing baseline N{m.group(1)}{m.group(2)} in the product id"
-        m = re.search(r"_(\d{8})T\d{6}_", product_id + "_")
-        if m:
-            return f"acquisition date {m.group(1)} in the product id"
-    return "acquisition date tag"
-
-
-def decide_s1_scale(
-    given: str,
-    *,
-    path: Path,
-    tags: Mapping[str, Any],
-    sample: Callable[[Sequence[str]], np.ndarray],
-    nodata: Sequence[float],
-    source: str,
-) -> tuple[str, str]:
-    """``"db"`` or ``"linear"``, and why: stated; path words/tags; the sign of the values."""
-    if given != "auto":
-        return given, "given"
-    words = set(path_words(path)) | {str(v).lower() for v in tags.values()}
-    if "db" in words:
-        return "db", "'db' in the path or tags"
-    if words & {"linear", "lin", "power", "pwr"}:
-        return "linear", "'linear'/'power' in the path or tags"
-    values = sample(("VV", "VH")).astype(np.float64).ravel()
-    valid = values[np.isfinite(values)]
-    for nd in nodata:
-        valid = valid[valid != nd]
-    if valid.size:
-        negative = float(np.mean(valid < 0))
-        if negative > 0.01:
-            return "db", f"{negative:.0%} of sampled values are negative (dB)"
-        return "linear", "no negative values (linear power cannot be negative)"
-    warnings.warn(
-        f"{source}: cannot tell whether Sentinel-1 values are dB or linear power; assuming dB. "
-        "Pass s1_scale='linear' (CLI --s1-scale linear) if they are linear.",
-        GeoCopGenWarning,
-        stacklevel=3,
-    )
-    return "db", "no evidence; assumed dB"
-
-
 def _looks_like_dn(sample: Callable[[Sequence[str]], np.ndarray], nodata: Sequence[float]) -> bool:
     """A float Sentinel-2 file holds DNs (not reflectance) if its median is above 10."""
     values = sample(("B02", "B03", "B04")).astype(np.float64).ravel()
@@ -582,7 +480,7 @@ def open_raster(
     offset: int | None = None,
     s1_scale: str = "auto",
     nodata: float | None = None,
-    grid: RasterGrid | None = None,
+    grid: GeoBox | None = None,
     chunks: int = DEFAULT_CHUNK,
 ) -> xr.DataArray:
     """Open a GeoTIFF, a one-file-per-band folder or an xarray object as a lazy ModalityArray.
@@ -593,8 +491,6 @@ def open_raster(
     band resampled onto another grid (bilinear, or average when coarser; never nearest).
     """
     if isinstance(path, xr.DataArray):
-        from geocopgen.io.xarray_input import from_xarray
-
         return from_xarray(path, modality, offset=offset, s1_scale=s1_scale)
     plan = plan_input(path, modality, offset=offset, s1_scale=s1_scale, nodata=nodata, grid=grid)
     return plan.open(chunks=chunks)

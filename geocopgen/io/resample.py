@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 from rasterio.windows import Window
 
-from geocopgen.rastergrid import RasterGrid
+from geocopgen.raster.grid import GeoBox
 
 
 def _axis(
@@ -44,8 +44,8 @@ def _axis(
 
 def bilinear_window(
     read: object,
-    src: RasterGrid,
-    dst: RasterGrid,
+    src: GeoBox,
+    dst: GeoBox,
     window: Window,
     nodata: Sequence[float],
 ) -> np.ndarray:
@@ -57,7 +57,7 @@ def bilinear_window(
     """
     r0, c0 = int(window.row_off), int(window.col_off)
     h, w = int(window.height), int(window.width)
-    st, dt = src.transform, dst.transform
+    st, dt = src.affine, dst.affine
     iy, fy, in_y = _axis(r0, h, dt.f, dt.e, st.f, st.e, src.height)
     ix, fx, in_x = _axis(c0, w, dt.c, dt.a, st.c, st.a, src.width)
     rows = np.clip(np.stack([iy, iy + 1]), 0, src.height - 1)

@@ -35,7 +35,7 @@ from rasterio.windows import Window
 from geocopgen.errors import UnreadableInputError
 from geocopgen.io.codecs import Codec
 from geocopgen.io.resample import bilinear_window
-from geocopgen.rastergrid import RasterGrid
+from geocopgen.raster.grid import GeoBox, grid_profile, make_grid, rasterio_crs
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ class RasterSource:
     def __init__(
         self,
         bands: Sequence[BandRef],
-        grid: RasterGrid,
+        grid: GeoBox,
         codec: Codec,
         source: str,
         opener: Opener | None = None,
@@ -269,7 +269,7 @@ class RasterSource:
         dataset = self._dataset(path, refs[0])
         if refs[0].resampling is None or isinstance(dataset, WarpedVRT):
             return dataset.read(indexes, window=window)
-        native = RasterGrid(dataset.crs, dataset.transform, dataset.width, dataset.height)
+        native = make_grid(dataset.crs, dataset.transform, dataset.width, dataset.height)
         nodata = (refs[0].src_nodata,) if refs[0].src_nodata is not None else ()
         return bilinear_window(
             lambda w: dataset.read(indexes, window=w), native, self.grid, window, nodata
@@ -290,10 +290,7 @@ class RasterSource:
             else:
                 cache[key] = WarpedVRT(
                     src,
-                    crs=self.grid.crs,
-                    transform=self.grid.transform,
-                    width=self.grid.width,
-                    height=self.grid.height,
+                    **grid_profile(self.grid),
                     resampling=ref.resampling,
                     src_nodata=ref.src_nodata,
                     nodata=ref.dst_nodata,
@@ -309,9 +306,9 @@ def _one_wide(index: int, size: int) -> slice:
     return slice(i, i + 1)
 
 
-def _numpy_bilinear(ref: BandRef, src: Any, grid: RasterGrid) -> bool:
+def _numpy_bilinear(ref: BandRef, src: Any, grid: GeoBox) -> bool:
     """Same-CRS bilinear resampling is done in numpy (window-independent, see resample.py)."""
-    return ref.resampling == Resampling.bilinear and src.crs == grid.crs
+    return ref.resampling == Resampling.bilinear and src.crs == rasterio_crs(grid)
 
 
 def _with_nodata(codec: Codec, extra: tuple[float, ...]) -> Codec:

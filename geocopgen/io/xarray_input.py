@@ -16,16 +16,12 @@ import numpy as np
 import xarray as xr
 
 from geocopgen.errors import BandMismatchError, MissingCRSError
+from geocopgen.io.array import DEFAULT_CHUNK, modality_array
 from geocopgen.io.codecs import PHYSICAL, S1_LINEAR, S2_DN, Codec
 from geocopgen.io.detect import bands_match, detect_modality
-from geocopgen.io.readers import (
-    DEFAULT_CHUNK,
-    decide_s1_scale,
-    decide_s2_offset,
-    modality_array,
-)
+from geocopgen.io.evidence import decide_s1_scale, decide_s2_offset
 from geocopgen.modalities import Modality
-from geocopgen.rastergrid import RasterGrid
+from geocopgen.raster.grid import grid_of
 
 
 def from_xarray(
@@ -50,7 +46,7 @@ def from_xarray(
         raise MissingCRSError(
             f"{source} has no CRS; set one with `da.rio.write_crs('EPSG:32633')` first."
         )
-    grid = RasterGrid.from_xarray(array, source=source)
+    grid = grid_of(array, source=source)
     names = [str(v) for v in array[band_dim].values] if band_dim in array.coords else []
     detection = detect_modality(
         path=Path(source).name or "xarray",

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 import xarray as xr
 from dask.callbacks import Callback
-from rasterio.windows import Window
 
 from geocopgen.errors import GridError
 from geocopgen.latents.store import ChipRecord, LatentStore
@@ -84,12 +83,12 @@ def codec_identity(model: Any, name: str | None = None) -> dict[str, Any]:
 def chip_windows(
     height: int, width: int, chip_size: int, overlap: int = 0
 ) -> list[tuple[int, int]]:
-    """Top-left ``(row_off, col_off)`` of the chips of :class:`geocopgen.tiling.ChipGrid`.
+    """Top-left ``(row_off, col_off)`` of the chips of :class:`geocopgen.raster.chips.ChipGrid`.
 
     Training chips must be real pixels, so a raster smaller than a chip (which the chip grid
     would reflection-pad) is refused here.
     """
-    from geocopgen.tiling import ChipGrid
+    from geocopgen.raster.chips import ChipGrid
 
     if height < chip_size or width < chip_size:
         raise GridError(
@@ -102,50 +101,28 @@ def chip_windows(
 
 def plan_place(place: Place, chip_size: int, overlap: int = 0) -> list[ChipRecord]:
     """The chips of one place; every modality must share one grid."""
-    from geocopgen.rastergrid import RasterGrid
+    from geocopgen.raster.grid import almost_equal, describe, grid_of
 
-    grids = {
-        m: RasterGrid.from_xarray(a, source=f"{place.name}/{m}") for m, a in place.arrays.items()
-    }
+    grids = {m: grid_of(a, source=f"{place.name}/{m}") for m, a in place.arrays.items()}
     first_mod, grid = next(iter(grids.items()))
     for m, g in grids.items():
-        if not _same_grid(g, grid):
+        # "one identical grid" written by other tools (the TerraMind tiles) differs by 1e-10 m
+        if not almost_equal(g, grid):
             raise GridError(
-                f"{place.name}: {m} is on {g}, {first_mod} on {grid}; co-register the "
-                "modalities onto one grid first (geocopgen.io aligns them)"
+                f"{place.name}: {m} is on {describe(g)}, {first_mod} on {describe(grid)}; "
+                "co-register the modalities onto one grid first (geocopgen.io aligns them)"
             )
-    crs = grid.crs.to_string()
-    records = []
-    for r, c in chip_windows(grid.height, grid.width, chip_size, overlap):
-        t = grid.window_transform(Window(c, r, chip_size, chip_size))
-        records.append(
-            ChipRecord(
-                place.name,
-                r,
-                c,
-                chip_size,
-                chip_size,
-                crs,
-                tuple(t)[:6],
-                place.datetime,
-                place.sources,
-            )
+    return [
+        ChipRecord.for_grid(
+            place.name,
+            r,
+            c,
+            grid[r : r + chip_size, c : c + chip_size],
+            datetime=place.datetime,
+            sources=place.sources,
         )
-    return records
-
-
-def _same_grid(a: Any, b: Any) -> bool:
-    """Same CRS and size, transforms equal to a millionth of a pixel.
-
-    Rasters written as "one identical grid" (the TerraMind tiles) differ by 1e-10 m in their
-    origins, float noise from the tools that cut them; anything larger is a different grid.
-    """
-    tol = 1e-6 * abs(b.transform.a)
-    return (
-        a.same_crs(b)
-        and (a.width, a.height) == (b.width, b.height)
-        and all(abs(x - y) <= tol for x, y in zip(a.transform[:6], b.transform[:6], strict=True))
-    )
+        for r, c in chip_windows(grid.height, grid.width, chip_size, overlap)
+    ]
 
 
 class _Batch:

@@ -31,9 +31,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import zarr
+from affine import Affine
 
 from geocopgen.errors import ConfigError, DataSourceError
 from geocopgen.modalities import get_modality
+from geocopgen.raster.grid import GeoBox, rasterio_crs
 
 FORMAT_VERSION = 1
 _STR_COLUMNS = ("key", "place", "crs", "datetime", "sources")
@@ -41,7 +43,11 @@ _STR_COLUMNS = ("key", "place", "crs", "datetime", "sources")
 
 @dataclass(frozen=True)
 class ChipRecord:
-    """One planned chip: where it is and where its pixels came from."""
+    """One planned chip: where it is and where its pixels came from.
+
+    ``crs`` (a CRS string) and ``transform`` (six affine coefficients) are the chip's grid as
+    the store keeps it on disk; :meth:`for_grid` and :attr:`grid` convert from and to a GeoBox.
+    """
 
     place: str
     row_off: int
@@ -56,6 +62,29 @@ class ChipRecord:
     @property
     def key(self) -> str:
         return f"{self.place}|{self.row_off}|{self.col_off}"
+
+    @classmethod
+    def for_grid(
+        cls,
+        place: str,
+        row_off: int,
+        col_off: int,
+        grid: GeoBox,
+        *,
+        datetime: str = "",
+        sources: str = "",
+    ) -> ChipRecord:
+        """The record of a chip whose GeoBox is ``grid`` (a sub-grid of its place's grid)."""
+        crs = rasterio_crs(grid).to_string()
+        transform = tuple(grid.affine)[:6]
+        return cls(
+            place, row_off, col_off, grid.height, grid.width, crs, transform, datetime, sources
+        )
+
+    @property
+    def grid(self) -> GeoBox:
+        """The chip's GeoBox, from the stored CRS string and transform."""
+        return GeoBox((self.height, self.width), Affine(*self.transform), self.crs)
 
 
 def codec_attrs(modality: str, codec: Mapping[str, Any]) -> dict[str, Any]:

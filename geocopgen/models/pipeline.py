@@ -28,7 +28,7 @@ import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
-import geocopgen
+from geocopgen._version import __version__
 from geocopgen.errors import CheckpointError, ModalityError
 from geocopgen.models.autoencoder import LatentCodecMixin, ModalityAutoencoder, ThumbnailAutoencoder
 from geocopgen.models.backbone import MultimodalUViT
@@ -247,7 +247,7 @@ class CopGenPipeline:
             config = {
                 "_class_name": type(self).__name__,
                 "format": FORMAT_VERSION,
-                "geocopgen_version": geocopgen.__version__,
+                "geocopgen_version": __version__,
                 "backbone": type(self.backbone).__name__,
                 "modalities": list(self.modalities),
                 "autoencoders": {k: type(v).__name__ for k, v in self.autoencoders.items()},

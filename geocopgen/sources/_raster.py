@@ -20,7 +20,7 @@ import numpy as np
 
 from geocopgen.errors import DataSourceError, GeoCopGenError
 from geocopgen.io.source import open_dataset, probe
-from geocopgen.rastergrid import RasterGrid
+from geocopgen.raster.grid import GeoBox, rasterio_crs
 
 #: Tolerance, in metres, when checking that a band file sits where the grid says it should
 #: (the Major TOM grid reproduces the products' transforms to about 1e-10 m).
@@ -35,7 +35,7 @@ class BandCheck:
     the plan already treats as invalid (a file declaring another one would be misread).
     """
 
-    grid: RasterGrid
+    grid: GeoBox
     bands: tuple[tuple[str, str, float], ...]
     label: str
     nodata: tuple[float, ...] = ()
@@ -43,7 +43,7 @@ class BandCheck:
     @classmethod
     def for_plan(
         cls,
-        grid: RasterGrid,
+        grid: GeoBox,
         paths: Mapping[str, str],
         resolutions: Mapping[str, float],
         label: str,
@@ -55,12 +55,13 @@ class BandCheck:
     def __call__(self, ds: Any, key: str) -> None:
         band, res = next(((b, r) for k, b, r in self.bands if k == key), (key, None))
         where = f"{self.label}/{band}"
-        if ds.crs is None or ds.crs != self.grid.crs:
+        crs = rasterio_crs(self.grid)
+        if ds.crs is None or ds.crs != crs:
             raise DataSourceError(
-                f"{where}: CRS {ds.crs} differs from the product CRS {self.grid.crs}; the band "
+                f"{where}: CRS {ds.crs} differs from the product CRS {crs}; the band "
                 "files of one product must share a CRS"
             )
-        want = self.grid.bounds
+        want = self.grid.boundingbox.bbox
         have = tuple(ds.bounds)
         if max(abs(a - b) for a, b in zip(want, have, strict=True)) > GRID_TOLERANCE_M:
             raise DataSourceError(

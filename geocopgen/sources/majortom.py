@@ -34,15 +34,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from affine import Affine
-from rasterio.crs import CRS
 
 from geocopgen.errors import DataSourceError
-from geocopgen.grid import get_grid, parse_cell
 from geocopgen.io import MemoryBands, plan_bands
 from geocopgen.io.codecs import PHYSICAL, S1_LINEAR, S2_DN
 from geocopgen.modalities import Modality, get_modality
-from geocopgen.rastergrid import RasterGrid
+from geocopgen.raster.grid import GeoBox
 from geocopgen.sources._raster import BandCheck, CheckedFiles
+from geocopgen.sources.majortom_grid import get_grid, parse_cell
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +192,7 @@ class MajorTOM:
             names = {parse_cell(c).name for c in ([cells] if isinstance(cells, str) else cells)}
             keep &= t.grid_cell.isin(names).to_numpy()
         if area is not None:
-            from geocopgen.grid import cells_for
+            from geocopgen.sources.majortom_grid import cells_for
 
             keep &= t.grid_cell.isin(set(cells_for(area).grid_cell)).to_numpy()
         if dates is not None:
@@ -256,7 +255,7 @@ class MajorTOM:
         arr.attrs.update(grid_cell=row["grid_cell"], product_id=row["product_id"], datetime=when)
         return arr
 
-    def _folder(self, row: pd.Series) -> tuple[str, RasterGrid, dict[str, str]]:
+    def _folder(self, row: pd.Series) -> tuple[str, GeoBox, dict[str, str]]:
         """Folder layout: the grid from a band header, the band files by name."""
         folder = Path(row["path"])
         files = {p.stem.upper(): str(p) for p in folder.glob("*.tif")}
@@ -267,13 +266,12 @@ class MajorTOM:
         }
         return str(folder), _grid_from_folder(folder, self.modality), paths
 
-    def _shard(self, row: pd.Series, label: str) -> tuple[str, RasterGrid, dict[str, str]]:
+    def _shard(self, row: pd.Series, label: str) -> tuple[str, GeoBox, dict[str, str]]:
         """Parquet layout: the grid from the Major TOM grid, bands keyed ``label/band``."""
         crs = row["crs"]
         if not isinstance(crs, str) or not crs:
             raise DataSourceError(f"{label}: the metadata has no crs")
-        transform, w, h = get_grid().product_transform(row["grid_cell"], crs=crs)
-        grid = RasterGrid(CRS.from_user_input(crs), transform, w, h)
+        grid = get_grid().product_grid(row["grid_cell"], crs=crs)
         paths = {b: f"{label}/{b}" for b in self.modality.band_names}
         return self._shard_url(row), grid, paths
 
@@ -311,7 +309,7 @@ def common_cells(*sources: MajorTOM) -> list[str]:
     return sorted(set.intersection(*sets)) if sets else []
 
 
-def _grid_from_folder(product: Path, modality: Modality) -> RasterGrid:
+def _grid_from_folder(product: Path, modality: Modality) -> GeoBox:
     """The 10 m grid of a product folder, from its first band file's header (exact)."""
     import rasterio
 
@@ -325,7 +323,7 @@ def _grid_from_folder(product: Path, modality: Modality) -> RasterGrid:
         raise DataSourceError(f"{files[0]}: cannot read the GeoTIFF header ({exc})") from exc
     res = modality.resolution
     shape = (round((b.top - b.bottom) / res), round((b.right - b.left) / res))
-    return RasterGrid(crs, Affine(res, 0.0, b.left, 0.0, -res, b.top), shape[1], shape[0])
+    return GeoBox(shape, Affine(res, 0.0, b.left, 0.0, -res, b.top), crs)
 
 
 # --- band access --------------------------------------------------------------------------

@@ -24,13 +24,11 @@ import numpy as np
 import pystac
 import xarray as xr
 from odc.geo.geobox import GeoBox
-from rasterio.crs import CRS
 
 from geocopgen.errors import DataSourceError
 from geocopgen.io import Codec, modality_array
 from geocopgen.io.codecs import PHYSICAL, S1_LINEAR, S2_DN, nodata_values
 from geocopgen.modalities import Modality, get_modality, s2_offset
-from geocopgen.rastergrid import RasterGrid
 
 log = logging.getLogger(__name__)
 
@@ -232,9 +230,7 @@ class StacSource:
         codec = Codec(mod, encoding, offset, nodata, nan_is_nodata=True, source=self.url)
         attrs.update(codec.reading_attrs())
         data = raw.data.map_blocks(codec.decode, dtype=np.float32)
-        gb = ds.odc.geobox
-        grid = RasterGrid(CRS.from_wkt(gb.crs.to_wkt()), gb.affine, gb.shape.x, gb.shape.y)
-        return modality_array(data, grid, mod, source=self.url, **attrs)
+        return modality_array(data, ds.odc.geobox, mod, source=self.url, **attrs)
 
 
 def _check_assets(items: list[pystac.Item], preset: CollectionPreset, mod: Modality) -> None:
@@ -268,19 +264,19 @@ def _geobox(
     res = float(resolution or mod.resolution)
     grids = [_asset_grid(i, preset, mod, res) for i in items]
     if crs is None:
-        crs = grids[0][0] if grids[0] else None
+        crs = str(grids[0].crs) if grids[0] else None
     if crs is None:
         raise DataSourceError(
             f"STAC item {items[0].id}: no proj:code/proj:epsg; pass crs= and resolution= (or "
             "geobox=/like=) so the load grid is explicit"
         )
     target = CRS.from_user_input(crs)
-    native = [g for g in grids if g and CRS.from_user_input(g[0]) == target]
-    ax, ay = (native[0][1].c, native[0][1].f) if native else (0.0, 0.0)
+    native = [g for g in grids if g and g.crs == target]
+    ax, ay = (native[0].affine.c, native[0].affine.f) if native else (0.0, 0.0)
     if bbox is not None:
         left, bottom, right, top = geo_box(*bbox, crs="EPSG:4326").to_crs(crs).boundingbox
     elif native and len(native) == len(items):  # exact union of the items' footprints
-        fp = [(t.c, t.f + h * t.e, t.c + w * t.a, t.f) for _, t, (h, w) in native]
+        fp = [g.boundingbox.bbox for g in native]
         left, bottom = min(f[0] for f in fp), min(f[1] for f in fp)
         right, top = max(f[2] for f in fp), max(f[3] for f in fp)
     else:
@@ -298,8 +294,8 @@ def _geobox(
 
 def _asset_grid(
     item: pystac.Item, preset: CollectionPreset, mod: Modality, res: float
-) -> tuple[str, Any, tuple[int, int]] | None:
-    """``(crs, transform, shape)`` of the item's asset closest to ``res`` (projection ext.)."""
+) -> GeoBox | None:
+    """The grid of the item's asset closest to ``res`` (projection extension), if stated."""
     from affine import Affine
 
     best = None
@@ -309,7 +305,7 @@ def _asset_grid(
         t, shape, crs = fields.get("proj:transform"), fields.get("proj:shape"), _item_crs(fields)
         if not (t and shape and crs):
             continue
-        grid = (crs, Affine(*t[:6]), (int(shape[0]), int(shape[1])))
+        grid = GeoBox((int(shape[0]), int(shape[1])), Affine(*t[:6]), crs)
         if abs(float(t[0]) - res) < 1e-9:
             return grid
         best = best or grid
@@ -348,10 +344,9 @@ def _item_s2_offset(item: pystac.Item) -> int:
 
 def geobox_for_cell(cell: str, crs: Any, resolution: float = 10.0) -> GeoBox:
     """The Major TOM product grid of a cell as a GeoBox, to load STAC data onto (``geobox=``)."""
-    from geocopgen.grid import product_transform
+    from geocopgen.sources.majortom_grid import product_grid
 
-    transform, w, h = product_transform(cell, crs=crs, resolution=resolution)
-    return GeoBox((h, w), transform, crs)
+    return product_grid(cell, crs=crs, resolution=resolution)
 
 
 __all__ = [

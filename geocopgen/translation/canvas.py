@@ -5,7 +5,7 @@ autoencoders' downsampling, 8), and at least one backbone chip (``latent_size`` 
 256 px) along each axis; a smaller raster's canvas extends past its bottom/right edge, where the
 conditions are reflection-padded as the raster engine pads a small tile.
 
-Two chip grids describe one scene, both :class:`~geocopgen.tiling.ChipGrid` values:
+Two chip grids describe one scene, both :class:`~geocopgen.raster.chips.ChipGrid` values:
 
 * ``latent_chips``: backbone-sized chips on the canvas (overlap in cells), whose raised-cosine
   weights blend the per-chip noise predictions at every denoising step (MultiDiffusion) and the
@@ -34,8 +34,8 @@ from affine import Affine
 from rasterio.windows import Window
 
 from geocopgen.errors import GridError
-from geocopgen.rastergrid import RasterGrid
-from geocopgen.tiling import Chip, ChipGrid
+from geocopgen.raster.chips import Chip, ChipGrid
+from geocopgen.raster.grid import GeoBox
 
 #: Side (latent cells) of the blocks whose initial noise is seeded by position: 64 px.
 NOISE_BLOCK = 8
@@ -48,14 +48,14 @@ class CanvasLayout:
     ``chip`` and ``overlap`` are in latent cells; ``factor`` is pixels per cell.
     """
 
-    grid: RasterGrid
+    grid: GeoBox
     factor: int = 8
     chip: int = 32
     overlap: int = 4
 
     @classmethod
     def for_grid(
-        cls, grid: RasterGrid, *, factor: int, chip: int, overlap_px: int | None = None
+        cls, grid: GeoBox, *, factor: int, chip: int, overlap_px: int | None = None
     ) -> CanvasLayout:
         """Layout for a model of ``chip`` latent cells and ``factor`` px per cell.
 
@@ -97,20 +97,22 @@ class CanvasLayout:
     @property
     def latent_transform(self) -> Affine:
         """Georeference of the canvas: one cell = ``factor`` x ``factor`` raster pixels."""
-        return self.grid.transform @ Affine.scale(self.factor)
+        return self.grid.affine @ Affine.scale(self.factor)
+
+    @property
+    def latent_grid(self) -> GeoBox:
+        """The canvas as a grid: ``at_resolution(grid, factor * res)`` of the scene, extended to
+        at least one chip (a raster smaller than a chip has a canvas past its edge)."""
+        return GeoBox(self.shape, self.latent_transform, self.grid.crs)
 
     # --- chips ---------------------------------------------------------------------------------
     @cached_property
     def latent_chips(self) -> ChipGrid:
-        h, w = self.shape
-        return ChipGrid(h, w, self.latent_transform, chip_size=self.chip, overlap=self.overlap)
+        return ChipGrid.from_grid(self.latent_grid, chip_size=self.chip, overlap=self.overlap)
 
     @cached_property
     def pixel_chips(self) -> ChipGrid:
-        g = self.grid
-        return ChipGrid(
-            g.height, g.width, g.transform, chip_size=self.chip_px, overlap=self.overlap_px
-        )
+        return ChipGrid.from_grid(self.grid, chip_size=self.chip_px, overlap=self.overlap_px)
 
     def pixels_of(self, latent_chip: Chip) -> Chip:
         """The pixel chip a latent chip covers (clipped to the raster, the rest padded)."""
@@ -122,7 +124,7 @@ class CanvasLayout:
             row=latent_chip.row,
             col=latent_chip.col,
             window=Window(c0, r0, w, h),
-            transform=self.grid.transform @ Affine.translation(c0, r0),
+            transform=self.grid.affine @ Affine.translation(c0, r0),
             size=self.chip_px,
             pad=(self.chip_px - h, self.chip_px - w),
             edges=latent_chip.edges,
@@ -140,7 +142,7 @@ class CanvasLayout:
 
     def origin_cell(self) -> tuple[int, int]:
         """(row, col) of the canvas's first cell in the CRS's global latent lattice."""
-        t = self.grid.transform
+        t = self.grid.affine
         row = round(t.f / t.e)  # pixel rows from the CRS origin (t.e < 0: rows grow southwards)
         col = round(t.c / t.a)
         return row // self.factor, col // self.factor

@@ -19,12 +19,12 @@ import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 
-from geocopgen.io.readers import modality_array
+from geocopgen.io.array import modality_array
 from geocopgen.modalities import get_modality
 from geocopgen.models.pipeline import CopGenPipeline
-from geocopgen.mosaic import GDAL_CACHE_MB, MosaicWriter
 from geocopgen.options import TranslateOptions, WriteOptions
-from geocopgen.rastergrid import RasterGrid
+from geocopgen.raster.grid import GeoBox, rasterio_crs, xy_coords
+from geocopgen.raster.mosaic import GDAL_CACHE_MB, MosaicWriter
 from geocopgen.translation.plan import TranslationPlan
 from geocopgen.translation.translator import CanvasTranslator, TranslateStats
 
@@ -63,7 +63,7 @@ def result_array(plan: TranslationPlan, writer: MosaicWriter) -> xr.DataArray:
     if plan.single:
         return mosaic_array(writer, grid, plan.target, attrs)
     data = _mosaic_data(writer)
-    x, y = grid.xy_coords()
+    x, y = xy_coords(grid)
     array = xr.DataArray(
         data,
         dims=("band", "y", "x"),
@@ -72,12 +72,12 @@ def result_array(plan: TranslationPlan, writer: MosaicWriter) -> xr.DataArray:
         name=f"{modality.name}_{plan.options.reduce}",
     )
     array.attrs["source"] = _source(writer)
-    array = array.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
+    array = array.rio.write_crs(rasterio_crs(grid)).rio.write_transform(grid.affine)
     return array.rio.write_nodata(np.nan, encoded=False)
 
 
 def mosaic_array(
-    writer: MosaicWriter, grid: RasterGrid, modality: str, attrs: Mapping[str, Any]
+    writer: MosaicWriter, grid: GeoBox, modality: str, attrs: Mapping[str, Any]
 ) -> xr.DataArray:
     """A closed writer's mosaic of one modality's bands as a ModalityArray on ``grid``."""
     m = get_modality(modality)
@@ -97,11 +97,11 @@ def _source(writer: MosaicWriter) -> str:
 
 def translate_to_file(
     translator: CanvasTranslator,
-    grid: RasterGrid,
+    grid: GeoBox,
     conditions: Mapping[str, xr.DataArray],
     path: str | Path,
     *,
-    out_grid: RasterGrid | None = None,
+    out_grid: GeoBox | None = None,
     cog: bool = False,
     tags: Mapping[str, Any] | None = None,
     model: str = "",
@@ -137,7 +137,7 @@ def translate_arrays(
     """
     shapes = {name: np.shape(a)[1:] for name, a in conditions.items()}
     (height, width), *_ = shapes.values() if shapes else [(0, 0)]
-    grid = RasterGrid(CRS.from_epsg(3857), Affine(10.0, 0, 0, 0, -10.0, 0), width, height)
+    grid = GeoBox((height, width), Affine(10.0, 0, 0, 0, -10.0, 0), CRS.from_epsg(3857))
     arrays = {
         get_modality(name).name: modality_array(
             np.asarray(a, dtype=np.float32), grid, get_modality(name), source=f"{name} array"

@@ -21,7 +21,7 @@ from geocopgen.modalities import get_modality
 from geocopgen.models.autoencoder import ModalityAutoencoder
 from geocopgen.models.pipeline import CopGenPipeline
 from geocopgen.options import Reduce, TranslateOptions
-from geocopgen.rastergrid import RasterGrid
+from geocopgen.raster.grid import GeoBox
 from geocopgen.translation.canvas import CanvasLayout
 
 
@@ -31,17 +31,17 @@ class TranslationPlan:
     working grid); ``out_grid`` is where the result is delivered (``None``: the working grid)."""
 
     target: str
-    grid: RasterGrid
+    grid: GeoBox
     conditions: Mapping[str, xr.DataArray]
     layout: CanvasLayout
     options: TranslateOptions
     bands: tuple[str, ...]
     descriptions: tuple[str, ...]
     tags: Mapping[str, Any] = field(default_factory=dict)
-    out_grid: RasterGrid | None = None
+    out_grid: GeoBox | None = None
 
     @property
-    def output_grid(self) -> RasterGrid:
+    def output_grid(self) -> GeoBox:
         return self.out_grid or self.grid
 
     @property
@@ -56,7 +56,7 @@ class TranslationPlan:
 
 def layout_for(
     pipeline: CopGenPipeline,
-    grid: RasterGrid,
+    grid: GeoBox,
     names: Iterable[str],
     overlap_px: int | None = None,
 ) -> CanvasLayout:
@@ -145,11 +145,11 @@ def provenance(
 def plan_translation(
     pipeline: CopGenPipeline,
     target: str,
-    grid: RasterGrid,
+    grid: GeoBox,
     conditions: Mapping[str, xr.DataArray],
     options: TranslateOptions,
     *,
-    out_grid: RasterGrid | None = None,
+    out_grid: GeoBox | None = None,
     model: str = "",
     tags: Mapping[str, Any] | None = None,
 ) -> TranslationPlan:

@@ -15,9 +15,9 @@
    denoised on its own and the chips' final latents are blended once: the naive method, kept to
    measure what seamlessness buys and costs.
 3. **Decode.** The raster engine's pixel chips are decoded one by one from the canvas and handed,
-   in physical units, to a sink (the streaming :class:`~geocopgen.mosaic.MosaicWriter`), which
-   blends them again in pixel space and writes finished tiles. Output pixels are nodata (NaN)
-   wherever any condition is nodata, as the encoder saw it (a
+   in physical units, to a sink (the streaming :class:`~geocopgen.raster.mosaic.MosaicWriter`),
+   which blends them again in pixel space and writes finished tiles. Output pixels are nodata
+   (NaN) wherever any condition is nodata, as the encoder saw it (a
    :class:`~geocopgen.translation.validity.PixelMask`, so the conditions are not read twice).
 
 Memory: the canvases (target, prediction sum, the scheduler's history of two predictions, one
@@ -46,8 +46,8 @@ from geocopgen.modalities import get_modality
 from geocopgen.models.pipeline import CopGenPipeline
 from geocopgen.options import Reduce, TranslateOptions
 from geocopgen.prefetch import prefetch
-from geocopgen.rastergrid import RasterGrid
-from geocopgen.tiling import Chip, read_chips
+from geocopgen.raster.chips import Chip, read_chips
+from geocopgen.raster.grid import GeoBox
 from geocopgen.translation.canvas import CanvasLayout, chip_weights, positional_noise
 from geocopgen.translation.plan import (
     TranslationPlan,
@@ -61,7 +61,7 @@ from geocopgen.translation.validity import PixelMask
 
 
 class ChipSink(Protocol):
-    """Where decoded chips go (:class:`~geocopgen.mosaic.MosaicWriter` is one)."""
+    """Where decoded chips go (:class:`~geocopgen.raster.mosaic.MosaicWriter` is one)."""
 
     def add(self, chip: Chip, array: np.ndarray) -> None: ...
 
@@ -326,7 +326,7 @@ class CanvasTranslator:
     """Generate ``target`` over a raster grid, conditioned on ModalityArrays on that grid.
 
     ``translator.run(grid, conditions, sink)`` streams decoded chips into ``sink`` (a
-    :class:`~geocopgen.mosaic.MosaicWriter` or anything with ``add``/``skip``). With no
+    :class:`~geocopgen.raster.mosaic.MosaicWriter` or anything with ``add``/``skip``). With no
     conditions it generates unconditionally.
     """
 
@@ -346,7 +346,7 @@ class CanvasTranslator:
         """Output band names and descriptions."""
         return output_bands(self.target, self.options.samples, self.options.reduce)
 
-    def layout(self, grid: RasterGrid, conditions: Iterable[str] = ()) -> CanvasLayout:
+    def layout(self, grid: GeoBox, conditions: Iterable[str] = ()) -> CanvasLayout:
         return layout_for(self.pipeline, grid, [self.target, *conditions], self.options.overlap)
 
     def check_conditions(self, names: Iterable[str]) -> list[str]:
@@ -355,10 +355,10 @@ class CanvasTranslator:
 
     def plan(
         self,
-        grid: RasterGrid,
+        grid: GeoBox,
         conditions: Mapping[str, xr.DataArray],
         *,
-        out_grid: RasterGrid | None = None,
+        out_grid: GeoBox | None = None,
         model: str = "",
         tags: Mapping[str, Any] | None = None,
     ) -> TranslationPlan:

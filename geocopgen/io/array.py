@@ -1,0 +1,37 @@
+"""The ModalityArray: ``(band, y, x)`` float32 data wrapped with its grid as a georeferenced
+``xarray.DataArray`` (the project's data contract; see :mod:`geocopgen.io.readers`).
+
+Every reader, the aligner, the STAC source and the in-memory outputs build their arrays here, so
+the coordinates, CRS, transform and nodata of a ModalityArray are written one way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+
+from geocopgen.modalities import Modality
+from geocopgen.raster.grid import GeoBox, rasterio_crs, xy_coords
+
+#: Default dask chunk (pixels per side); chip reads are windowed whatever the chunking.
+DEFAULT_CHUNK = 1024
+
+
+def modality_array(
+    data: Any, grid: GeoBox, modality: Modality, *, source: str, **attrs: Any
+) -> xr.DataArray:
+    """Wrap a ``(band, y, x)`` float32 array as a georeferenced ModalityArray."""
+    x, y = xy_coords(grid)
+    array = xr.DataArray(
+        data,
+        dims=("band", "y", "x"),
+        coords={"band": list(modality.band_names), "y": y, "x": x},
+        attrs={"modality": modality.name, "units": modality.units, "source": source, **attrs},
+        name=modality.name,
+    )
+    array = array.rio.write_crs(rasterio_crs(grid))
+    array = array.rio.write_transform(grid.affine)
+    return array.rio.write_nodata(np.nan, encoded=False)

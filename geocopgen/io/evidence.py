@@ -1,0 +1,102 @@
+"""How raw values are stored, decided from evidence: the Sentinel-2 DN offset and the Sentinel-1
+scale (dB or linear power), from what was stated, metadata, path words and a pixel sample.
+
+Files (:mod:`geocopgen.io.readers`) and xarray inputs (:mod:`geocopgen.io.xarray_input`) ask the
+same questions; the answers live here so neither imports the other.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geocopgen.errors import GeoCopGenWarning, OffsetWarning
+from geocopgen.io.detect import path_words
+from geocopgen.modalities import S2_OFFSET_DN, s2_offset
+
+#: Fraction of sampled visible-band DNs below 1000 that proves there is no +1000 offset.
+DARK_FRACTION = 0.05
+
+
+def decide_s2_offset(
+    given: int | None,
+    *,
+    product_id: str | None,
+    tags: Mapping[str, Any],
+    sample: Callable[[Sequence[str]], np.ndarray],
+    source: str,
+) -> tuple[int, str]:
+    """The Sentinel-2 DN offset and the evidence for it (see ``docs/modalities.md``)."""
+    if given is not None:
+        return int(given), "given"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", OffsetWarning)
+        off = s2_offset(product_id=product_id, tags=tags, source=source)
+    if not any(issubclass(w.category, OffsetWarning) for w in caught):
+        return off, _metadata_evidence(product_id, tags)
+    dn = sample(("B02", "B03", "B04")).astype(np.float64)
+    valid = dn[(dn > 0)]
+    if valid.size:
+        dark = float(np.mean(valid < -S2_OFFSET_DN))
+        if dark >= DARK_FRACTION:
+            return 0, (
+                f"{dark:.0%} of sampled B02-B04 DNs are below 1000, impossible with the +1000 "
+                "offset"
+            )
+    off = s2_offset(product_id=product_id, tags=tags, source=source)  # warns
+    return off, "no evidence; assumed 0 (override with offset=)"
+
+
+def _metadata_evidence(product_id: str | None, tags: Mapping[str, Any]) -> str:
+    keys = ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET", "boa_add_offset", "radio_add_offset")
+    for key in keys:
+        if key in tags:
+            return f"{key} tag"
+    if product_id:
+        m = re.search(r"_N(\d{2})(\d{2})_", product_id)
+        if m and m.group(1) != "99":
+            return f"processing baseline N{m.group(1)}{m.group(2)} in the product id"
+        m = re.search(r"_(\d{8})T\d{6}_", product_id + "_")
+        if m:
+            return f"acquisition date {m.group(1)} in the product id"
+    return "acquisition date tag"
+
+
+def decide_s1_scale(
+    given: str,
+    *,
+    path: Path,
+    tags: Mapping[str, Any],
+    sample: Callable[[Sequence[str]], np.ndarray],
+    nodata: Sequence[float],
+    source: str,
+) -> tuple[str, str]:
+    """``"db"`` or ``"linear"``, and why: stated; path words/tags; the sign of the values."""
+    if given != "auto":
+        return given, "given"
+    words = set(path_words(path)) | {str(v).lower() for v in tags.values()}
+    if "db" in words:
+        return "db", "'db' in the path or tags"
+    if words & {"linear", "lin", "power", "pwr"}:
+        return "linear", "'linear'/'power' in the path or tags"
+    values = sample(("VV", "VH")).astype(np.float64).ravel()
+    valid = values[np.isfinite(values)]
+    for nd in nodata:
+        valid = valid[valid != nd]
+    if valid.size:
+        negative = float(np.mean(valid < 0))
+        if negative > 0.01:
+            return "db", f"{negative:.0%} of sampled values are negative (dB)"
+        return "linear", "no negative values (linear power cannot be negative)"
+    warnings.warn(
+        f"{source}: cannot tell whether Sentinel-1 values are dB or linear power; assuming dB. "
+        "Pass s1_scale='linear' (CLI --s1-scale linear) if they are linear.",
+        GeoCopGenWarning,
+        stacklevel=3,
+    )
+    return "db", "no evidence; assumed dB"
