@@ -131,8 +131,8 @@ class ChipGrid:
         chip_size: int = DEFAULT_CHIP_SIZE,
         overlap: int = DEFAULT_OVERLAP,
     ):
-        if chip_size < 8:
-            raise GridError(f"chip_size must be at least 8 px, got {chip_size}")
+        if chip_size < 2:  # a latent chip of COP-GEN's 60 m group is 4 cells
+            raise GridError(f"chip_size must be at least 2 px, got {chip_size}")
         if not 0 <= overlap <= chip_size // 2:
             raise GridError(
                 f"overlap must be from 0 to half the chip size ({chip_size // 2}), got {overlap}"

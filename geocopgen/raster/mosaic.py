@@ -50,6 +50,7 @@ from geocopgen.errors import GridError, NoValidDataError, OutputError
 from geocopgen.io.codecs import reading_tags
 from geocopgen.modalities import Modality, get_modality
 from geocopgen.options import check_output_path
+from geocopgen.raster.categories import Categories
 from geocopgen.raster.chips import Chip, ChipData, ChipGrid, iter_chips
 from geocopgen.raster.grid import GeoBox, describe, grid_of, grid_profile, rasterio_crs
 
@@ -163,6 +164,7 @@ class MosaicWriter:
         block_size: int | None = None,
         overwrite: bool = True,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        categories: Categories | None = None,
     ):
         self.path = Path(path) if path is not None else None
         self.grid = grid
@@ -172,6 +174,9 @@ class MosaicWriter:
         self.out_grid = out_grid or grid
         self.cog = cog
         self.compress = compress
+        #: a categorical output blends one score per class and writes the argmax code (uint8)
+        self.categories = categories
+        self.accumulated = len(categories.codes) if categories is not None else len(self.bands)
         self.block = block_size or _block_for(chips)
         self.tiles_shape = (-(-grid.height // self.block), -(-grid.width // self.block))
         self._acc: OrderedDict[tuple[int, int], _TileAccumulator] = OrderedDict()  # LRU order
@@ -194,7 +199,7 @@ class MosaicWriter:
         if self.path is None:  # in memory: the same mosaic, finished tiles go into an array
             self.memory_budget = np.inf  # nothing to park them in; the result is in memory anyway
             self._units, self._descriptions, self._tags = units_list, descriptions, dict(tags or {})
-            self._dst = _ArrayTarget(len(self.bands), grid.height, grid.width)
+            self._dst = _ArrayTarget(len(self.bands), grid.height, grid.width, self._dtype)
             return
         self._prepare_path(overwrite)
         self._tmp = self._tmp_name(".tmp.tif")
@@ -229,9 +234,9 @@ class MosaicWriter:
     def _profile(self, grid: GeoBox) -> dict[str, Any]:
         profile: dict[str, Any] = {
             "driver": "GTiff",
-            "dtype": "float32",
+            "dtype": self._dtype,
             "count": len(self.bands),
-            "nodata": np.nan,
+            "nodata": np.nan if self.categories is None else self.categories.nodata,
             "tiled": True,
             "blockxsize": self.block,
             "blockysize": self.block,
@@ -241,7 +246,7 @@ class MosaicWriter:
             **grid_profile(grid),
         }
         if self.compress.lower() in ("deflate", "lzw", "zstd"):
-            profile["predictor"] = 3
+            profile["predictor"] = self._predictor
         return profile
 
     def _open(
@@ -274,6 +279,9 @@ class MosaicWriter:
             base["MODALITY"] = self.modality.name
             base["UNITS"] = self.modality.units
         dst.update_tags(**base, **{str(k).upper(): str(v) for k, v in tags.items()})
+        if self.categories is not None:
+            dst.update_tags(**self.categories.tags())
+            dst.write_colormap(1, self.categories.colormap())
         band_desc = {b.name: b.description for b in self.modality.bands} if self.modality else {}
         for i, name in enumerate(self.bands, start=1):
             dst.set_band_description(i, name)
@@ -281,6 +289,15 @@ class MosaicWriter:
             extra = descriptions[i - 1] if descriptions else band_desc.get(name, "")
             if extra:
                 dst.update_tags(i, DESCRIPTION=extra)
+
+    @property
+    def _dtype(self) -> str:
+        return "float32" if self.categories is None else "uint8"
+
+    @property
+    def _predictor(self) -> int:
+        """Floating-point prediction for float32, horizontal differencing for class codes."""
+        return 3 if self.categories is None else 2
 
     def _count_chips_per_tile(self) -> np.ndarray:
         counts = np.zeros(self.tiles_shape, dtype=np.int32)
@@ -301,10 +318,10 @@ class MosaicWriter:
         self._check_open()
         h, w = int(chip.window.height), int(chip.window.width)
         array = np.asarray(array)[..., :h, :w]
-        if array.shape != (len(self.bands), h, w):
+        if array.shape != (self.accumulated, h, w):
             raise GridError(
                 f"chip ({chip.row}, {chip.col}) output has shape {array.shape}; the mosaic needs "
-                f"({len(self.bands)}, {h}, {w}) (bands, rows, cols)"
+                f"({self.accumulated}, {h}, {w}) (bands, rows, cols)"
             )
         weights = self.chips.weights(chip) if self.chips is not None else np.ones((h, w))
         contribution = array.astype(np.float64) * weights
@@ -344,7 +361,7 @@ class MosaicWriter:
             self._live_bytes += acc.nbytes
         if acc is None:
             width = min(self.block, self.grid.width - tj * self.block)
-            acc = self._acc[key] = _TileAccumulator(len(self.bands), r0, r1, width)
+            acc = self._acc[key] = _TileAccumulator(self.accumulated, r0, r1, width)
             self._live_bytes += acc.nbytes
         else:
             self._live_bytes += acc.cover(r0, r1)
@@ -377,7 +394,7 @@ class MosaicWriter:
         b = self.block
         h = min(b, self.grid.height - ti * b)
         w = min(b, self.grid.width - tj * b)
-        out = np.full((len(self.bands), h, w), np.nan, dtype=np.float32)
+        out = np.full((self.accumulated, h, w), np.nan, dtype=np.float32)
         acc = self._acc.pop((ti, tj), None)
         if acc is None and self._scratch is not None and (ti, tj) in self._scratch:
             acc = self._scratch.unpark((ti, tj))
@@ -388,6 +405,8 @@ class MosaicWriter:
                 blended = acc.total / acc.weight
             blended[:, acc.weight == 0] = np.nan
             out[:, acc.r0 : acc.r1] = blended.astype(np.float32)
+        if self.categories is not None:
+            out = self.categories.finish(out)
         self._dst.write(out, window=Window(tj * b, ti * b, w, h))
         self._done[ti, tj] = True
 
@@ -471,11 +490,11 @@ class MosaicWriter:
             "driver": "COG",
             "compress": self.compress,
             "blocksize": 512,
-            "overview_resampling": "average",
+            "overview_resampling": "average" if self.categories is None else "mode",
             "bigtiff": "IF_SAFER",
         }
         if self.compress.lower() in ("deflate", "lzw", "zstd"):
-            options["predictor"] = 3
+            options["predictor"] = self._predictor
         rasterio.shutil.copy(path, out, **options)
         path.unlink()
         return out
@@ -497,8 +516,9 @@ class MosaicWriter:
 class _ArrayTarget:
     """Where an in-memory mosaic's finished tiles go: one float32 array, NaN until written."""
 
-    def __init__(self, bands: int, height: int, width: int) -> None:
-        self.values = np.full((bands, height, width), np.nan, dtype=np.float32)
+    def __init__(self, bands: int, height: int, width: int, dtype: str = "float32") -> None:
+        fill = np.nan if np.dtype(dtype).kind == "f" else 0
+        self.values = np.full((bands, height, width), fill, dtype=dtype)
 
     def write(self, tile: np.ndarray, window: Window) -> None:
         r0, c0 = int(window.row_off), int(window.col_off)

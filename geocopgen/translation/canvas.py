@@ -52,6 +52,9 @@ class CanvasLayout:
     factor: int = 8
     chip: int = 32
     overlap: int = 4
+    #: the canvas (rows, cols) when several canvases must cover the same ground (one per
+    #: resolution group, see :mod:`geocopgen.translation.groups`); ``None``: from ``grid``
+    extent: tuple[int, int] | None = None
 
     @classmethod
     def for_grid(
@@ -90,6 +93,8 @@ class CanvasLayout:
     @property
     def shape(self) -> tuple[int, int]:
         """Canvas (rows, cols) in latent cells."""
+        if self.extent is not None:
+            return self.extent
         h = max(math.ceil(self.grid.height / self.factor), self.chip)
         w = max(math.ceil(self.grid.width / self.factor), self.chip)
         return (h, w)

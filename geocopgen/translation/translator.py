@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import inspect
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -117,6 +117,12 @@ def _device_of(pipeline: CopGenPipeline) -> torch.device:
 
 
 # --- 1. encode --------------------------------------------------------------------------------
+#: Physical pixels ``(chips, C, px, px)`` float32 (NaN invalid) → latents ``(chips, z, h, w)``.
+ChipEncoder = Callable[[np.ndarray, np.ndarray], torch.Tensor]
+#: A latent window ``(samples, z, h, w)`` → physical pixels ``(samples, C, px, px)``.
+ChipDecoder = Callable[[torch.Tensor], torch.Tensor]
+
+
 def encode_canvas(
     pipeline: CopGenPipeline,
     array: xr.DataArray,
@@ -133,14 +139,44 @@ def encode_canvas(
     name = array.attrs["modality"]
     codec = check_codec(pipeline, name)
     modality = get_modality(name)
-    device = _device_of(pipeline)
+
+    def encode(x: np.ndarray, finite: np.ndarray) -> torch.Tensor:
+        modality.model_input(x, axis=1, finite=finite)  # in place: no temporaries
+        return codec.to_latents(torch.from_numpy(x).to(_device_of(pipeline)).float())
+
+    return encode_chips(
+        encode,
+        array,
+        layout,
+        channels=codec.config.latent_channels,
+        device=_device_of(pipeline),
+        batch_size=batch_size,
+        progress=progress,
+        desc=f"encoding {name}",
+    )
+
+
+def encode_chips(
+    encode: ChipEncoder,
+    array: xr.DataArray,
+    layout: CanvasLayout,
+    *,
+    channels: int,
+    device: torch.device,
+    batch_size: int = 8,
+    progress: bool = True,
+    desc: str = "encoding",
+) -> tuple[torch.Tensor, np.ndarray, PixelMask]:
+    """The latent canvas of ``array`` (on ``layout.grid``) made by ``encode`` chip by chip, the
+    latent chips holding any valid pixel, and the raster pixels holding data: the reading,
+    skipping and blending every codec shares (see :func:`encode_canvas`)."""
     grid = layout.latent_chips
     has_data = np.zeros(grid.shape, dtype=bool)
     observed = PixelMask(layout.grid.height, layout.grid.width)
-    total = torch.zeros((1, codec.config.latent_channels, *layout.shape), device=device)
+    total = torch.zeros((1, channels, *layout.shape), device=device)
     weight = torch.zeros(layout.shape, device=device)
     chips = list(grid)
-    bar = tqdm(total=len(chips), desc=f"encoding {name}", unit="chip", disable=not progress)
+    bar = tqdm(total=len(chips), desc=desc, unit="chip", disable=not progress)
     runs = (  # one read per run of a chip row (see read_chips), the next read while this encodes
         list(zip(run, read_chips(array, [layout.pixels_of(c) for c in run]), strict=True))
         for run in _chip_runs(chips)
@@ -159,9 +195,7 @@ def encode_canvas(
             if not keep.all():
                 read = [r for r, k in zip(read, keep, strict=True) if k]
                 x, finite = x[keep], finite[keep]
-            modality.model_input(x, axis=1, finite=finite)  # in place: no temporaries
-            x = torch.from_numpy(x).to(device)
-            z = codec.to_latents(x.float())
+            z = encode(x, finite)
             for (chip, _), zc in zip(read, z, strict=True):
                 w = chip_weights(grid, chip, device)
                 rows, cols = chip.slices
@@ -289,8 +323,36 @@ def decode_canvas(
     with no valid pixel. ``(bands, h, w)`` per chip, bands as :func:`output_bands` names them."""
     codec = check_codec(pipeline, name)
     modality = get_modality(name)
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        return modality.denormalize(codec.from_latents(z).float(), axis=1)
+
+    return decode_chips(
+        decode,
+        latents,
+        layout,
+        valid=valid,
+        reduce=lambda x: reduce_samples(x, reduce),
+        progress=progress,
+        desc=f"decoding {name}",
+    )
+
+
+def decode_chips(
+    decode: ChipDecoder,
+    latents: torch.Tensor,
+    layout: CanvasLayout,
+    *,
+    valid: PixelMask | None = None,
+    reduce: Callable[[np.ndarray], np.ndarray],
+    progress: bool = True,
+    desc: str = "decoding",
+) -> Iterator[tuple[Chip, np.ndarray | None]]:
+    """The raster's pixel chips decoded from the canvas by ``decode``, cropped to their windows,
+    reduced over samples by ``reduce`` and blanked where ``valid`` is False (see
+    :func:`decode_canvas`)."""
     chips = list(layout.pixel_chips)
-    bar = tqdm(total=len(chips), desc=f"decoding {name}", unit="chip", disable=not progress)
+    bar = tqdm(total=len(chips), desc=desc, unit="chip", disable=not progress)
     with bar, torch.inference_mode():
         for chip in chips:
             bar.update(1)
@@ -299,11 +361,10 @@ def decode_canvas(
                 yield chip, None
                 continue
             rows, cols, dr, dc = layout.latents_of(chip)
-            image = codec.from_latents(latents[:, :, rows, cols])
+            image = decode(latents[:, :, rows, cols])
             image = image[:, :, dr : dr + chip.size, dc : dc + chip.size]
             h, w = int(chip.window.height), int(chip.window.width)
-            physical = modality.denormalize(image.float(), axis=1)[..., :h, :w].cpu().numpy()
-            out = reduce_samples(physical, reduce)
+            out = reduce(image[..., :h, :w].cpu().numpy())
             if mask is not None and not mask.all():
                 out[:, ~mask] = np.nan
             yield chip, out
