@@ -22,7 +22,7 @@ from geocopgen.errors import CheckpointError
 from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.checkpoints import LoadReport, load_checked, read_flat_state_dict
 
-#: Where the published base backbone lives (download it yourself; geocopgen never does).
+#: Where the published base backbone lives (`geocopgen convert copgen --hub` fetches it when asked).
 COPGEN_WEIGHTS_URL = "https://huggingface.co/mespinosami/copgen-base"
 
 
