@@ -32,6 +32,7 @@ from geocopgen.copgen import normalisation
 from geocopgen.copgen import vae as vae_ops
 from geocopgen.copgen.backbone import COPGEN_SIZES
 from geocopgen.copgen.layout import COPGEN_SLOTS, SLOT_NAMES, CopgenSlot
+from geocopgen.copgen.layout import slot as layout_slot
 from geocopgen.copgen.sampler import COPGEN_SAMPLER, CopgenSamplerPreset, copgen_sample
 from geocopgen.errors import CheckpointError, ModalityError
 from geocopgen.models.backbone import MultimodalUViT
@@ -114,10 +115,10 @@ class CopgenModel:
 
     def slot(self, key: str) -> CopgenSlot:
         """The slot ``key``; a :class:`ModalityError` naming the slots otherwise."""
-        for s in COPGEN_SLOTS:
-            if s.key == key:
-                return s
-        raise ModalityError(f"no COP-GEN slot {key!r}; the slots are {', '.join(SLOT_NAMES)}")
+        try:
+            return layout_slot(key)
+        except KeyError as err:
+            raise ModalityError(err.args[0]) from None
 
     def resolution_groups(self) -> dict[float, tuple[str, ...]]:
         """Image slots by ground sample distance in metres (10, 20, 30, 60), slot order inside."""
@@ -201,10 +202,10 @@ class CopgenModel:
         """Write the model folder (safetensors + JSON), atomically replacing ``folder``."""
         folder = Path(folder)
         with atomic_folder(folder) as tmp:
-            self.write(tmp)
+            self._write(tmp)
         return folder
 
-    def write(self, folder: Path) -> None:
+    def _write(self, folder: Path) -> None:
         """Write the folder's files into the existing, empty ``folder`` (no atomicity)."""
         save_model(self.backbone, folder / "backbone")
         for key, vae in self.vaes.items():
@@ -265,7 +266,7 @@ def is_copgen_model(path_or_repo: str | os.PathLike) -> bool:
 # --- checks -------------------------------------------------------------------------------------
 def _check_vae(key: str, vae: AutoencoderKL) -> None:
     """A VAE must be for an image slot, with that slot's channels and scale factor."""
-    target = next((s for s in COPGEN_SLOTS if s.key == key), None)
+    target = layout_slot(key) if key in SLOT_NAMES else None
     if target is None or target.kind != "image":
         raise CheckpointError(f"{key!r} is not a COP-GEN image slot; VAEs belong to image slots")
     cfg = vae.config
