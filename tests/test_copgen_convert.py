@@ -299,6 +299,26 @@ def test_a_pickle_that_needs_code_is_refused(tmp_path):
     assert "DEM_DEM.pth" in msg and "never unpickles code" in msg
 
 
+def test_missing_and_extra_vae_keys_are_named(tmp_path):
+    state = torch.load(REF / "vae_tiny_DEM_DEM.pth", weights_only=True)
+    del state["decoder.conv_out.bias"]
+    state["loss.discriminator.weight"] = torch.zeros(1)
+    vaes = tmp_path / "vaes"
+    vaes.mkdir()
+    torch.save(state, vaes / "DEM_DEM.pth")
+    msg = _refused(tmp_path, vaes=vaes)
+    assert "1 missing key(s): decoder.conv_out.bias" in msg and "DEM_DEM.pth" in msg
+    assert "1 unexpected key(s): loss.discriminator.weight" in msg
+
+
+def test_an_output_under_a_file_fails_before_any_work(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setattr("geocopgen.copgen.convert.read_official", None)  # never reached
+    with pytest.raises(OutputError) as err:
+        convert_copgen(BACKBONE, None, tmp_path / "file" / "model", config=CONFIG)
+    _one_line(err, "is not a writable folder")
+
+
 def test_a_vae_of_the_wrong_group_is_refused(tmp_path):
     vaes = _flat(tmp_path / "vaes", {"S2L2A_B02_B03_B04_B08.pth": "S1RTC_vh_vv"})
     msg = _refused(tmp_path, vaes=vaes)

@@ -43,7 +43,7 @@ from geocopgen.copgen.model import (
     Progress,
 )
 from geocopgen.copgen.vae import load_vae
-from geocopgen.errors import CheckpointError, ConfigError, OutputError
+from geocopgen.errors import CheckpointError, ConfigError, GeoCopGenError, OutputError
 from geocopgen.models.checkpoints import read_config
 from geocopgen.models.pipeline import PIPELINE_CONFIG
 
@@ -98,7 +98,12 @@ def convert_copgen(
         backbone_pth, vae_folder, config=config, size=size, progress=say, provenance=provenance
     )
     say(f"writing {output}")
-    model.save_pretrained(output)
+    try:
+        model.save_pretrained(output)
+    except OSError as err:  # disk full, permissions: atomic_folder has removed its temporary
+        if isinstance(err, GeoCopGenError):
+            raise
+        raise OutputError(f"{output}: could not be written ({err}); nothing was left") from None
     return model
 
 
@@ -142,6 +147,7 @@ def check_output(output: str | os.PathLike, *, overwrite: bool) -> Path:
     (so a mistyped ``-o`` cannot replace an unrelated folder)."""
     output = Path(output)
     if not (output.exists() or output.is_symlink()):
+        _check_parent(output)
         return output
     if not overwrite:
         raise OutputError(f"{output}: exists; pass --overwrite to replace it, or choose another")
@@ -153,6 +159,16 @@ def check_output(output: str | os.PathLike, *, overwrite: bool) -> Path:
             "geocopgen model folders, so choose another output"
         )
     return output
+
+
+def _check_parent(output: Path) -> None:
+    """The nearest existing folder above ``output`` must be a writable folder, so that a bad
+    ``-o`` fails before minutes of reading and converting."""
+    parent = output.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise OutputError(f"{output}: cannot be written there ({parent} is not a writable folder)")
 
 
 # --- the backbone's size ------------------------------------------------------------------------
