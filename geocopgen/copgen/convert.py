@@ -211,7 +211,7 @@ def _misfit(
 ) -> str:
     guess = guess_copgen_size(state_dict)
     looks = f"COP-GEN {guess}" if guess else "no published COP-GEN size"
-    advice = f"pass --size {guess}" if guess else "pass --config with its embed_dim, depth, heads"
+    advice = f"pass --size {guess}" if guess else "pass --config with its dims and num_heads"
     return (
         f"the checkpoint has embed_dim {found[0]}, depth {found[1]} ({looks}), but {asked} "
         f"means embed_dim {dims.embed_dim}, depth {dims.depth}; {advice}"
