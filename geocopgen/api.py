@@ -58,6 +58,7 @@ from geocopgen.raster.mosaic import _refuse_overwriting_input
 if TYPE_CHECKING:  # torch and the models load with the first model, not with this module
     import torch
 
+    from geocopgen.copgen.model import CopgenModel
     from geocopgen.models.pipeline import CopGenPipeline
 
 InputLike = str | os.PathLike | Any  # a path, a rasterio dataset, an xarray DataArray/Dataset
@@ -110,18 +111,20 @@ _MODELS: dict[tuple[str, str], CopGenPipeline] = {}
 
 def load_model(
     model: ModelLike = None, *, device: str | torch.device | None = None
-) -> CopGenPipeline:
-    """A :class:`~geocopgen.models.CopGenPipeline` on ``device``.
+) -> CopGenPipeline | CopgenModel:
+    """A :class:`~geocopgen.models.CopGenPipeline` (or a COP-GEN model folder's
+    :class:`~geocopgen.copgen.model.CopgenModel`) on ``device``.
 
     ``model``: ``None`` or ``"default"`` (the bundled model), a pipeline folder, a hub id when
     online, or a pipeline object (moved to ``device`` if one is given). Loaded folders are
     cached per (folder, device), so repeated calls in a notebook cost nothing. torch and the
     model code are imported here, on first use, so that a bad input fails before they load.
     """
+    from geocopgen.copgen.model import CopgenModel, is_copgen_model
     from geocopgen.models.pipeline import CopGenPipeline
     from geocopgen.weights import resolve_model
 
-    if isinstance(model, CopGenPipeline):
+    if isinstance(model, (CopGenPipeline, CopgenModel)):
         return model.to(resolve_device(device)) if device is not None else model
     path = resolve_model("default" if model is None else model)
     dev = resolve_device(device)
@@ -129,7 +132,8 @@ def load_model(
     if key not in _MODELS:
         if len(_MODELS) >= 2:
             _MODELS.pop(next(iter(_MODELS)))
-        _MODELS[key] = CopGenPipeline.from_pretrained(path).to(dev)
+        loader = CopgenModel if is_copgen_model(path) else CopGenPipeline
+        _MODELS[key] = loader.from_pretrained(path).to(dev)
     return _MODELS[key]
 
 

@@ -9,7 +9,9 @@ from geocopgen.copgen.backbone import (
     load_copgen_backbone,
     read_copgen_state_dict,
 )
+from geocopgen.copgen.convert import convert_copgen
 from geocopgen.copgen.layout import COPGEN_SLOTS, SLOT_NAMES, CopgenSlot, slot
+from geocopgen.copgen.model import CopgenModel
 from geocopgen.copgen.normalisation import detect_lulc_scheme, from_model, to_model
 from geocopgen.copgen.sampler import COPGEN_SAMPLER, CopgenSamplerPreset, copgen_sample
 from geocopgen.copgen.vae import convert_vae, convert_vae_file, load_vae
@@ -19,8 +21,10 @@ __all__ = [
     "COPGEN_SIZES",
     "COPGEN_SLOTS",
     "SLOT_NAMES",
+    "CopgenModel",
     "CopgenSamplerPreset",
     "CopgenSlot",
+    "convert_copgen",
     "convert_vae",
     "convert_vae_file",
     "copgen_backbone",

@@ -22,7 +22,7 @@ from geocopgen.errors import CheckpointError
 from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.checkpoints import LoadReport, load_checked, read_flat_state_dict
 
-#: Where the published base backbone lives (download it yourself; geocopgen never does).
+#: Where the published base backbone lives (`geocopgen convert copgen --hub` fetches it when asked).
 COPGEN_WEIGHTS_URL = "https://huggingface.co/mespinosami/copgen-base"
 
 
@@ -114,14 +114,14 @@ def load_copgen_backbone(
 
 def guess_copgen_size(state_dict: Mapping[str, torch.Tensor]) -> str | None:
     """The published size whose width and depth the checkpoint has, if any."""
-    dims = _checkpoint_dims(state_dict)
+    dims = checkpoint_dims(state_dict)
     for name, size in COPGEN_SIZES.items():
         if dims == (size.embed_dim, size.depth):
             return name
     return None
 
 
-def _checkpoint_dims(state_dict: Mapping[str, torch.Tensor]) -> tuple[int, int] | None:
+def checkpoint_dims(state_dict: Mapping[str, torch.Tensor]) -> tuple[int, int] | None:
     """``(embed_dim, depth)`` read off a state dict: ``norm.weight``'s width and the number of
     in- plus out-blocks."""
     norm = state_dict.get("norm.weight")
@@ -135,7 +135,7 @@ def _checkpoint_dims(state_dict: Mapping[str, torch.Tensor]) -> tuple[int, int] 
 
 def _size_advice(state_dict: Mapping[str, torch.Tensor], backbone: MultimodalUViT) -> str:
     """What to do about a misfit: name the published size the checkpoint looks like."""
-    dims = _checkpoint_dims(state_dict)
+    dims = checkpoint_dims(state_dict)
     model = (int(backbone.config.embed_dim), int(backbone.config.depth))
     if dims is None or dims == model:
         return (
@@ -155,6 +155,7 @@ __all__ = [
     "COPGEN_SIZES",
     "COPGEN_WEIGHTS_URL",
     "CopgenSize",
+    "checkpoint_dims",
     "copgen_backbone",
     "copgen_config",
     "guess_copgen_size",

@@ -1,0 +1,348 @@
+"""A COP-GEN model as one object and one folder: the published backbone, the VAEs that are present,
+the slot layout, the normalisations, the sampler preset and where the weights came from.
+
+The official release is a 1.1 GB pickle-container backbone plus ten VAE files in a hub folder
+layout, without configs. :func:`geocopgen.copgen.convert.convert_copgen` turns them once into this
+folder, which loads offline, from safetensors only, with every tensor name and shape checked::
+
+    pipeline.json   {"kind": "copgen", "format": 1, size, sampler, slots (layout), vaes, provenance}
+    backbone/       config.json + diffusion_pytorch_model.safetensors   (MultimodalUViT)
+    vaes/<slot>/    config.json + diffusion_pytorch_model.safetensors   (diffusers AutoencoderKL,
+                    scaling_factor = the slot's official scale factor)
+
+A model may lack VAEs (the parity fixtures have three); :attr:`CopgenModel.encodable` says which
+slots can be encoded and decoded, the others take latents. :meth:`CopgenModel.resolution_groups`
+groups the image slots by ground sample distance, which is what per-resolution canvases need.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL
+
+import geocopgen
+from geocopgen.copgen import normalisation
+from geocopgen.copgen import vae as vae_ops
+from geocopgen.copgen.backbone import COPGEN_SIZES
+from geocopgen.copgen.layout import COPGEN_SLOTS, SLOT_NAMES, CopgenSlot
+from geocopgen.copgen.layout import slot as layout_slot
+from geocopgen.copgen.sampler import COPGEN_SAMPLER, CopgenSamplerPreset, copgen_sample
+from geocopgen.errors import CheckpointError, ModalityError
+from geocopgen.models.backbone import MultimodalUViT
+from geocopgen.models.checkpoints import atomic_folder, load_model, read_config, save_model
+from geocopgen.models.pipeline import PIPELINE_CONFIG
+from geocopgen.models.sampling import Ignored, SamplingOutput
+
+#: The ``pipeline.json`` discriminator that tells this folder from a ``CopGenPipeline`` folder.
+KIND = "copgen"
+FORMAT_VERSION = 1
+#: The official repository commit whose code the conversion reproduces (spec, header).
+OFFICIAL_COMMIT = "453f829234abd7f1cde8a6ad2b51968c37865204"
+#: Hub repositories of the published weights.
+HUB_BACKBONE_REPO = "mespinosami/copgen-base"
+HUB_VAE_REPO = "mespinosami/copgen-vaes"
+#: Sampler presets a folder may name; ``"copgen"`` is ``CopgenModel._sample_batch`` (spec A6).
+SAMPLER_PRESETS: dict[str, CopgenSamplerPreset] = {"copgen": COPGEN_SAMPLER}
+
+Progress = Callable[[str], None]
+
+
+def slot_record(s: CopgenSlot) -> dict[str, Any]:
+    """One slot as JSON (tuples as lists), as written to and compared from ``pipeline.json``."""
+    return json.loads(json.dumps(dataclasses.asdict(s)))
+
+
+class CopgenModel:
+    """The published COP-GEN: backbone, per-slot VAEs, normalisations and sampler preset.
+
+    ``vaes`` maps image-slot keys to ``AutoencoderKL`` models whose ``scaling_factor`` is the
+    slot's; slots without one are used through latents. ``ignored`` is the default for slots that
+    are neither generated nor conditions (``"noise"``: the official behaviour). ``provenance``
+    records the source files, their sha256 and the official commit.
+    """
+
+    def __init__(
+        self,
+        backbone: MultimodalUViT,
+        vaes: Mapping[str, AutoencoderKL] | None = None,
+        *,
+        size: str | None = None,
+        sampler: str = "copgen",
+        ignored: Ignored = "noise",
+        provenance: Mapping[str, Any] | None = None,
+    ) -> None:
+        if tuple(backbone.modality_names) != SLOT_NAMES:
+            raise CheckpointError(
+                f"a COP-GEN backbone indexes the slots as {', '.join(SLOT_NAMES)}; this one has "
+                f"{', '.join(backbone.modality_names)}. Build it with copgen_backbone()"
+            )
+        if sampler not in SAMPLER_PRESETS:
+            raise CheckpointError(
+                f"unknown COP-GEN sampler preset {sampler!r}; known: {', '.join(SAMPLER_PRESETS)}"
+            )
+        vaes = dict(vaes or {})
+        for key, vae in vaes.items():
+            _check_vae(key, vae)
+        self.backbone = backbone.eval()
+        self.vaes = {k: vaes[k].eval() for k in SLOT_NAMES if k in vaes}
+        self.size = size
+        self.sampler = sampler
+        self.ignored: Ignored = ignored
+        self.provenance = dict(provenance or {})
+
+    # --- layout ----------------------------------------------------------------------------------
+    @property
+    def slots(self) -> tuple[CopgenSlot, ...]:
+        """All twelve slots in network order (keys, kinds, latent shapes, bands, scale factors)."""
+        return COPGEN_SLOTS
+
+    @property
+    def encodable(self) -> tuple[str, ...]:
+        """Image slots this model can encode and decode (those with a VAE), in slot order."""
+        return tuple(self.vaes)
+
+    @property
+    def preset(self) -> CopgenSamplerPreset:
+        """The sampler settings named by :attr:`sampler`."""
+        return SAMPLER_PRESETS[self.sampler]
+
+    def slot(self, key: str) -> CopgenSlot:
+        """The slot ``key``; a :class:`ModalityError` naming the slots otherwise."""
+        try:
+            return layout_slot(key)
+        except KeyError as err:
+            raise ModalityError(err.args[0]) from None
+
+    def resolution_groups(self) -> dict[float, tuple[str, ...]]:
+        """Image slots by ground sample distance in metres (10, 20, 30, 60), slot order inside."""
+        groups: dict[float, list[str]] = {}
+        for s in COPGEN_SLOTS:
+            if s.kind == "image" and s.resolution is not None:
+                groups.setdefault(s.resolution, []).append(s.key)
+        return {res: tuple(keys) for res, keys in sorted(groups.items())}
+
+    def vae(self, key: str) -> AutoencoderKL:
+        """The VAE of image slot ``key``; a :class:`ModalityError` when this model has none."""
+        if key not in self.vaes:
+            self.slot(key)
+            raise ModalityError(
+                f"this COP-GEN model has no VAE for {key} (it has "
+                f"{', '.join(self.vaes) or 'none'}); pass its latents instead"
+            )
+        return self.vaes[key]
+
+    def scale_factor(self, key: str) -> float:
+        """The official latent scale factor of image slot ``key``."""
+        factor = self.slot(key).scale_factor
+        if factor is None:
+            raise ModalityError(f"{key} is a scalar slot: its vector is the latent, unscaled")
+        return factor
+
+    # --- pixels <-> model units <-> latents -------------------------------------------------------
+    def to_model(self, x: Any, key: str, **kwargs: Any) -> Any:
+        """Physical values → model units in [-1, 1] (the official ``pre_process_data``)."""
+        return normalisation.to_model(x, key, **kwargs)
+
+    def from_model(self, y: Any, key: str) -> Any:
+        """Model units → physical values (the official ``post_process_data``)."""
+        return normalisation.from_model(y, key)
+
+    @torch.no_grad()
+    def encode(self, key: str, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """Model-unit pixels → scaled latent (``sf·mean``; ``sample=True`` for the official
+        posterior sample), see :func:`geocopgen.copgen.vae.encode`."""
+        return vae_ops.encode(self.vae(key), x, **kwargs)
+
+    @torch.no_grad()
+    def decode(self, key: str, z: torch.Tensor) -> torch.Tensor:
+        """Scaled latent → model-unit pixels, with the official ``float32(1/sf)`` multiply."""
+        return vae_ops.decode(self.vae(key), z)
+
+    def sample(
+        self,
+        generate: Sequence[str],
+        conditions: Mapping[str, torch.Tensor] | None = None,
+        **kwargs: Any,
+    ) -> SamplingOutput:
+        """Generate latents with this model's preset (see :func:`copgen_sample`)."""
+        kwargs.setdefault("ignored", self.ignored)
+        return copgen_sample(self.backbone, generate, conditions, preset=self.preset, **kwargs)
+
+    def to(self, *args: Any, **kwargs: Any) -> CopgenModel:
+        """Move the backbone and every VAE (``device`` and/or ``dtype``), like ``nn.Module.to``."""
+        self.backbone.to(*args, **kwargs)
+        for vae in self.vaes.values():
+            vae.to(*args, **kwargs)
+        return self
+
+    # --- save / load ------------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The ``pipeline.json`` content."""
+        return {
+            "_class_name": type(self).__name__,
+            "kind": KIND,
+            "format": FORMAT_VERSION,
+            "geocopgen_version": geocopgen.__version__,
+            "size": self.size,
+            "sampler": self.sampler,
+            "ignored": self.ignored,
+            "slots": [{**slot_record(s), "vae": s.key in self.vaes} for s in COPGEN_SLOTS],
+            "vaes": list(self.vaes),
+            "provenance": self.provenance,
+        }
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write the model folder (safetensors + JSON), atomically replacing ``folder``."""
+        folder = Path(folder)
+        with atomic_folder(folder) as tmp:
+            self._write(tmp)
+        return folder
+
+    def _write(self, folder: Path) -> None:
+        """Write the folder's files into the existing, empty ``folder`` (no atomicity)."""
+        save_model(self.backbone, folder / "backbone")
+        for key, vae in self.vaes.items():
+            save_model(vae, folder / "vaes" / key)
+        (folder / PIPELINE_CONFIG).write_text(json.dumps(self.config(), indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(
+        cls, path_or_repo: str | os.PathLike, *, revision: str | None = None
+    ) -> CopgenModel:
+        """Load a model folder; or, online, the published weights from the hub
+        (``mespinosami/copgen-base``, converted in memory) or a converted folder on the hub."""
+        if str(path_or_repo) == HUB_BACKBONE_REPO and not Path(path_or_repo).exists():
+            from geocopgen.copgen.convert import load_official_from_hub
+
+            return load_official_from_hub(revision=revision)
+        from geocopgen.models.pipeline import _resolve
+
+        return cls.read(_resolve(path_or_repo, revision))
+
+    @classmethod
+    def read(cls, folder: Path) -> CopgenModel:
+        """Load a local model folder with strict checks of its config, layout and weights."""
+        config = read_config(folder / PIPELINE_CONFIG)
+        _check_header(folder, config)
+        _check_layout(folder, config)
+        backbone = load_model(MultimodalUViT, folder / "backbone")
+        _check_size(folder, config.get("size"), backbone)
+        vaes = {
+            key: load_model(AutoencoderKL, folder / "vaes" / key).requires_grad_(False)
+            for key in _listed_vaes(folder, config)
+        }
+        try:
+            return cls(
+                backbone,
+                vaes,
+                size=config.get("size"),
+                sampler=config.get("sampler", "copgen"),
+                ignored=config.get("ignored", "noise"),
+                provenance=config.get("provenance"),
+            )
+        except CheckpointError as err:
+            raise CheckpointError(f"{folder}: {err}") from None
+
+
+def is_copgen_model(path_or_repo: str | os.PathLike) -> bool:
+    """Whether ``path_or_repo`` is a COP-GEN model: the published hub id, or a folder whose
+    ``pipeline.json`` says ``"kind": "copgen"`` (for dispatching ``load_model``)."""
+    path = Path(path_or_repo).expanduser()
+    if not path.exists():
+        return str(path_or_repo) == HUB_BACKBONE_REPO
+    try:
+        return json.loads((path / PIPELINE_CONFIG).read_text()).get("kind") == KIND
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+# --- checks -------------------------------------------------------------------------------------
+def _check_vae(key: str, vae: AutoencoderKL) -> None:
+    """A VAE must be for an image slot, with that slot's channels and scale factor."""
+    target = layout_slot(key) if key in SLOT_NAMES else None
+    if target is None or target.kind != "image":
+        raise CheckpointError(f"{key!r} is not a COP-GEN image slot; VAEs belong to image slots")
+    cfg = vae.config
+    got = (cfg.in_channels, cfg.out_channels, cfg.latent_channels, cfg.scaling_factor)
+    want = (target.image_channels, target.image_channels, target.latent_shape[0])
+    if got != (*want, target.scale_factor):
+        raise CheckpointError(
+            f"the {key} VAE has in/out/latent channels {got[:3]} and scaling_factor {got[3]}; "
+            f"the slot needs {want} and {target.scale_factor}"
+        )
+
+
+def _check_header(folder: Path, config: Mapping[str, Any]) -> None:
+    if config.get("kind") != KIND:
+        raise CheckpointError(
+            f"{folder}: {PIPELINE_CONFIG} has kind {config.get('kind')!r}, not {KIND!r}; "
+            "load it with geocopgen.load_model"
+        )
+    if config.get("format") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{folder}: COP-GEN model format {config.get('format')!r}; this geocopgen reads "
+            f"format {FORMAT_VERSION}. Convert the official files again"
+        )
+
+
+def _check_layout(folder: Path, config: Mapping[str, Any]) -> None:
+    """The recorded slots must be this geocopgen's: a layout change must not load silently."""
+    recorded = [{k: v for k, v in s.items() if k != "vae"} for s in config.get("slots", [])]
+    expected = [slot_record(s) for s in COPGEN_SLOTS]
+    if recorded != expected:
+        differ = [
+            e["key"]
+            for e, r in zip(expected, recorded + [{}] * len(expected), strict=False)
+            if e != r
+        ]
+        raise CheckpointError(
+            f"{folder}: the slot layout in {PIPELINE_CONFIG} differs from this geocopgen's at "
+            f"{', '.join(differ) or 'extra slots'}; convert the official files again"
+        )
+
+
+def _check_size(folder: Path, size: str | None, backbone: MultimodalUViT) -> None:
+    if size is None:
+        return
+    dims = COPGEN_SIZES.get(size)
+    have = (backbone.config.embed_dim, backbone.config.depth, backbone.config.num_heads)
+    if dims is None or have != (dims.embed_dim, dims.depth, dims.num_heads):
+        raise CheckpointError(
+            f"{folder}: {PIPELINE_CONFIG} says size {size!r} but backbone/ has embed_dim "
+            f"{have[0]}, depth {have[1]}, num_heads {have[2]}"
+        )
+
+
+def _listed_vaes(folder: Path, config: Mapping[str, Any]) -> list[str]:
+    """The VAEs ``pipeline.json`` lists, which must be exactly the ``vaes/`` sub-folders."""
+    listed = list(config.get("vaes", []))
+    root = folder / "vaes"
+    present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    missing = [k for k in listed if k not in present]
+    extra = [k for k in present if k not in listed]
+    if missing or extra:
+        parts = [f"missing vaes/{k}" for k in missing] + [f"unlisted vaes/{k}" for k in extra]
+        raise CheckpointError(
+            f"{folder}: the VAE folders do not match {PIPELINE_CONFIG}: {', '.join(parts)}"
+        )
+    return listed
+
+
+__all__ = [
+    "FORMAT_VERSION",
+    "HUB_BACKBONE_REPO",
+    "HUB_VAE_REPO",
+    "KIND",
+    "OFFICIAL_COMMIT",
+    "SAMPLER_PRESETS",
+    "CopgenModel",
+    "is_copgen_model",
+    "slot_record",
+]
