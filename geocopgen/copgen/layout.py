@@ -106,3 +106,32 @@ def slot(key: str) -> CopgenSlot:
         if s.key == key:
             return s
     raise KeyError(f"no COP-GEN slot {key!r}; the slots are {', '.join(SLOT_NAMES)}")
+
+
+#: geocopgen's modalities and the COP-GEN image slots that hold them (finest group first).
+MODALITY_SLOTS: dict[str, tuple[str, ...]] = {
+    "s2l2a": ("S2L2A_B02_B03_B04_B08", "S2L2A_B05_B06_B07_B11_B12_B8A", "S2L2A_B01_B09"),
+    "s2l1c": ("S2L1C_B02_B03_B04_B08", "S2L1C_B05_B06_B07_B11_B12_B8A", "S2L1C_B01_B09_B10"),
+    "s1rtc": ("S1RTC_vh_vv",),
+    "dem": ("DEM_DEM",),
+    "lulc": ("LULC_LULC",),
+    "cloud_mask": ("S2L1C_cloud_mask",),
+}
+#: The scalar slots: computed per chip from the grid (lat/lon) or from metadata (the date).
+LATLON_SLOT = "3d_cartesian_lat_lon"
+DATE_SLOT = "mean_timestamps"
+
+
+def modality_of_slot(key: str) -> str:
+    """The geocopgen modality an image slot belongs to."""
+    for modality, keys in MODALITY_SLOTS.items():
+        if key in keys:
+            return modality
+    raise KeyError(f"{key} is not an image slot of a geocopgen modality")
+
+
+def registry_band(s: CopgenSlot, band: str) -> str:
+    """A slot band's name in geocopgen's registry (``vv`` → ``VV``, ``DEM`` → ``elevation``)."""
+    if s.key == "DEM_DEM":
+        return "elevation"
+    return band.upper()

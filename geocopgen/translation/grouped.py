@@ -1,0 +1,472 @@
+"""Translation with a COP-GEN model: one latent canvas per resolution group, MultiDiffusion on all
+of them at every solver call, outputs on each group's native grid.
+
+1. **Encode.** Each condition modality (on the 10 m working grid) is resampled onto the grid of
+   each of its groups (average: every group is as coarse or coarser), put into COP-GEN's model
+   units by its official normalisation (Sentinel-2 reflectance back to the digital numbers
+   COP-GEN was trained on, see :func:`dn_offset_for`), encoded chip by chip (posterior mean) and
+   blended into that group's canvas.
+2. **Denoise.** COP-GEN's own solver (:class:`~geocopgen.copgen.sampler.DPMSolverFast`, the
+   official preset) runs on the joint vector of the generated groups' canvases. Each of its model
+   calls cuts every chip out of every canvas, adds the chip's lat/lon token (its centre, from the
+   grid), the date token and the conditions, runs the backbone on batches of chips, and blends
+   the chips' noise predictions back into one prediction per canvas with raised-cosine weights.
+   Slots that are neither generated nor conditions get fresh noise at t = 0 per call (the
+   official treatment) unless the model says ``ignored="omit"``.
+3. **Decode.** Each generated group's pixel chips are decoded and blended into its own mosaic on
+   its native grid: physical units for continuous slots, blended class scores turned into class
+   codes at the end for categorical ones.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from tqdm.auto import tqdm
+
+from geocopgen.copgen import normalisation as norm
+from geocopgen.copgen.layout import (
+    DATE_SLOT,
+    LATLON_SLOT,
+    MODALITY_SLOTS,
+    CopgenSlot,
+    registry_band,
+    slot,
+)
+from geocopgen.copgen.model import CopgenModel
+from geocopgen.copgen.sampler import NUM_TRAIN_TIMESTEPS, DiscreteVPSchedule, DPMSolverFast
+from geocopgen.errors import ConfigError, GeoCopGenWarning, ModalityError, NoValidDataError
+from geocopgen.io.align import reproject
+from geocopgen.modalities import S2_OFFSET_DN, S2_OFFSET_START
+from geocopgen.options import TranslateOptions
+from geocopgen.raster.categories import Categories
+from geocopgen.raster.chips import Chip
+from geocopgen.raster.grid import GeoBox
+from geocopgen.translation.canvas import CanvasLayout, chip_weights, positional_noise
+from geocopgen.translation.groups import GroupLayout
+from geocopgen.translation.translator import (
+    ChipSink,
+    _batched,
+    decode_chips,
+    encode_chips,
+    reduce_samples,
+)
+
+#: ESRI 10 m land cover: code, name, colour (the classes COP-GEN's LULC slot knows, in order).
+LULC_CATEGORIES = Categories(
+    codes=(0, 1, 2, 4, 5, 7, 8, 9, 10, 11),
+    names=("no data", "water", "trees", "flooded vegetation", "crops", "built area",
+           "bare ground", "snow/ice", "clouds", "rangeland"),
+    colours=((0, 0, 0), (26, 91, 171), (53, 130, 33), (135, 209, 158), (255, 219, 92),
+             (237, 2, 42), (237, 233, 228), (242, 250, 255), (200, 200, 200), (239, 207, 168)),
+)  # fmt: skip
+#: The S2 cloud mask COP-GEN models: clear, thick cloud, thin cloud, shadow.
+CLOUD_CATEGORIES = Categories(
+    codes=(0, 1, 2, 3),
+    names=("clear", "thick cloud", "thin cloud", "cloud shadow"),
+    colours=((0, 0, 0), (255, 255, 255), (170, 170, 170), (60, 60, 90)),
+)
+CATEGORIES = {"LULC_LULC": LULC_CATEGORIES, "S2L1C_cloud_mask": CLOUD_CATEGORIES}
+#: What an invalid input value becomes in model units: -1, what COP-GEN's own pre-processing
+#: makes of nodata (S2 DN 0) and of a DEM at or below 0 m.
+INVALID_MODEL_VALUE = -1.0
+
+
+@dataclass(frozen=True)
+class GroupedPlan:
+    """A COP-GEN translation planned once: which slots to generate, from what, where."""
+
+    targets: tuple[str, ...]
+    conditions: Mapping[str, xr.DataArray]
+    condition_slots: Mapping[str, tuple[str, ...]]
+    layout: GroupLayout
+    options: TranslateOptions
+    when: date
+    dn_offset: int
+    tags: Mapping[str, Any] = field(default_factory=dict)
+
+    def output_bands(self, key: str) -> tuple[str, ...]:
+        """The output band names of a generated slot (registry names, registry order)."""
+        if key in CATEGORIES:
+            return ("class",)
+        s = slot(key)
+        return tuple(sorted((registry_band(s, b) for b in s.bands), key=_band_order(s)))
+
+
+def _band_order(s: CopgenSlot) -> Any:
+    names = [registry_band(s, b) for b in s.bands]
+    return lambda b: (len(b), b) if s.key.startswith("S2") else names.index(b)
+
+
+def dn_offset_for(conditions: Mapping[str, xr.DataArray], when: date, policy: str) -> int:
+    """The DN offset the digital numbers given to and taken from COP-GEN carry.
+
+    COP-GEN was trained on Major TOM digital numbers as the products delivered them: products of
+    processing baseline 04.00 and later (from 2022-01-25) carry +1000. With ``policy="stored"``
+    (default) geocopgen puts back what the product stored: the S2 condition's own offset, else
+    the one its date implies. ``policy="reflectance"`` gives DN = reflectance x 10 000.
+    """
+    if policy == "reflectance":
+        return 0
+    if policy != "stored":
+        raise ConfigError(f"s2 DN policy must be 'stored' or 'reflectance', got {policy!r}")
+    for name, array in conditions.items():
+        if name.startswith("s2") and "s2_offset" in array.attrs:
+            return int(array.attrs["s2_offset"])
+    return S2_OFFSET_DN if when >= S2_OFFSET_START else 0
+
+
+def acquisition_date(conditions: Mapping[str, xr.DataArray], given: date | str | None) -> date:
+    """The date COP-GEN conditions on: ``given``, else an input's ``datetime``; refused when
+    nothing says (the official code would silently use a default)."""
+    if given is not None:
+        return given if isinstance(given, date) else date.fromisoformat(str(given)[:10])
+    for array in conditions.values():
+        when = array.attrs.get("datetime")
+        if when:
+            return date.fromisoformat(str(when)[:10])
+    raise ConfigError(
+        "COP-GEN conditions on the acquisition date, and no input carries one (a datetime tag or "
+        "a product id); give it: date='YYYY-MM-DD' (CLI --date YYYY-MM-DD)"
+    )
+
+
+def target_slots(model: CopgenModel, to: str) -> tuple[str, ...]:
+    """The image slots of modality (or slot key) ``to`` that this model can decode."""
+    keys = MODALITY_SLOTS.get(to.lower(), (to,) if to in {s.key for s in model.slots} else ())
+    if not keys:
+        raise ModalityError(
+            f"COP-GEN makes {', '.join(MODALITY_SLOTS)} (or a slot key), not {to!r}"
+        )
+    missing = [k for k in keys if k not in model.encodable]
+    if missing:
+        raise ModalityError(
+            f"this COP-GEN model has no VAE for {', '.join(missing)}, so it cannot make {to}; "
+            f"it decodes {', '.join(model.encodable) or 'nothing'}"
+        )
+    return keys
+
+
+def plan_grouped(
+    model: CopgenModel,
+    to: str,
+    scene: GeoBox,
+    conditions: Mapping[str, xr.DataArray],
+    options: TranslateOptions,
+    *,
+    when: date | str | None = None,
+    dn_policy: str = "stored",
+    overlap_m: float | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> GroupedPlan:
+    """Check the request against the model and lay out every group's canvas, once."""
+    targets = target_slots(model, to)
+    condition_slots: dict[str, tuple[str, ...]] = {}
+    for name in conditions:
+        keys = tuple(k for k in MODALITY_SLOTS.get(name, ()) if k in model.encodable)
+        if not keys:
+            raise ModalityError(f"this COP-GEN model cannot encode {name} (no VAE for its slots)")
+        if set(keys) & set(targets):
+            raise ModalityError(f"the input is already {name}; translate it to another modality")
+        condition_slots[name] = keys
+    day = acquisition_date(conditions, when)
+    offset = dn_offset_for(conditions, day, dn_policy)
+    canvases = [*targets, *(k for keys in condition_slots.values() for k in keys)]
+    layout = GroupLayout.for_scene(scene, canvases, overlap_m)
+    all_tags = {
+        "TARGET_SLOTS": ", ".join(targets),
+        "CONDITIONS": ", ".join(f"{n}={a.attrs.get('source', 'array')}"
+                                for n, a in conditions.items()) or "none (unconditional)",
+        "DATE": day.isoformat(),
+        "COPGEN_S2_DN_OFFSET": offset,
+        "COPGEN_S2_DN_POLICY": dn_policy,
+        "SAMPLER": f"COP-GEN preset ({model.preset.steps} calls)",
+        "IGNORED_SLOTS": model.ignored,
+        "SEED": options.seed,
+        "SAMPLES": options.samples,
+        "CHIP_GROUND_M": 1920,
+        "OVERLAP_M": layout.overlap_units * 480,
+        **(tags or {}),
+    }  # fmt: skip
+    return GroupedPlan(targets, dict(conditions), condition_slots, layout, options, day, offset,
+                       all_tags)  # fmt: skip
+
+
+# --- 1. encode ------------------------------------------------------------------------------
+def to_model_units(key: str, physical: np.ndarray, dn_offset: int) -> torch.Tensor:
+    """geocopgen's physical values of one slot ``(n, C, h, w)`` → COP-GEN model units, invalid
+    values at :data:`INVALID_MODEL_VALUE`."""
+    finite = np.isfinite(physical)
+    x = torch.from_numpy(np.nan_to_num(physical))
+    if key.startswith("S2"):
+        y = norm.to_model(norm.dn_from_reflectance(x, dn_offset), key)
+    elif key.startswith("S1"):
+        y = norm.to_model(x, key, in_db=True)
+    else:
+        y = norm.to_model(x, key)
+    return torch.where(torch.from_numpy(finite), y, INVALID_MODEL_VALUE)
+
+
+def encode_condition(
+    model: CopgenModel, plan: GroupedPlan, name: str, key: str, *, progress: bool
+) -> tuple[torch.Tensor, np.ndarray, int]:
+    """One condition slot's canvas ``(1, 8, H, W)``, which chips hold valid pixels, and (for the
+    DEM) how many pixels lie at or below 0 m, which COP-GEN's codec floors."""
+    canvas = plan.layout.canvases[key]
+    s = slot(key)
+    array = plan.conditions[name]
+    with warnings.catch_warnings():  # an announced derivation, not a surprise resampling
+        warnings.simplefilter("ignore")
+        on_grid = reproject(array, canvas.grid, warn=False)
+    bands = [registry_band(s, b) for b in s.bands]
+    sub = on_grid.sel(band=bands)
+    device = next(model.backbone.parameters()).device
+    floored = int((sub <= 0).sum().compute()) if key == "DEM_DEM" else 0
+
+    def encode(x: np.ndarray, finite: np.ndarray) -> torch.Tensor:
+        return model.encode(key, to_model_units(key, x, plan.dn_offset).to(device))
+
+    latents, has_data, _ = encode_chips(
+        encode,
+        sub,
+        canvas,
+        channels=s.latent_shape[0],
+        device=device,
+        batch_size=plan.options.batch_size,
+        progress=progress,
+        desc=f"encoding {key}",
+    )
+    return latents, has_data, floored
+
+
+# --- 2. denoise -----------------------------------------------------------------------------
+@dataclass
+class _Chips:
+    """The active chips, and what every model call needs per chip besides the canvases."""
+
+    positions: list[tuple[int, int]]
+    latlon: torch.Tensor  # (rows, cols, 1, 1, 3)
+    date: torch.Tensor  # (1, 1, 1, 3)
+
+
+def denoise_groups(
+    model: CopgenModel,
+    plan: GroupedPlan,
+    conditions: Mapping[str, torch.Tensor],
+    active: np.ndarray,
+) -> dict[str, torch.Tensor]:
+    """The generated slots' final canvases ``(samples, 8, H, W)`` each."""
+    opts, canvases = plan.options, plan.layout.canvases
+    device = next(model.backbone.parameters()).device
+    samples = opts.samples
+    lonlat = plan.layout.chip_centres_lonlat()
+    chips = _Chips(
+        positions=[(int(i), int(j)) for i, j in zip(*np.nonzero(active), strict=True)],
+        latlon=norm.encode_latlon(lonlat[..., 1].ravel(), lonlat[..., 0].ravel())
+        .reshape(*lonlat.shape[:2], 1, 1, 3)
+        .to(device),
+        date=norm.encode_date(plan.when).reshape(1, 1, 1, 3).to(device),
+    )
+    shapes = {k: (samples, slot(k).latent_shape[0], *canvases[k].shape) for k in plan.targets}
+    start = [
+        positional_noise(canvases[k], slot(k).latent_shape[0], samples, opts.seed + 7919 * i)
+        for i, k in enumerate(plan.targets)
+    ]
+    sizes = [z[0].numel() for z in start]
+    weights = {k: _weight_canvas(canvases[k], chips.positions, device) for k in plan.targets}
+    per_call = max(1, opts.batch_size // samples)
+    batches = list(_batched(chips.positions, per_call))
+    generator = torch.Generator(device="cpu").manual_seed(opts.seed)
+    bar = tqdm(
+        total=model.preset.steps * len(batches), desc="denoising", unit="batch",
+        disable=not opts.progress,
+    )  # fmt: skip
+
+    def noise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        state = {
+            k: z.reshape(shapes[k]) for k, z in zip(plan.targets, x.split(sizes, 1), strict=True)
+        }
+        pred = {k: torch.zeros(shapes[k], device=device) for k in plan.targets}
+        for batch in batches:
+            inputs, times = _chip_inputs(model, plan, state, conditions, chips, batch, t, generator)
+            out = model.backbone(inputs, times).sample
+            for k in plan.targets:
+                _blend(pred[k], canvases[k], batch, out[k], samples)
+            bar.update(1)
+        return torch.cat([(pred[k] / weights[k]).reshape(samples, -1) for k in plan.targets], 1)
+
+    solver = DPMSolverFast(noise, DiscreteVPSchedule.copgen())
+    with bar, torch.inference_mode():
+        x0 = torch.cat([z.to(device).reshape(samples, -1) for z in start], dim=1)
+        final = solver.sample(x0, model.preset)
+    return {
+        k: z.reshape(shapes[k]) for k, z in zip(plan.targets, final.split(sizes, 1), strict=True)
+    }
+
+
+def _weight_canvas(
+    canvas: CanvasLayout, positions: Sequence[tuple[int, int]], device: torch.device
+) -> torch.Tensor:
+    weight = torch.zeros(canvas.shape, device=device)
+    for i, j in positions:
+        chip = canvas.latent_chips.chip(i, j)
+        weight[chip.slices] += chip_weights(canvas.latent_chips, chip, device)
+    return weight.clamp_min(1e-12)
+
+
+def _chip(canvas: CanvasLayout, position: tuple[int, int]) -> Chip:
+    return canvas.latent_chips.chip(*position)
+
+
+def _chip_inputs(
+    model: CopgenModel,
+    plan: GroupedPlan,
+    state: Mapping[str, torch.Tensor],
+    conditions: Mapping[str, torch.Tensor],
+    chips: _Chips,
+    batch: Sequence[tuple[int, int]],
+    t: torch.Tensor,
+    generator: torch.Generator,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Every slot's input for a batch of chips (chip-major, samples inside) and its time."""
+    canvases, samples = plan.layout.canvases, plan.options.samples
+    n = len(batch) * samples
+    t_net = (t * NUM_TRAIN_TIMESTEPS).repeat(len(batch))
+    zero = torch.zeros_like(t_net)
+    inputs: dict[str, torch.Tensor] = {}
+    times: dict[str, torch.Tensor] = {}
+    for k in plan.targets:
+        inputs[k] = torch.cat([state[k][(..., *_chip(canvases[k], p).slices)] for p in batch])
+        times[k] = t_net
+    for k, z in conditions.items():
+        cut = torch.cat([z[(..., *_chip(canvases[k], p).slices)] for p in batch])
+        inputs[k], times[k] = cut.repeat_interleave(samples, dim=0), zero
+    latlon = torch.cat([chips.latlon[p][None] for p in batch]).repeat_interleave(samples, dim=0)
+    inputs[LATLON_SLOT], times[LATLON_SLOT] = latlon, zero
+    inputs[DATE_SLOT], times[DATE_SLOT] = chips.date.expand(n, -1, -1, -1), zero
+    if model.ignored == "noise":
+        for s in model.slots:  # slot order: the official order of the fresh draws
+            if s.key not in inputs:
+                shape = (n, *model.backbone.latent_shape_of(s.key))
+                noise = torch.randn(shape, generator=generator)
+                inputs[s.key], times[s.key] = noise.to(t.device), zero
+    return inputs, times
+
+
+def _blend(
+    pred: torch.Tensor,
+    canvas: CanvasLayout,
+    batch: Sequence[tuple[int, int]],
+    out: torch.Tensor,
+    samples: int,
+) -> None:
+    """Add each chip's prediction ``(chips * samples, C, h, w)``, weighted, onto ``pred``."""
+    out = out.reshape(len(batch), samples, *out.shape[1:])
+    for p, value in zip(batch, out, strict=True):
+        chip = _chip(canvas, p)
+        w = chip_weights(canvas.latent_chips, chip, pred.device)
+        pred[(slice(None), slice(None), *chip.slices)] += value * w
+
+
+# --- 3. decode ------------------------------------------------------------------------------
+def physical_from_model(key: str, y: torch.Tensor, dn_offset: int) -> torch.Tensor:
+    """COP-GEN model units of a generated slot → geocopgen's physical units (reflectance, dB,
+    metres), or the blended class scores of a categorical slot (turned into codes later)."""
+    if key in CATEGORIES:
+        return y
+    x = norm.from_model(y, key)
+    if key.startswith("S2"):
+        return norm.reflectance_from_dn(x, dn_offset)
+    if key.startswith("S1"):
+        return 10.0 * torch.log10(x)
+    return x
+
+
+def decode_group(
+    model: CopgenModel, plan: GroupedPlan, key: str, latents: torch.Tensor, sink: ChipSink
+) -> dict[str, int]:
+    """Decode one generated slot's canvas into ``sink``; returns how many output values hit a
+    limit of COP-GEN's codecs (reported, not silent)."""
+    s, canvas = slot(key), plan.layout.canvases[key]
+    order = [registry_band(s, b) for b in s.bands]
+    index = [order.index(b) for b in plan.output_bands(key)] if key not in CATEGORIES else None
+    limits: dict[str, int] = {}
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        values = physical_from_model(key, model.decode(key, z), plan.dn_offset)
+        _count_limits(key, values, limits)
+        return values if index is None else values[:, index]
+
+    def reduce(x: np.ndarray) -> np.ndarray:
+        if key in CATEGORIES:
+            return x.mean(axis=0).astype(np.float32)
+        return reduce_samples(x, "mean_std")
+
+    chips = decode_chips(decode, latents, canvas, reduce=reduce, progress=plan.options.progress,
+                         desc=f"decoding {key}")  # fmt: skip
+    for chip, values in chips:
+        sink.add(chip, values)
+    return limits
+
+
+def _count_limits(key: str, values: torch.Tensor, limits: dict[str, int]) -> None:
+    def add(name: str, n: int) -> None:
+        limits[name] = limits.get(name, 0) + int(n)
+
+    if key == "DEM_DEM":
+        add("DEM_AT_CEILING_8847M", norm.dem_saturated_count(values))
+        add("DEM_AT_FLOOR_0M", int((values <= norm.DEM_MIN_M).sum()))
+    elif key.startswith("S1"):
+        counts = norm.s1_saturated_counts(10.0 ** (values / 10.0))
+        add("S1_AT_FLOOR", counts["low"])
+        add("S1_AT_CEILING", counts["high"])
+    elif key.startswith("S2"):
+        counts = norm.s2_out_of_range_counts(values)
+        add("S2_BELOW_0", counts["below_0"])
+        add("S2_ABOVE_1", counts["above_1"])
+
+
+# --- the whole operation ----------------------------------------------------------------------
+def run_grouped(
+    model: CopgenModel, plan: GroupedPlan, sinks: Mapping[str, ChipSink]
+) -> dict[str, dict[str, int]]:
+    """Encode, denoise and decode ``plan`` into one sink per generated slot; returns the codec
+    limit counts per slot."""
+    latents: dict[str, torch.Tensor] = {}
+    active = np.ones(plan.layout.chip_shape, dtype=bool)
+    floored = 0
+    for name, keys in plan.condition_slots.items():
+        for key in keys:
+            latents[key], has_data, low = encode_condition(
+                model, plan, name, key, progress=plan.options.progress
+            )
+            active &= has_data
+            floored += low
+    if not active.any():
+        raise NoValidDataError(
+            "no part of the scene has valid data in every condition, so there is nothing to "
+            "translate. Check the inputs' nodata values and that they overlap."
+        )
+    final = denoise_groups(model, plan, latents, active)
+    counts = {}
+    for key in plan.targets:
+        counts[key] = decode_group(model, plan, key, final[key], sinks[key])
+        if floored:
+            counts[key]["DEM_INPUT_FLOORED_AT_0M"] = floored
+    for key, found in counts.items():
+        hits = {k: v for k, v in found.items() if v}
+        if hits:
+            warnings.warn(
+                f"{key}: {', '.join(f'{v} values {k.lower()}' for k, v in hits.items())} "
+                "(limits of COP-GEN's codecs, see docs/copgen.md)",
+                GeoCopGenWarning,
+                stacklevel=2,
+            )
+    return counts
