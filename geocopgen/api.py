@@ -120,6 +120,7 @@ def load_model(
     cached per (folder, device), so repeated calls in a notebook cost nothing. torch and the
     model code are imported here, on first use, so that a bad input fails before they load.
     """
+    from geocopgen.copgen.convert import load_copgen
     from geocopgen.copgen.model import CopgenModel, is_copgen_model
     from geocopgen.models.pipeline import CopGenPipeline
     from geocopgen.weights import resolve_model
@@ -132,8 +133,8 @@ def load_model(
     if key not in _MODELS:
         if len(_MODELS) >= 2:
             _MODELS.pop(next(iter(_MODELS)))
-        loader = CopgenModel if is_copgen_model(path) else CopGenPipeline
-        _MODELS[key] = loader.from_pretrained(path).to(dev)
+        loader = load_copgen if is_copgen_model(path) else CopGenPipeline.from_pretrained
+        _MODELS[key] = loader(path).to(dev)
     return _MODELS[key]
 
 

@@ -26,6 +26,7 @@ from geocopgen.copgen.convert import (
     convert_copgen_from_hub,
     file_sha256,
     find_vae_files,
+    load_copgen,
     load_official_from_hub,
     read_backbone_config,
     slot_of_vae_file,
@@ -492,7 +493,7 @@ def test_the_hub_path_in_memory_and_through_the_cli(fake_hub, converted, tmp_pat
     assert result.exit_code == 0, result.output
     assert "downloading 500000_nnet_ema.pth" in result.output and is_copgen_model(out)
     with pytest.raises(CheckpointError, match="no published COP-GEN size"):
-        CopgenModel.from_pretrained(HUB_BACKBONE_REPO)  # the real route: tiny is no published size
+        load_copgen(HUB_BACKBONE_REPO)  # the real route: tiny is no published size
 
 
 def test_a_failed_download_says_what_to_do(monkeypatch, tmp_path):

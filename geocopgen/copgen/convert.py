@@ -412,6 +412,14 @@ def load_official_from_hub(
     return read_official(backbone, vaes, config=config, size=size, provenance=hub)
 
 
+def load_copgen(path_or_repo: str | os.PathLike, *, revision: str | None = None) -> CopgenModel:
+    """A COP-GEN model from a converted folder, a converted folder on the hub, or the published
+    hub id (``mespinosami/copgen-base``, downloaded and converted in memory)."""
+    if str(path_or_repo) == HUB_BACKBONE_REPO and not Path(path_or_repo).exists():
+        return load_official_from_hub(revision=revision)
+    return CopgenModel.from_pretrained(path_or_repo, revision=revision)
+
+
 __all__ = [
     "BACKBONE_FILE",
     "OFFICIAL_VAE_NAMES",
@@ -423,6 +431,7 @@ __all__ = [
     "download_official",
     "file_sha256",
     "find_vae_files",
+    "load_copgen",
     "load_official_from_hub",
     "read_backbone_config",
     "read_official",

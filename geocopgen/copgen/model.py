@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from diffusers import AutoencoderKL
 
-import geocopgen
+from geocopgen._version import __version__
 from geocopgen.copgen import normalisation
 from geocopgen.copgen import vae as vae_ops
 from geocopgen.copgen.backbone import COPGEN_SIZES
@@ -189,7 +189,7 @@ class CopgenModel:
             "_class_name": type(self).__name__,
             "kind": KIND,
             "format": FORMAT_VERSION,
-            "geocopgen_version": geocopgen.__version__,
+            "geocopgen_version": __version__,
             "size": self.size,
             "sampler": self.sampler,
             "ignored": self.ignored,
@@ -216,12 +216,9 @@ class CopgenModel:
     def from_pretrained(
         cls, path_or_repo: str | os.PathLike, *, revision: str | None = None
     ) -> CopgenModel:
-        """Load a model folder; or, online, the published weights from the hub
-        (``mespinosami/copgen-base``, converted in memory) or a converted folder on the hub."""
-        if str(path_or_repo) == HUB_BACKBONE_REPO and not Path(path_or_repo).exists():
-            from geocopgen.copgen.convert import load_official_from_hub
-
-            return load_official_from_hub(revision=revision)
+        """Load a model folder, or (online) a converted folder on the hub. The published
+        weights themselves (``mespinosami/copgen-base``) are converted on loading by
+        :func:`geocopgen.copgen.convert.load_copgen`."""
         from geocopgen.models.pipeline import _resolve
 
         return cls.read(_resolve(path_or_repo, revision))
