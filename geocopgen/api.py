@@ -259,25 +259,88 @@ def _translate(
     conditions: Mapping[str, xr.DataArray],
     place: GeoBox,
     *,
+    reading: ReadOptions,
     writing: WriteOptions,
     sampling: TranslateOptions,
     model: ModelLike,
     device: str | torch.device | None,
-) -> xr.DataArray:
+) -> xr.DataArray | dict[str, xr.DataArray]:
     """The one path of :func:`translate` and :func:`generate`: check the output, load the
     model, plan once, run into the file or into memory, and return the result."""
+    from geocopgen.models.pipeline import CopGenPipeline as CanvasModel
     from geocopgen.translation import CanvasTranslator, result_array, run_plan
 
     if writing.path is not None:
         for array in conditions.values():
             _refuse_overwriting_input(writing.path, str(array.attrs.get("source", "")))
     writing.check_path()
-    work, out_grid = _work_and_out_grids(place, target, writing.grid)
     pipeline = load_model(model, device=device)  # everything a user can get wrong is checked
+    if not isinstance(pipeline, CanvasModel):
+        return _translate_copgen(
+            pipeline, target, conditions, place, reading, sampling, writing, _model_name(model)
+        )
+    target = get_modality(target).name  # a COP-GEN-only modality is not one of this model's
+    work, out_grid = _work_and_out_grids(place, target, writing.grid or "input")
     translator = CanvasTranslator(pipeline, target, sampling)
     plan = translator.plan(work, conditions, out_grid=out_grid, model=_model_name(model))
     _, writer = run_plan(translator, plan, writing)
     return result_array(plan, writer)
+
+
+def _target_name(to: str) -> str:
+    """A registry modality (aliases allowed), or a modality or slot only COP-GEN models make
+    (``lulc``, ``cloud_mask``, a slot key such as ``S2L2A_B02_B03_B04_B08``)."""
+    from geocopgen.copgen.layout import MODALITY_SLOTS, SLOT_NAMES
+
+    try:
+        return get_modality(to).name
+    except ModalityError:
+        if to.lower() in MODALITY_SLOTS or to in SLOT_NAMES:
+            return to.lower() if to.lower() in MODALITY_SLOTS else to
+        raise
+
+
+def _translate_copgen(
+    model: CopgenModel,
+    to: str,
+    conditions: Mapping[str, xr.DataArray],
+    place: GeoBox,
+    reading: ReadOptions,
+    sampling: TranslateOptions,
+    writing: WriteOptions,
+    model_name: str,
+) -> xr.DataArray | dict[str, xr.DataArray]:
+    """:func:`translate` with a COP-GEN model: one canvas per resolution group, each generated
+    group written on its native grid (see :mod:`geocopgen.translation.grouped`)."""
+    from geocopgen.translation.grouped import plan_grouped
+    from geocopgen.translation.grouped_output import run_grouped_into
+
+    if writing.grid not in (None, "native", "model", "input"):
+        raise ConfigError(
+            "a COP-GEN model writes each resolution group on its native grid (grid='native', "
+            f"the default) or on the input grid when that is the group's; got {writing.grid!r}"
+        )
+    scene = model_grid(place, None)
+    overlap_m = None if sampling.overlap is None else sampling.overlap * pixel_size(scene)[0]
+    plan = plan_grouped(
+        model,
+        to,
+        scene,
+        conditions,
+        sampling,
+        when=reading.date,
+        dn_policy=reading.s2_dn,
+        overlap_m=overlap_m,
+        tags={"MODEL": model_name},
+    )
+    if writing.grid == "input":
+        off = [k for k in plan.targets if plan.layout.canvases[k].grid != place]
+        if off:
+            raise ConfigError(
+                f"{', '.join(off)} lie on a coarser grid than the input; COP-GEN outputs are "
+                "written on their native grids (grid='native')"
+            )
+    return run_grouped_into(model, plan, writing)
 
 
 def translate(
@@ -316,10 +379,17 @@ def translate(
     conditions = open_inputs(source, cond, modality=modality, reading=reading)
     if not conditions:
         raise InputError("translate needs at least one input; use generate() for none")
-    target = get_modality(to).name
+    target = _target_name(to)
     place = grid_of(next(iter(conditions.values())))
     return _translate(
-        target, conditions, place, writing=writing, sampling=sampling, model=model, device=device
+        target,
+        conditions,
+        place,
+        reading=reading,
+        writing=writing,
+        sampling=sampling,
+        model=model,
+        device=device,
     )
 
 
@@ -391,7 +461,7 @@ def generate(
     if writing.grid not in ("model", "native"):
         raise ConfigError(f"generate writes on the 'model' or 'native' grid, got {writing.grid!r}")
     conditions = open_inputs(None, cond, reading=reading)
-    target = get_modality(to).name
+    target = _target_name(to)
     if cell is None and bbox is None and like is None:
         if not conditions:
             raise ConfigError("generate needs a place: cell=, bbox= or like= (or conditions)")
@@ -399,7 +469,14 @@ def generate(
     else:
         place = grid_for(cell=cell, bbox=bbox, like=like)
     return _translate(
-        target, conditions, place, writing=writing, sampling=sampling, model=model, device=device
+        target,
+        conditions,
+        place,
+        reading=reading,
+        writing=writing,
+        sampling=sampling,
+        model=model,
+        device=device,
     )
 
 

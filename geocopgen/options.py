@@ -14,6 +14,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ Reduce = Literal["mean_std", "samples"]
 #: Sentinel-2 DN offsets geocopgen knows: none, or the +1000 of processing baseline 04.00+.
 S2_OFFSETS = (0, -1000)
 S1_SCALES = ("auto", "db", "linear")
+S2_DN_POLICIES = ("stored", "reflectance")
 
 
 @dataclass(frozen=True)
@@ -31,12 +33,18 @@ class ReadOptions:
 
     ``s2_offset``: the Sentinel-2 DN offset (``None``: decided from metadata, else 0 or -1000);
     ``s1_scale``: whether Sentinel-1 files hold dB or linear power (``"auto"`` decides);
-    ``nodata``: overrides the declared nodata of the source (``float("nan")`` declares NaN).
+    ``nodata``: overrides the declared nodata of the source (``float("nan")`` declares NaN);
+    ``date``: the acquisition date (ISO ``YYYY-MM-DD``) where the inputs do not carry one (a
+    COP-GEN model conditions on it); ``s2_dn``: which digital numbers a COP-GEN model is given
+    for Sentinel-2 reflectance, ``"stored"`` (as the product stored them, +1000 from processing
+    baseline 04.00: what COP-GEN was trained on) or ``"reflectance"`` (reflectance x 10 000).
     """
 
     s2_offset: int | None = None
     s1_scale: str = "auto"
     nodata: float | None = None
+    date: str | None = None
+    s2_dn: str = "stored"
 
     def __post_init__(self) -> None:
         if self.s2_offset is not None and self.s2_offset not in S2_OFFSETS:
@@ -46,6 +54,13 @@ class ReadOptions:
             )
         if self.s1_scale not in S1_SCALES:
             raise ConfigError(f"s1_scale must be 'auto', 'db' or 'linear', got {self.s1_scale!r}")
+        if self.s2_dn not in S2_DN_POLICIES:
+            raise ConfigError(f"s2_dn must be 'stored' or 'reflectance', got {self.s2_dn!r}")
+        if self.date is not None:
+            try:
+                date.fromisoformat(str(self.date)[:10])
+            except ValueError:
+                raise ConfigError(f"date must be YYYY-MM-DD, got {self.date!r}") from None
 
 
 @dataclass(frozen=True)
@@ -78,11 +93,12 @@ class TranslateOptions:
 @dataclass(frozen=True)
 class WriteOptions:
     """Where a result goes. ``path=None`` keeps it in memory (no file is written);
-    ``grid``: ``"input"``, ``"model"``, ``"native"`` or a grid value; ``cog`` writes a Cloud
+    ``grid``: ``"input"``, ``"model"``, ``"native"``, a grid value, or ``None`` for the model's
+    default (the input grid; COP-GEN: each group's native grid); ``cog`` writes a Cloud
     Optimized GeoTIFF; ``overwrite`` allows replacing an existing file."""
 
     path: Path | None = None
-    grid: Any = "input"
+    grid: Any = None
     cog: bool = False
     overwrite: bool = False
 

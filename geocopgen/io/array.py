@@ -7,6 +7,7 @@ the coordinates, CRS, transform and nodata of a ModalityArray are written one wa
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,14 +25,29 @@ def modality_array(
     data: Any, grid: GeoBox, modality: Modality, *, source: str, **attrs: Any
 ) -> xr.DataArray:
     """Wrap a ``(band, y, x)`` float32 array as a georeferenced ModalityArray."""
+    attrs = {"modality": modality.name, "units": modality.units, "source": source, **attrs}
+    return band_array(data, grid, modality.band_names, name=modality.name, attrs=attrs)
+
+
+def band_array(
+    data: Any,
+    grid: GeoBox,
+    bands: Sequence[str],
+    *,
+    name: str,
+    attrs: Mapping[str, Any],
+    nodata: float = np.nan,
+) -> xr.DataArray:
+    """Wrap any ``(band, y, x)`` array on ``grid`` (a ModalityArray, the sample bands of a
+    translation, a categorical output) with its coordinates, CRS, transform and nodata."""
     x, y = xy_coords(grid)
     array = xr.DataArray(
         data,
         dims=("band", "y", "x"),
-        coords={"band": list(modality.band_names), "y": y, "x": x},
-        attrs={"modality": modality.name, "units": modality.units, "source": source, **attrs},
-        name=modality.name,
+        coords={"band": list(bands), "y": y, "x": x},
+        attrs=dict(attrs),
+        name=name,
     )
     array = array.rio.write_crs(rasterio_crs(grid))
     array = array.rio.write_transform(grid.affine)
-    return array.rio.write_nodata(np.nan, encoded=False)
+    return array.rio.write_nodata(nodata, encoded=False)

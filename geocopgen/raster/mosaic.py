@@ -410,6 +410,19 @@ class MosaicWriter:
         self._dst.write(out, window=Window(tj * b, ti * b, w, h))
         self._done[ti, tj] = True
 
+    @property
+    def tags(self) -> dict[str, str]:
+        """The tags the output carries (upper-case keys), provenance and added ones."""
+        return {str(k).upper(): str(v) for k, v in self._tags.items()}
+
+    def add_tags(self, tags: Mapping[str, Any]) -> None:
+        """Tags only known once the work is done (counts, say), added before :meth:`close`."""
+        self._check_open()
+        upper = {str(k).upper(): str(v) for k, v in tags.items()}
+        self._tags.update(upper)
+        if self.path is not None:
+            self._dst.update_tags(**upper)
+
     # --- finishing -----------------------------------------------------------------------------
     def close(self) -> Path | None:
         """Finish every tile, aggregate/convert if asked, and rename into place (in memory: keep

@@ -19,11 +19,11 @@ import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 
-from geocopgen.io.array import modality_array
+from geocopgen.io.array import band_array, modality_array
 from geocopgen.modalities import get_modality
 from geocopgen.models.pipeline import CopGenPipeline
 from geocopgen.options import TranslateOptions, WriteOptions
-from geocopgen.raster.grid import GeoBox, rasterio_crs, xy_coords
+from geocopgen.raster.grid import GeoBox
 from geocopgen.raster.mosaic import GDAL_CACHE_MB, MosaicWriter
 from geocopgen.translation.plan import TranslationPlan
 from geocopgen.translation.translator import CanvasTranslator, TranslateStats
@@ -62,18 +62,9 @@ def result_array(plan: TranslationPlan, writer: MosaicWriter) -> xr.DataArray:
     attrs = {str(k).lower(): str(v) for k, v in plan.tags.items()}
     if plan.single:
         return mosaic_array(writer, grid, plan.target, attrs)
-    data = _mosaic_data(writer)
-    x, y = xy_coords(grid)
-    array = xr.DataArray(
-        data,
-        dims=("band", "y", "x"),
-        coords={"band": list(plan.bands), "y": y, "x": x},
-        attrs={**attrs, "modality": modality.name, "units": modality.units},
-        name=f"{modality.name}_{plan.options.reduce}",
-    )
-    array.attrs["source"] = _source(writer)
-    array = array.rio.write_crs(rasterio_crs(grid)).rio.write_transform(grid.affine)
-    return array.rio.write_nodata(np.nan, encoded=False)
+    attrs.update(modality=modality.name, units=modality.units, source=mosaic_source(writer))
+    name = f"{modality.name}_{plan.options.reduce}"
+    return band_array(mosaic_data(writer), grid, plan.bands, name=name, attrs=attrs)
 
 
 def mosaic_array(
@@ -81,17 +72,17 @@ def mosaic_array(
 ) -> xr.DataArray:
     """A closed writer's mosaic of one modality's bands as a ModalityArray on ``grid``."""
     m = get_modality(modality)
-    return modality_array(_mosaic_data(writer), grid, m, source=_source(writer), **attrs)
+    return modality_array(mosaic_data(writer), grid, m, source=mosaic_source(writer), **attrs)
 
 
-def _mosaic_data(writer: MosaicWriter) -> Any:
+def mosaic_data(writer: MosaicWriter) -> Any:
     """The mosaic's pixels: the in-memory array, or a lazy read of the written file."""
     if writer.path is None:
         return writer.result
     return rioxarray.open_rasterio(writer.path, chunks=True, mask_and_scale=False).data
 
 
-def _source(writer: MosaicWriter) -> str:
+def mosaic_source(writer: MosaicWriter) -> str:
     return str(writer.path) if writer.path is not None else "memory"
 
 

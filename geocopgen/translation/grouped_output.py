@@ -1,0 +1,100 @@
+"""A COP-GEN translation's outputs: one mosaic per generated resolution group, each on its native
+grid, into files or memory, and the georeferenced arrays built from the plan.
+
+One output path names one file when a single group is generated (a DEM, S1, land cover); an S2
+modality's three groups go to ``<stem>_10m<suffix>``, ``<stem>_20m...`` and ``<stem>_60m...``
+beside it, since one GeoTIFF holds one grid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import rasterio
+import xarray as xr
+
+from geocopgen.copgen.layout import modality_of_slot, slot
+from geocopgen.copgen.model import CopgenModel
+from geocopgen.io.array import band_array
+from geocopgen.modalities import MODALITIES
+from geocopgen.options import WriteOptions, check_output_path
+from geocopgen.raster.mosaic import GDAL_CACHE_MB, MosaicWriter
+from geocopgen.translation.grouped import CATEGORIES, GroupedPlan, run_grouped
+from geocopgen.translation.output import mosaic_data, mosaic_source
+
+UNITS = {"S2": "reflectance", "S1": "dB", "DEM": "m"}
+
+
+def group_paths(path: Path | None, targets: tuple[str, ...]) -> dict[str, Path | None]:
+    """Where each generated slot goes: ``path`` itself for one slot, else one file per group
+    named by its resolution."""
+    if path is None or len(targets) == 1:
+        return dict.fromkeys(targets, path)
+    return {k: path.with_name(f"{path.stem}_{slot(k).resolution:g}m{path.suffix}") for k in targets}
+
+
+def run_grouped_into(
+    model: CopgenModel, plan: GroupedPlan, writing: WriteOptions
+) -> xr.DataArray | dict[str, xr.DataArray]:
+    """Run ``plan`` into its files (or memory) and return the result: one DataArray, or one per
+    generated slot when there are several grids."""
+    paths = group_paths(writing.path, plan.targets)
+    for path in paths.values():
+        if path is not None:
+            check_output_path(path, overwrite=writing.overwrite)
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20), contextlib.ExitStack() as stack:
+        writers = {
+            k: stack.enter_context(_writer(plan, k, paths[k], writing)) for k in plan.targets
+        }
+        counts = run_grouped(model, plan, writers)
+        for k, writer in writers.items():
+            writer.add_tags({f"LIMIT_{name}": n for name, n in counts[k].items()})
+    arrays = {k: _array(plan, k, writers[k]) for k in plan.targets}
+    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
+
+
+def _writer(plan: GroupedPlan, key: str, path: Path | None, writing: WriteOptions) -> MosaicWriter:
+    canvas, bands = plan.layout.canvases[key], plan.output_bands(key)
+    registry = MODALITIES.get(modality_of_slot(key))
+    whole = (
+        registry is not None and tuple(bands) == registry.band_names and plan.options.samples == 1
+    )
+    return MosaicWriter(
+        path,
+        canvas.grid,
+        _band_names(plan, key),
+        chips=canvas.pixel_chips,
+        modality=registry.name if whole else None,
+        units=None if whole else _units(key),
+        tags={**plan.tags, "SLOT": key, "MODALITY_OF_SLOT": modality_of_slot(key)},
+        cog=writing.cog,
+        overwrite=writing.overwrite,
+        categories=CATEGORIES.get(key),
+    )
+
+
+def _band_names(plan: GroupedPlan, key: str) -> list[str]:
+    bands = list(plan.output_bands(key))
+    if plan.options.samples == 1 or key in CATEGORIES:
+        return bands
+    return bands + [f"{b}_std" for b in bands]
+
+
+def _units(key: str) -> str:
+    if key in CATEGORIES:
+        return "class"
+    return next(u for prefix, u in UNITS.items() if key.startswith(prefix))
+
+
+def _array(plan: GroupedPlan, key: str, writer: MosaicWriter) -> xr.DataArray:
+    attrs = {str(k).lower(): str(v) for k, v in writer.tags.items()}
+    attrs.update(
+        modality=modality_of_slot(key), slot=key, units=_units(key), source=mosaic_source(writer)
+    )
+    categories = CATEGORIES.get(key)
+    nodata = float("nan") if categories is None else categories.nodata
+    grid = plan.layout.canvases[key].grid
+    return band_array(
+        mosaic_data(writer), grid, _band_names(plan, key), name=key, attrs=attrs, nodata=nodata
+    )

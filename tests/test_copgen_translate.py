@@ -1,0 +1,186 @@
+"""Translation with a COP-GEN model converted from the parity fixtures, on real rasters: one
+canvas per resolution group, outputs on each group's native grid, categorical outputs with colour
+tables, lat/lon per chip, through the API, the accessor and the CLI.
+
+The fixtures hold tiny official VAEs for three slots (S2 L2A 10 m, S1 RTC, DEM); the other image
+slots get structurally identical random VAEs (the spec says they differ only in channels), so
+every output path runs. The weights are random: these tests check georeference, plumbing and
+determinism, not quality.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from conftest import terramind
+from diffusers import AutoencoderKL
+from typer.testing import CliRunner
+
+from geocopgen import api
+from geocopgen.cli import app
+from geocopgen.copgen.convert import convert_copgen
+from geocopgen.copgen.layout import COPGEN_SLOTS, MODALITY_SLOTS
+from geocopgen.copgen.model import CopgenModel
+from geocopgen.errors import ConfigError
+from geocopgen.raster.grid import at_resolution, grid_of
+from geocopgen.translation.groups import GroupLayout
+
+REF = Path(__file__).parents[1] / ".." / "shared" / "reference" / "copgen-parity"
+FIXTURE_VAES = ("S2L2A_B02_B03_B04_B08", "S1RTC_vh_vv", "DEM_DEM")
+FAST = {"progress": False, "date": "2021-07-15"}
+
+
+def _random_vae(key: str, seed: int) -> AutoencoderKL:
+    s = next(s for s in COPGEN_SLOTS if s.key == key)
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        in_channels=s.image_channels,
+        out_channels=s.image_channels,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        block_out_channels=[32, 32, 32, 32],
+        layers_per_block=2,
+        latent_channels=8,
+        norm_num_groups=32,
+        scaling_factor=s.scale_factor,
+    ).eval()
+
+
+@pytest.fixture(scope="module")
+def copgen_model(tmp_path_factory) -> Path:
+    """A model folder: the fixture backbone and VAEs converted, the other slots' VAEs random."""
+    root = tmp_path_factory.mktemp("copgen")
+    vaes = root / "vaes"
+    vaes.mkdir()
+    for key in FIXTURE_VAES:
+        shutil.copy(REF / f"vae_tiny_{key}.pth", vaes / f"{key}.pth")
+    converted = convert_copgen(
+        REF / "backbone_tiny.pth",
+        vaes,
+        root / "converted",
+        config=REF / "backbone_tiny_config.json",
+    )
+    extra = {
+        s.key: _random_vae(s.key, i)
+        for i, s in enumerate(COPGEN_SLOTS)
+        if s.kind == "image" and s.key not in FIXTURE_VAES
+    }
+    full = CopgenModel(converted.backbone, {**converted.vaes, **extra}, size=converted.size)
+    full.save_pretrained(root / "model")
+    return root / "model"
+
+
+def test_groups_derive_exactly_from_the_scene_grid():
+    scene = grid_of(api.open_inputs(terramind("S2L2A"))["s2l2a"])
+    keys = [k for keys in MODALITY_SLOTS.values() for k in keys]
+    layout = GroupLayout.for_scene(scene, keys)
+    for key, canvas in layout.canvases.items():
+        res = next(s.resolution for s in COPGEN_SLOTS if s.key == key)
+        expected = scene if res == 10 else at_resolution(scene, res)
+        assert canvas.grid == expected
+        assert canvas.grid.affine.c == scene.affine.c and canvas.grid.affine.f == scene.affine.f
+        assert canvas.latent_chips.shape == layout.chip_shape  # the same ground chips
+    lonlat = layout.chip_centres_lonlat()
+    assert lonlat.shape == (*layout.chip_shape, 2)
+    assert not np.allclose(lonlat[0, 0], lonlat[1, 1])  # two chips, two places
+    assert np.allclose(lonlat.mean(axis=(0, 1)), (34.0667, -3.4021), atol=0.01)
+
+
+def test_two_chips_get_different_latlon_tokens(copgen_model, monkeypatch):
+    """The lat/lon token given to the backbone is the chip's own centre."""
+    from geocopgen.translation import grouped
+
+    seen: list[torch.Tensor] = []
+    real = grouped._chip_inputs
+
+    def spy(*args, **kwargs):
+        inputs, times = real(*args, **kwargs)
+        seen.append(inputs["3d_cartesian_lat_lon"].clone())
+        return inputs, times
+
+    monkeypatch.setattr(grouped, "_chip_inputs", spy)
+    api.translate(terramind("S2L2A"), "dem", model=copgen_model, **FAST)
+    tokens = torch.cat(seen[:1])[:, 0, 0]  # the first call: every chip once
+    assert len(tokens) == 4
+    assert len({tuple(t.tolist()) for t in tokens}) == 4
+
+
+@pytest.mark.parametrize(
+    ("to", "resolution", "bands"),
+    [("dem", 30, ["elevation"]), ("s1rtc", 10, ["VV", "VH"]), ("lulc", 10, ["class"])],
+)
+def test_api_outputs_lie_on_their_native_grids(copgen_model, tmp_path, to, resolution, bands):
+    scene = grid_of(api.open_inputs(terramind("S2L2A"))["s2l2a"])
+    out = tmp_path / f"{to}.tif"
+    result = api.translate(terramind("S2L2A"), to, model=copgen_model, output=out, **FAST)
+    expected = scene if resolution == 10 else at_resolution(scene, resolution)
+    assert [str(b) for b in result["band"].values] == bands
+    with rasterio.open(out) as src:
+        assert src.crs == scene.crs
+        assert src.transform == expected.affine
+        assert (src.height, src.width) == expected.shape
+        assert src.tags()["DATE"] == "2021-07-15"
+        assert src.tags()["SLOT"] in MODALITY_SLOTS[to]
+        values = src.read()
+        if to == "lulc":
+            assert src.dtypes[0] == "uint8" and src.nodata == 255
+            assert set(np.unique(values)) <= {0, 1, 2, 4, 5, 7, 8, 9, 10, 11}
+            assert src.colormap(1)[1][:3] == (26, 91, 171)
+            assert src.tags()["CLASS_11"] == "rangeland"
+        else:
+            assert np.isfinite(values).all()
+    assert result.rio.transform() == expected.affine
+
+
+def test_s2_target_comes_out_as_three_group_files(copgen_model, tmp_path):
+    scene = grid_of(api.open_inputs(terramind("S2L2A"))["s2l2a"])
+    out = tmp_path / "l1c.tif"
+    result = api.translate(terramind("S2L2A"), "s2l1c", model=copgen_model, output=out, **FAST)
+    assert set(result) == set(MODALITY_SLOTS["s2l1c"])
+    for res, bands in ((10, 4), (20, 6), (60, 3)):
+        with rasterio.open(tmp_path / f"l1c_{res}m.tif") as src:
+            expected = scene if res == 10 else at_resolution(scene, res)
+            assert src.transform == expected.affine and src.count == bands
+            assert (src.height, src.width) == expected.shape
+    assert not out.exists()
+
+
+def test_in_memory_equals_the_file_and_is_deterministic(copgen_model, tmp_path):
+    memory = api.translate(terramind("S2L2A"), "dem", model=copgen_model, **FAST)
+    again = api.translate(terramind("S2L2A"), "dem", model=copgen_model, **FAST)
+    written = api.translate(
+        terramind("S2L2A"), "dem", model=copgen_model, output=tmp_path / "d.tif", **FAST
+    )
+    np.testing.assert_array_equal(memory.values, again.values)
+    np.testing.assert_array_equal(memory.values, written.values)
+    other = api.translate(terramind("S2L2A"), "dem", model=copgen_model, seed=1, **FAST)
+    assert not np.array_equal(memory.values, other.values)
+
+
+def test_the_date_is_required_and_the_s2_dn_policy_is_recorded(copgen_model):
+    with pytest.raises(ConfigError, match="acquisition date"):
+        api.translate(terramind("S2L2A"), "dem", model=copgen_model, progress=False)
+    result = api.translate(
+        terramind("S2L2A"), "dem", model=copgen_model, s2_dn="reflectance", **FAST
+    )
+    assert result.attrs["copgen_s2_dn_policy"] == "reflectance"
+    assert result.attrs["copgen_s2_dn_offset"] == "0"
+
+
+def test_accessor_and_cli(copgen_model, tmp_path):
+    s2 = api.open_inputs(terramind("S2L2A"))["s2l2a"]
+    via_accessor = s2.copgen.translate("dem", model=copgen_model, **FAST)
+    via_api = api.translate(terramind("S2L2A"), "dem", model=copgen_model, **FAST)
+    np.testing.assert_array_equal(via_accessor.values, via_api.values)
+    out = tmp_path / "cli.tif"
+    args = ["translate", str(terramind("S2L2A")), "--to", "dem", "-o", str(out)]
+    args += ["--model", str(copgen_model), "--date", "2021-07-15"]
+    result = CliRunner().invoke(app, ["-q", *args])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as src:
+        np.testing.assert_array_equal(src.read(), via_api.values)
