@@ -107,9 +107,10 @@ class CopgenSamplerPreset:
 
     def step_orders(self) -> list[int]:
         """DPM-Solver-fast's orders, summing to ``steps``: ``[3] * 16 + [2]`` for 50 calls; a
-        multiple of 3 ends with ``[2, 1]``, one more than a multiple with ``[1]``."""
-        if self.order != 3 or self.steps < 3:
-            raise ConfigError(f"the COP-GEN preset is order 3 with >= 3 steps, got {self}")
+        multiple of 3 ends with ``[2, 1]``, one more than a multiple with ``[1]`` (1 and 2 calls
+        are a single first- or second-order step, as in the official solver)."""
+        if self.order != 3 or self.steps < 1:
+            raise ConfigError(f"the COP-GEN preset is order 3 with >= 1 step, got {self}")
         k, rest = divmod(self.steps, 3)
         return [3] * k + [rest] if rest else [3] * (k - 1) + [2, 1]
 

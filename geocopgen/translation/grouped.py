@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -41,7 +41,12 @@ from geocopgen.copgen.layout import (
     slot,
 )
 from geocopgen.copgen.model import CopgenModel
-from geocopgen.copgen.sampler import NUM_TRAIN_TIMESTEPS, DiscreteVPSchedule, DPMSolverFast
+from geocopgen.copgen.sampler import (
+    NUM_TRAIN_TIMESTEPS,
+    CopgenSamplerPreset,
+    DiscreteVPSchedule,
+    DPMSolverFast,
+)
 from geocopgen.errors import ConfigError, GeoCopGenWarning, ModalityError, NoValidDataError
 from geocopgen.io.align import reproject
 from geocopgen.modalities import S2_OFFSET_DN, S2_OFFSET_START
@@ -90,6 +95,7 @@ class GroupedPlan:
     options: TranslateOptions
     when: date
     dn_offset: int
+    preset: CopgenSamplerPreset
     tags: Mapping[str, Any] = field(default_factory=dict)
 
     def output_bands(self, key: str) -> tuple[str, ...]:
@@ -178,6 +184,7 @@ def plan_grouped(
         condition_slots[name] = keys
     day = acquisition_date(conditions, when)
     offset = dn_offset_for(conditions, day, dn_policy)
+    preset = model.preset if options.steps is None else replace(model.preset, steps=options.steps)
     canvases = [*targets, *(k for keys in condition_slots.values() for k in keys)]
     layout = GroupLayout.for_scene(scene, canvases, overlap_m)
     all_tags = {
@@ -187,7 +194,8 @@ def plan_grouped(
         "DATE": day.isoformat(),
         "COPGEN_S2_DN_OFFSET": offset,
         "COPGEN_S2_DN_POLICY": dn_policy,
-        "SAMPLER": f"COP-GEN preset ({model.preset.steps} calls)",
+        "SAMPLER": f"COP-GEN DPM-Solver preset, {preset.steps} model calls"
+        + ("" if preset == model.preset else f" (the published preset makes {model.preset.steps})"),
         "IGNORED_SLOTS": model.ignored,
         "SEED": options.seed,
         "SAMPLES": options.samples,
@@ -196,7 +204,7 @@ def plan_grouped(
         **(tags or {}),
     }  # fmt: skip
     return GroupedPlan(targets, dict(conditions), condition_slots, layout, options, day, offset,
-                       all_tags)  # fmt: skip
+                       preset, all_tags)  # fmt: skip
 
 
 # --- 1. encode ------------------------------------------------------------------------------
@@ -285,7 +293,7 @@ def denoise_groups(
     batches = list(_batched(chips.positions, per_call))
     generator = torch.Generator(device="cpu").manual_seed(opts.seed)
     bar = tqdm(
-        total=model.preset.steps * len(batches), desc="denoising", unit="batch",
+        total=plan.preset.steps * len(batches), desc="denoising", unit="batch",
         disable=not opts.progress,
     )  # fmt: skip
 
@@ -305,7 +313,7 @@ def denoise_groups(
     solver = DPMSolverFast(noise, DiscreteVPSchedule.copgen())
     with bar, torch.inference_mode():
         x0 = torch.cat([z.to(device).reshape(samples, -1) for z in start], dim=1)
-        final = solver.sample(x0, model.preset)
+        final = solver.sample(x0, plan.preset)
     return {
         k: z.reshape(shapes[k]) for k, z in zip(plan.targets, final.split(sizes, 1), strict=True)
     }
