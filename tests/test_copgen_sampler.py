@@ -204,4 +204,10 @@ def test_bad_requests_are_named(tiny, io):
     with pytest.raises(ConfigError, match="ignored must be"):
         copgen_sample(tiny, ["S1RTC_vh_vv"], cond, ignored="zeros")
     with pytest.raises(ConfigError, match="order 3"):
-        CopgenSamplerPreset(steps=2).step_orders()
+        CopgenSamplerPreset(steps=0).step_orders()
+
+
+def test_short_presets_follow_the_official_order_rule():
+    """DPM-Solver-fast's rule (K = steps // 3 + 1) for the few-call presets benchmarks use."""
+    orders = {n: CopgenSamplerPreset(steps=n).step_orders() for n in (1, 2, 3, 4, 5, 6)}
+    assert orders == {1: [1], 2: [2], 3: [2, 1], 4: [3, 1], 5: [3, 2], 6: [3, 2, 1]}
