@@ -630,10 +630,13 @@ class Capabilities:
 
 def capabilities(modality: str, model: ModelLike = None) -> Capabilities:
     """Which modalities ``model`` can translate an input of ``modality`` into."""
+    from geocopgen.copgen.model import CopgenModel
     from geocopgen.translation.plan import check_codec
 
     pipeline = load_model(model, device="cpu")
     name = get_modality(modality).name
+    if isinstance(pipeline, CopgenModel):
+        return _copgen_capabilities(pipeline, name, _model_name(model))
     have = set(pipeline.autoencoders)
     targets = tuple(m for m in pipeline.modalities if m != name and m in have)
     if name not in pipeline.modalities or name not in have:
@@ -647,4 +650,24 @@ def capabilities(modality: str, model: ModelLike = None) -> Capabilities:
         modality=name,
         translate_to=targets,
         chip_size=pipeline.backbone.config.latent_size * check_codec(pipeline, name).downsampling,
+    )
+
+
+def _copgen_capabilities(model: CopgenModel, name: str, label: str) -> Capabilities:
+    """A COP-GEN model makes every modality whose slots all have a VAE; an input counts if at
+    least one of its slots can be encoded."""
+    from geocopgen.copgen.layout import MODALITY_SLOTS
+
+    whole = tuple(m for m, keys in MODALITY_SLOTS.items() if set(keys) <= set(model.encodable))
+    if not set(MODALITY_SLOTS.get(name, ())) & set(model.encodable):
+        raise ModalityError(
+            f"the model ({label}) cannot encode {get_modality(name).long_name}: it has VAEs for "
+            f"{', '.join(model.encodable) or 'no slot'}"
+        )
+    return Capabilities(
+        model=label,
+        model_modalities=tuple(MODALITY_SLOTS),
+        modality=name,
+        translate_to=tuple(m for m in whole if m != name),
+        chip_size=192,  # px at 10 m: every COP-GEN chip covers 1920 m
     )

@@ -184,3 +184,15 @@ def test_accessor_and_cli(copgen_model, tmp_path):
     assert result.exit_code == 0, result.output
     with rasterio.open(out) as src:
         np.testing.assert_array_equal(src.read(), via_api.values)
+
+
+def test_generate_on_a_bbox_and_what_info_says(copgen_model):
+    """Unconditional generation on a grid built from a place and a date, and the model's
+    capabilities as ``info`` reports them."""
+    dem = api.generate(
+        "dem", bbox=(34.05, -3.42, 34.08, -3.39), model=copgen_model, steps=1, **FAST
+    )
+    assert dem.rio.crs.to_epsg() == 32736 and abs(dem.rio.resolution()[0]) == 30
+    assert np.isfinite(dem.values).all()
+    can = api.capabilities("s2l2a", copgen_model)
+    assert set(can.translate_to) == {"s2l1c", "s1rtc", "dem", "lulc", "cloud_mask"}
