@@ -32,6 +32,7 @@ import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 
+from geocopgen.domain import DomainGuard
 from geocopgen.errors import (
     ConfigError,
     GeoCopGenError,
@@ -545,7 +546,8 @@ def decode(
     def write(path: Path) -> None:
         tags = {"OPERATION": "decode", "MODEL": _model_name(model)}
         bands = get_modality(name).band_names
-        chips = decode_canvas(pipeline, name, canvas, layout, progress=progress)
+        guard = DomainGuard(name, layout.pixel_chips)
+        chips = decode_canvas(pipeline, name, canvas, layout, progress=progress, guard=guard)
         with MosaicWriter(
             path, grid, bands, chips=layout.pixel_chips, modality=name, tags=tags
         ) as writer:
@@ -553,6 +555,7 @@ def decode(
                 rows, cols = (np.arange(s.start, s.stop) // f for s in chip.slices)
                 image[:, invalid[np.ix_(rows, cols)]] = np.nan
                 writer.add(chip, image)
+            guard.report(writer)
 
     return _written(write, name, 1, output)
 

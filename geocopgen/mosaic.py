@@ -282,6 +282,12 @@ class MosaicWriter:
             if extra:
                 dst.update_tags(i, DESCRIPTION=extra)
 
+    def update_tags(self, **tags: Any) -> None:
+        """Add dataset tags learnt while writing (e.g. a count); they survive aggregation."""
+        self._check_open()
+        self._tags.update(tags)
+        self._dst.update_tags(**{str(k).upper(): str(v) for k, v in tags.items()})
+
     def _count_chips_per_tile(self) -> np.ndarray:
         counts = np.zeros(self.tiles_shape, dtype=np.int32)
         for chip in self.chips:  # type: ignore[union-attr]

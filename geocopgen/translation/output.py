@@ -94,7 +94,9 @@ def translate_to_file(
             overwrite=overwrite,
         ) as writer,
     ):
-        return translator.run(grid, conditions, writer)
+        stats = translator.run(grid, conditions, writer)
+        stats.domain.report(writer)  # the count of clipped values, as a tag and a warning
+        return stats
 
 
 # --- arrays in, arrays out (evaluation) -------------------------------------------------------

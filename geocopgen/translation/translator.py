@@ -41,6 +41,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
+from geocopgen.domain import DomainGuard
 from geocopgen.errors import ConfigError, ModalityError, NoValidDataError
 from geocopgen.modalities import get_modality
 from geocopgen.models.autoencoder import ModalityAutoencoder
@@ -99,6 +100,7 @@ class TranslateStats:
     decoded_chips: int = 0
     steps: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    domain: DomainGuard | None = None  # what was clipped to the target's physical range
 
 
 # --- layout -----------------------------------------------------------------------------------
@@ -334,6 +336,7 @@ def decode_canvas(
     valid: PixelMask | None = None,
     reduce: Reduce = "mean_std",
     progress: bool = True,
+    guard: DomainGuard | None = None,
 ) -> Iterator[tuple[Chip, np.ndarray | None]]:
     """Decoded pixel chips in physical units, window-shaped, NaN where ``valid`` (the pixels
     where every condition has data, from :func:`encode_canvas`) is False; ``None`` for a chip
@@ -354,6 +357,8 @@ def decode_canvas(
             image = image[:, :, dr : dr + chip.size, dc : dc + chip.size]
             h, w = int(chip.window.height), int(chip.window.width)
             physical = modality.denormalize(image.float(), axis=1)[..., :h, :w].cpu().numpy()
+            if guard is not None:
+                guard.clip(chip, physical, mask)
             out = reduce_samples(physical, reduce)
             if mask is not None and not mask.all():
                 out[:, ~mask] = np.nan
@@ -471,6 +476,7 @@ class CanvasTranslator:
         del latents
 
         clock = time.perf_counter()
+        stats.domain = DomainGuard(self.target, layout.pixel_chips)
         chips = decode_canvas(
             self.pipeline,
             self.target,
@@ -479,6 +485,7 @@ class CanvasTranslator:
             valid=valid,
             reduce=opts.reduce,
             progress=opts.progress,
+            guard=stats.domain,
         )
         for chip, values in chips:
             if values is None:
