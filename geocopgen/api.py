@@ -45,7 +45,8 @@ from geocopgen.io import align, grid_of, model_grid, open_raster, utm_grid
 from geocopgen.io.source import open_dataset
 from geocopgen.modalities import get_modality
 from geocopgen.models.pipeline import CopGenPipeline
-from geocopgen.mosaic import MosaicWriter, _refuse_overwriting_input
+from geocopgen.mosaic import MosaicWriter
+from geocopgen.outputs import prepare_output
 from geocopgen.rastergrid import RasterGrid
 from geocopgen.translation import (
     CanvasTranslator,
@@ -264,13 +265,13 @@ def _run(
     cog: bool,
     overwrite: bool,
 ) -> xr.DataArray:
+    if output is not None:  # before the model loads: a refused output costs nothing
+        sources = [str(a.attrs.get("source", "")) for a in conditions.values()]
+        prepare_output(output, overwrite=overwrite, inputs=sources)
     pipeline = load_model(model, device=device)
     translator = CanvasTranslator(pipeline, target, options)
     names = translator.check_conditions(conditions)
     aligned = align(dict(zip(names, conditions.values(), strict=True)), like=work) if names else {}
-    for array in conditions.values():
-        if output is not None:
-            _refuse_overwriting_input(output, str(array.attrs.get("source", "")))
 
     def write(path: Path) -> None:
         translate_to_file(
@@ -305,7 +306,7 @@ def translate(
     batch_size: int = 8,
     device: str | torch.device | None = None,
     cog: bool = False,
-    overwrite: bool = True,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> xr.DataArray:
     """Translate ``source`` (and the extra conditions ``cond``) into modality ``to``.
@@ -412,7 +413,7 @@ def generate(
     batch_size: int = 8,
     device: str | torch.device | None = None,
     cog: bool = False,
-    overwrite: bool = True,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> xr.DataArray:
     """Generate modality ``to`` on a georeferenced grid: a Major TOM ``cell``, a lon/lat
@@ -516,10 +517,13 @@ def decode(
     output: str | os.PathLike | None = None,
     overlap: int | None = None,
     device: str | torch.device | None = None,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> xr.DataArray:
     """Latents from :func:`encode` back to a ModalityArray on the pixel grid they came from,
     decoded chip by chip and blended like a translation (NaN where the latents are NaN)."""
+    if output is not None:
+        prepare_output(output, overwrite=overwrite)
     name = latents.attrs.get("modality")
     if not name or "downsampling" not in latents.attrs:
         raise InputError(

@@ -44,9 +44,10 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from geocopgen.errors import GridError, NoValidDataError, OutputError
+from geocopgen.errors import GridError, NoValidDataError, OutputError, OutputExistsError
 from geocopgen.io.codecs import reading_tags
 from geocopgen.modalities import Modality, get_modality
+from geocopgen.outputs import refuse_inputs
 from geocopgen.rastergrid import RasterGrid
 from geocopgen.tiling import Chip, ChipData, ChipGrid, iter_chips
 
@@ -202,7 +203,7 @@ class MosaicWriter:
         if self.path.is_dir():
             raise OutputError(f"{self.path} is a folder; give a file name such as out.tif")
         if self.path.exists() and not overwrite:
-            raise OutputError(f"{self.path} exists; remove it or allow overwriting (--overwrite)")
+            raise OutputExistsError(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -539,6 +540,7 @@ def apply_chipwise(
     compress: str = "deflate",
     tags: Mapping[str, Any] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Run ``fn`` on every chip of ``array`` and stream the blended result to ``out_path``.
 
@@ -582,6 +584,7 @@ def apply_chipwise(
             out_grid=out_grid,
             cog=cog,
             compress=compress,
+            overwrite=overwrite,
         ) as writer,
     ):
         bar = tqdm(total=len(chips), desc="chips", unit="chip", disable=not progress)
@@ -603,9 +606,4 @@ def apply_chipwise(
 
 
 def _refuse_overwriting_input(out_path: str | Path, source: str) -> None:
-    try:
-        same = Path(source).exists() and Path(out_path).resolve() == Path(source).resolve()
-    except OSError:
-        same = False
-    if same:
-        raise OutputError(f"{out_path} is the input itself; write the output to another file.")
+    refuse_inputs(out_path, [source])

@@ -1,6 +1,8 @@
 """What every geocopgen command shares: error → exit-code mapping, verbosity, one-line warnings.
 
 * a :class:`GeoCopGenError` becomes ``Error: <message>`` on stderr and exit code 1 (no traceback);
+  an existing output names ``--overwrite``, the switch of this surface (Python's is
+  ``overwrite=True``);
 * usage errors (bad option values) are click's: exit code 2;
 * Ctrl-C prints that nothing was written (writers clean up their temporary files) and exits 130.
 """
@@ -16,7 +18,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from geocopgen.errors import GeoCopGenError
+from geocopgen.errors import GeoCopGenError, OutputExistsError
 from geocopgen.modalities import get_modality
 
 EXIT_ERROR = 1
@@ -44,6 +46,9 @@ class GeoCopGenGroup(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except OutputExistsError as exc:
+            typer.echo(f"Error: {exc.message_for('--overwrite')}", err=True)
+            ctx.exit(EXIT_ERROR)
         except GeoCopGenError as exc:
             typer.echo(f"Error: {exc}", err=True)
             ctx.exit(EXIT_ERROR)
@@ -81,3 +86,9 @@ def echo(message: str) -> None:
     """Print unless ``--quiet``."""
     if not VERBOSITY.quiet:
         typer.echo(message)
+
+
+def note(message: str) -> None:
+    """A ``geocopgen:`` line on stderr (what was done on the side), unless ``--quiet``."""
+    if not VERBOSITY.quiet:
+        typer.echo(f"geocopgen: {message}", err=True)

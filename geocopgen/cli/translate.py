@@ -8,7 +8,6 @@ streaming writer leaves no partial output.
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,30 +16,22 @@ import typer
 from geocopgen.cli import engine
 from geocopgen.cli._common import VERBOSITY, echo, modality_option
 from geocopgen.cli.engine import Input, ModalityOpt, NodataOpt, S1Scale, S1ScaleOpt, S2OffsetOpt
+from geocopgen.cli.options import (
+    BBoxOpt,
+    DeviceOpt,
+    OutputOpt,
+    OverwriteOpt,
+    TranslateOverlapOpt,
+    command,
+    modality_pairs,
+    output_ready,
+)
 from geocopgen.errors import GeoCopGenError
-from geocopgen.modalities import get_modality
-
-
-class Device(StrEnum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
 
 
 def _conditions(values: list[str] | None) -> dict[str, Path]:
     """``--cond MODALITY=FILE`` (repeatable) → {modality: path}; bad forms are usage errors."""
-    out: dict[str, Path] = {}
-    for value in values or []:
-        name, sep, path = value.partition("=")
-        if not sep or not name or not path:
-            raise typer.BadParameter(f"{value!r}: write it as MODALITY=FILE", param_hint="--cond")
-        try:
-            canonical = get_modality(name).name
-        except GeoCopGenError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--cond") from None
-        out[canonical] = Path(path)
-    return out
+    return {name: Path(path) for name, path in modality_pairs(values, "--cond").items()}
 
 
 def _open_conditions(
@@ -56,27 +47,14 @@ def _open_conditions(
     }
 
 
-def _bbox(value: str | None) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    try:
-        numbers = tuple(float(v) for v in value.split(","))
-    except ValueError:
-        numbers = ()
-    if len(numbers) != 4:
-        raise typer.BadParameter(f"{value!r}: write it as WEST,SOUTH,EAST,NORTH in degrees")
-    return numbers
-
-
 # Options shared by translate and generate (the same flag means the same thing in both).
 ToOpt = Annotated[
     str,
     typer.Option(
-        "--to", "-t", callback=modality_option,
+        "--to", "-t", metavar="MODALITY", callback=modality_option,
         help="Modality to make: dem, s1rtc, s2l1c or s2l2a.",
     ),
 ]  # fmt: skip
-OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output GeoTIFF.")]
 CondOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -85,7 +63,10 @@ CondOpt = Annotated[
     ),
 ]  # fmt: skip
 ModelOpt = Annotated[
-    str, typer.Option("--model", help="Pipeline folder, or 'default' (the bundled model).")
+    str,
+    typer.Option(
+        "--model", metavar="DIR", help="Pipeline folder, or 'default' (the bundled model)."
+    ),
 ]
 StepsOpt = Annotated[
     int | None, typer.Option("--steps", min=1, help="Sampler steps (default: the model's).")
@@ -103,10 +84,6 @@ NativeOpt = Annotated[
     typer.Option("--native", help="Write at the target's native resolution (DEM: 30 m)."),
 ]
 CogOpt = Annotated[bool, typer.Option("--cog", help="Write a Cloud Optimized GeoTIFF.")]
-OverlapOpt = Annotated[
-    int | None,
-    typer.Option("--overlap", min=0, help="Chip overlap in px, a multiple of 8 (default 64)."),
-]
 SeamlessOpt = Annotated[
     bool,
     typer.Option(
@@ -117,7 +94,6 @@ SeamlessOpt = Annotated[
 BatchOpt = Annotated[
     int, typer.Option("--batch-size", min=1, help="Chips per backbone call (memory vs speed).")
 ]
-DeviceOpt = Annotated[Device, typer.Option("--device", help="Where the model runs.")]
 
 
 def _summary(array: Any, output: Path) -> str:
@@ -145,10 +121,11 @@ def translate(
     seed: SeedOpt = 0,
     native: NativeOpt = False,
     cog: CogOpt = False,
-    overlap: OverlapOpt = None,
+    overlap: TranslateOverlapOpt = None,
     seamless: SeamlessOpt = True,
     batch_size: BatchOpt = 8,
-    device: DeviceOpt = Device.auto,
+    device: DeviceOpt = "auto",
+    overwrite: OverwriteOpt = False,
     modality: ModalityOpt = None,
     s2_offset: S2OffsetOpt = None,
     s1_scale: S1ScaleOpt = S1Scale.auto,
@@ -170,6 +147,8 @@ def translate(
         source = open_raster(
             path, modality, offset=s2_offset, s1_scale=s1_scale.value, nodata=nodata
         )
+    inputs = [*paths.values(), *([path] if path is not None else [])]
+    output_ready(output, overwrite, inputs)  # after the inputs opened: a bad one makes no folder
     result = api.translate(
         source,
         to,
@@ -183,7 +162,8 @@ def translate(
         overlap=overlap,
         seamless=seamless,
         batch_size=batch_size,
-        device=device.value,
+        device=device,
+        overwrite=overwrite,
         cog=cog,
         progress=VERBOSITY.progress,
     )
@@ -196,10 +176,7 @@ def generate(
     cell: Annotated[
         str | None, typer.Option("--cell", help="A Major TOM cell, e.g. 433U_1171R.")
     ] = None,
-    bbox: Annotated[
-        str | None,
-        typer.Option("--bbox", metavar="W,S,E,N", help="A lon/lat box; output on its UTM grid."),
-    ] = None,
+    bbox: BBoxOpt = None,
     like: Annotated[
         Path | None, typer.Option("--like", help="Use the grid of this raster.")
     ] = None,
@@ -210,10 +187,11 @@ def generate(
     seed: SeedOpt = 0,
     native: NativeOpt = False,
     cog: CogOpt = False,
-    overlap: OverlapOpt = None,
+    overlap: TranslateOverlapOpt = None,
     seamless: SeamlessOpt = True,
     batch_size: BatchOpt = 8,
-    device: DeviceOpt = Device.auto,
+    device: DeviceOpt = "auto",
+    overwrite: OverwriteOpt = False,
     s2_offset: S2OffsetOpt = None,
     s1_scale: S1ScaleOpt = S1Scale.auto,
 ) -> None:
@@ -233,10 +211,11 @@ def generate(
             "say where: --cell, --bbox or --like (or give --cond rasters)", param_hint="--cell"
         )
     conditions = _open_conditions(paths, s2_offset, s1_scale)
+    output_ready(output, overwrite, paths.values())
     result = api.generate(
         to,
         cell=cell,
-        bbox=_bbox(bbox),
+        bbox=bbox,
         like=like,
         cond=conditions or None,
         output=output,
@@ -248,7 +227,8 @@ def generate(
         overlap=overlap,
         seamless=seamless,
         batch_size=batch_size,
-        device=device.value,
+        device=device,
+        overwrite=overwrite,
         cog=cog,
         progress=VERBOSITY.progress,
     )
@@ -296,6 +276,6 @@ def register(app: typer.Typer) -> None:
     app.registered_commands[:] = [
         c for c in app.registered_commands if c.callback is not engine.info
     ]
-    app.command()(info)
-    app.command()(translate)
-    app.command()(generate)
+    command(app)(info)
+    command(app)(translate)
+    command(app)(generate)
