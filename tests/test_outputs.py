@@ -1,15 +1,20 @@
 """One output policy for every writer (issue 14): an existing output is refused unless asked
 (``--overwrite`` / ``overwrite=True``, each surface naming its own switch), missing folders are
-created and named."""
+created and named, and SIGTERM cleans up like Ctrl-C."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import rasterio
 from _translate_fixtures import one_torch_thread, save_tiny  # noqa: F401
-from conftest import leftovers, terramind
+from conftest import VIRGINIA, leftovers, terramind
 from typer.testing import CliRunner
 
 from geocopgen import api
@@ -18,6 +23,7 @@ from geocopgen.errors import OutputError, OutputExistsError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
+ROOT = Path(__file__).parents[1]
 runner = CliRunner()
 PRECIOUS = b"an hour of work"
 
@@ -124,3 +130,29 @@ def test_a_file_in_the_way_of_an_output_folder_is_one_line(tmp_path):
     blocker = _precious(tmp_path / "file")
     with pytest.raises(OutputError, match="cannot create the output folder"):
         api.translate(terramind("S2L2A"), "dem", output=blocker / "x" / "o.tif")
+
+
+# --- item 3: SIGTERM cleans up like Ctrl-C ------------------------------------------------------
+def test_sigterm_removes_the_temporary_file_and_exits_143(tmp_path):
+    """A real process translating the Virginia scene, terminated once its output's temporary
+    file exists (what ``timeout`` and batch schedulers do)."""
+    out_dir = tmp_path / "d"
+    cmd = [sys.executable, "-m", "geocopgen", "-q", "translate", str(VIRGINIA), "--to", "dem",
+           "-o", str(out_dir / "o.tif"), "--steps", "1", "--device", "cpu"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not list(out_dir.glob(".o.*.tmp.tif")) and proc.poll() is None:
+            assert time.monotonic() < deadline, "the output's temporary file never appeared"
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(1)  # inside the model's work, not at its very start
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr
+    assert "terminated (SIGTERM); no output was written" in stderr
+    assert "Traceback" not in stderr
+    assert leftovers(out_dir) == []

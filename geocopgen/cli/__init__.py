@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from geocopgen.cli._common import GeoCopGenGroup, configure
+from geocopgen.cli._common import GeoCopGenGroup, configure, handle_sigterm
 
 app = typer.Typer(
     cls=GeoCopGenGroup,
@@ -54,7 +54,8 @@ evaluate.register(app)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (SIGTERM cleans up like Ctrl-C, then exits 143)."""
+    handle_sigterm()
     app()
 
 

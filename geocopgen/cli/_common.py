@@ -4,13 +4,17 @@
   an existing output names ``--overwrite``, the switch of this surface (Python's is
   ``overwrite=True``);
 * usage errors (bad option values) are click's: exit code 2;
-* Ctrl-C prints that nothing was written (writers clean up their temporary files) and exits 130.
+* Ctrl-C prints that nothing was written (writers clean up their temporary files) and exits 130;
+  SIGTERM (what ``timeout``, ``kill`` and batch schedulers send) takes the same clean-up path and
+  exits 143 (128 + 15), so a killed job leaves no temporary file behind.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +27,22 @@ from geocopgen.modalities import get_modality
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, so it unwinds like Ctrl-C: every writer's
+    ``with`` block aborts and deletes its temporary file."""
+
+
+def _raise_terminated(signum: int, _frame: Any) -> None:
+    raise Terminated(signum)
+
+
+def handle_sigterm() -> None:
+    """Turn SIGTERM into :class:`Terminated` (only the main thread may set signal handlers)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 @dataclass
@@ -52,6 +72,9 @@ class GeoCopGenGroup(TyperGroup):
         except GeoCopGenError as exc:
             typer.echo(f"Error: {exc}", err=True)
             ctx.exit(EXIT_ERROR)
+        except Terminated:
+            typer.echo("geocopgen: terminated (SIGTERM); no output was written.", err=True)
+            ctx.exit(EXIT_TERMINATED)
         except KeyboardInterrupt:
             typer.echo("geocopgen: interrupted; no output was written.", err=True)
             ctx.exit(EXIT_INTERRUPTED)

@@ -1,0 +1,5 @@
+"""``python -m geocopgen``: the command line, for environments without the console script."""
+
+from geocopgen.cli import main
+
+main()
