@@ -58,7 +58,7 @@ class CopGenArrayAccessor(_CopGenBase):
     ) -> xr.DataArray:
         """This array (plus ``cond``) translated into ``to``; see :func:`geocopgen.api.translate`
         for the options (``modality``, ``steps``, ``samples``, ``seed``, ``grid``, ...)."""
-        return _api().translate(self._obj, to, cond=cond, **kwargs)
+        return _api().translate(_mean_only(self._obj), to, cond=cond, **kwargs)
 
     def generate(
         self,
@@ -73,7 +73,7 @@ class CopGenArrayAccessor(_CopGenBase):
 
     def encode(self, **kwargs: Any) -> xr.DataArray:
         """Latents on the latent grid (see :func:`geocopgen.api.encode`)."""
-        return _api().encode(self._obj, **kwargs)
+        return _api().encode(_mean_only(self._obj), **kwargs)
 
     def decode(self, **kwargs: Any) -> xr.DataArray:
         """Latents (from :meth:`encode`) back to a raster (see :func:`geocopgen.api.decode`)."""
@@ -111,7 +111,7 @@ class CopGenDatasetAccessor(_CopGenBase):
                 "this Dataset has no variable geocopgen recognises as a modality; set a "
                 "'modality' attr on them or name them with cond=[...]"
             )
-        inputs = [self._obj[v] for v in variables]
+        inputs = [_mean_only(self._obj[v]) for v in variables]
         result = _api().translate(inputs[0], to, cond=inputs[1:] or None, **kwargs)
         return self._with(result, name or to)
 
@@ -125,7 +125,7 @@ class CopGenDatasetAccessor(_CopGenBase):
     ) -> xr.Dataset:
         """A copy with ``to`` generated on the Dataset's grid from the variables ``cond``
         (unconditional when ``None``)."""
-        inputs = [self._obj[v] for v in cond] if cond else None
+        inputs = [_mean_only(self._obj[v]) for v in cond] if cond else None
         result = _api().generate(to, like=self.grid, cond=inputs, **kwargs)
         return self._with(result, name or to)
 
@@ -186,7 +186,8 @@ def _mean_bands(names: Sequence[str]) -> list[str] | None:
 
 
 def _mean_only(array: xr.DataArray) -> xr.DataArray:
-    """A ``samples > 1`` result's mean bands (what encoding it means); other arrays as they are."""
+    """A ``samples > 1`` result's mean bands (what encoding it, or conditioning on it, means);
+    other arrays as they are."""
     mean = _mean_bands(_band_names(array))
     return array if mean is None else array.isel({_band_dim(array): slice(0, len(mean))})
 

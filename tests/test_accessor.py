@@ -96,6 +96,8 @@ def test_a_samples_result_stays_one_of_the_dataset_s_modalities(tiny):
     mean = out["dem"].isel({out["dem"].dims[0]: [0]}).rename({out["dem"].dims[0]: "band"})
     alone = api.encode(mean.assign_attrs(modality="dem"), model=tiny, progress=False, device="cpu")
     np.testing.assert_array_equal(latents["dem"].values, alone.values)
+    again = out.copgen.translate("s1rtc", model=tiny, **FAST)  # dem's mean conditions it too
+    assert again["s1rtc"].attrs["conditions"].count("=") == 2
 
 
 def test_encode_decode_round_trip_on_lazy_data_with_the_bundled_model():
