@@ -82,9 +82,14 @@ def test_each_overlap_default_says_why():
         ["translate", "IN", "--to", "dem", "-o", "x.tif", "--s2-offset", "5"],
         ["roundtrip", "IN", "-o", "x.tif", "--s2-offset", "1000"],
         ["info", "IN", "--s2-offset", "5"],
+        ["translate", "IN", "--to", "dem", "-o", "x.tif", "--overlap", "5"],
+        ["encode", "folder", "IN", "-o", "s.zarr", "-a", "s2l2a=.", "--chip-size", "100"],
+        ["encode", "stac", "--bbox", "1,2,3,4", "-o", "s.zarr", "-a", "s2l2a=.",
+         "--max-cloud", "150"],
     ],
     ids=["majortom-bbox", "stac-bbox", "train-device", "translate-device",
-         "translate-s2-offset", "roundtrip-s2-offset", "info-s2-offset"],
+         "translate-s2-offset", "roundtrip-s2-offset", "info-s2-offset", "translate-overlap",
+         "encode-chip-size", "encode-max-cloud"],
 )  # fmt: skip
 def test_bad_option_values_are_usage_errors(tmp_path, monkeypatch, args):
     monkeypatch.chdir(tmp_path)

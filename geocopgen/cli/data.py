@@ -20,6 +20,7 @@ from geocopgen.cli.options import (
     bbox_option,
     command,
     existing_paths,
+    latent_multiple,
     modality_pairs,
     store_ready,
 )
@@ -47,11 +48,16 @@ AutoencoderOpt = Annotated[
         help="A saved ModalityAutoencoder folder; once per modality.",
     ),
 ]  # fmt: skip
-ChipOpt = Annotated[int, typer.Option(help="Chip size in pixels (multiple of 8).")]
-BatchOpt = Annotated[
-    int, typer.Option(help="Chips per encoding task: fewer, larger tasks spend less on reading.")
+ChipOpt = Annotated[
+    int,
+    typer.Option(min=8, callback=latent_multiple, help="Chip size in pixels (multiple of 8)."),
 ]
-WorkersOpt = Annotated[int | None, typer.Option(help="Local threads (default: dask's).")]
+BatchOpt = Annotated[
+    int,
+    typer.Option(min=1, help="Chips per encoding task: fewer, larger tasks spend less on reading."),
+]
+WorkersOpt = Annotated[int | None, typer.Option(min=1, help="Local threads (default: dask's).")]
+MaxCloudOpt = Annotated[float | None, typer.Option(min=0, max=100, help="Max cloud cover, %.")]
 SchedulerOpt = Annotated[
     str | None,
     typer.Option(help="dask.distributed scheduler address; default: local threads."),
@@ -148,8 +154,10 @@ def encode_majortom(
     bbox: StoreBBoxOpt = None,
     start: Annotated[str | None, typer.Option(help="Earliest date.")] = None,
     end: Annotated[str | None, typer.Option(help="Latest date.")] = None,
-    max_cloud: Annotated[float | None, typer.Option(help="Max cloud cover, %.")] = None,
-    max_nodata: Annotated[float | None, typer.Option(help="Max nodata fraction.")] = None,
+    max_cloud: MaxCloudOpt = None,
+    max_nodata: Annotated[
+        float | None, typer.Option(min=0, max=1, help="Max nodata fraction.")
+    ] = None,
     shards_dir: Annotated[Path | None, typer.Option(help="Local mirror of the shards.")] = None,
     chip_size: ChipOpt = 256,
     overlap: EncodeOverlapOpt = 0,
@@ -194,7 +202,7 @@ def encode_stac(
     api: Annotated[str, typer.Option(help="STAC API URL or preset name.")] = "earth-search",
     preset: Annotated[str | None, typer.Option(help="Asset naming preset.")] = None,
     datetime: Annotated[str | None, typer.Option(help="e.g. 2023-06-01/2023-08-31")] = None,
-    max_cloud: Annotated[float | None, typer.Option(help="Max cloud cover, %.")] = None,
+    max_cloud: MaxCloudOpt = None,
     crs: Annotated[str | None, typer.Option(help="Output CRS (default: the items').")] = None,
     resolution: Annotated[float | None, typer.Option(help="Pixel size (default 10).")] = None,
     max_items: Annotated[int, typer.Option(help="Max items per search.")] = 20,

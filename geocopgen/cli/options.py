@@ -176,15 +176,23 @@ DeviceOpt = Annotated[
 
 
 # --- chips ----------------------------------------------------------------------------------------
-def _overlap(why: str) -> Any:
-    return typer.Option("--overlap", min=0, help=f"Chip overlap in px{why}.")
+def latent_multiple(value: int | None) -> int | None:
+    """Pixels that must cover whole latent cells (8 px): a usage error (exit 2) otherwise."""
+    if value is not None and value % 8:
+        raise typer.BadParameter(f"{value} is not a multiple of 8 px (one latent cell)")
+    return value
+
+
+def _overlap(why: str, **checks: Any) -> Any:
+    return typer.Option("--overlap", min=0, help=f"Chip overlap in px{why}.", **checks)
 
 
 TranslateOverlapOpt = Annotated[
     int | None,
     _overlap(
         ", a multiple of 8 (default 64: the denoiser predicts a chip's outer latent cells "
-        "worst, so neighbours share 8 of them)"
+        "worst, so neighbours share 8 of them)",
+        callback=latent_multiple,
     ),
 ]
 EngineOverlapOpt = Annotated[
@@ -238,6 +246,7 @@ __all__ = [
     "bbox_option",
     "command",
     "existing_paths",
+    "latent_multiple",
     "modality_pairs",
     "output_ready",
     "parse_bbox",
