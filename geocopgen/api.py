@@ -553,7 +553,13 @@ def decode(
         guard = DomainGuard(name, layout.pixel_chips)
         chips = decode_canvas(pipeline, name, canvas, layout, progress=progress, guard=guard)
         with MosaicWriter(
-            path, grid, bands, chips=layout.pixel_chips, modality=name, tags=tags
+            path,
+            grid,
+            bands,
+            chips=layout.pixel_chips,
+            modality=name,
+            tags=tags,
+            overwrite=overwrite,
         ) as writer:
             for chip, image in chips:
                 rows, cols = (np.arange(s.start, s.stop) // f for s in chip.slices)

@@ -165,7 +165,7 @@ class MosaicWriter:
         cog: bool = False,
         compress: str = "deflate",
         block_size: int | None = None,
-        overwrite: bool = True,
+        overwrite: bool = False,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
     ):
         self.path = Path(path)

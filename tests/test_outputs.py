@@ -58,6 +58,25 @@ def test_the_api_refuses_an_existing_output_and_names_overwrite_true(tiny, tmp_p
         assert src.tags()["TARGET_MODALITY"] == "dem"
 
 
+def test_decode_and_the_building_blocks_refuse_an_existing_output_too(tiny, tmp_path):
+    from geocopgen.io import grid_of, open_raster
+    from geocopgen.translation import CanvasTranslator, TranslateOptions, translate_to_file
+
+    out = _precious(tmp_path / "out.tif")
+    fast = dict(model=tiny, progress=False, device="cpu")
+    latents = api.encode(terramind("DEM"), modality="dem", **fast)
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
+        api.decode(latents, output=out, **fast)
+    s2 = open_raster(terramind("S2L2A"))
+    translator = CanvasTranslator(api.load_model(tiny, device="cpu"), "dem", TranslateOptions())
+    with pytest.raises(OutputExistsError):
+        translate_to_file(translator, grid_of(s2), {"s2l2a": s2}, out)
+    assert out.read_bytes() == PRECIOUS
+    api.decode(latents, output=out, overwrite=True, **fast)
+    with rasterio.open(out) as src:
+        assert src.tags()["OPERATION"] == "decode"
+
+
 @pytest.mark.parametrize(
     "command",
     [
