@@ -47,7 +47,7 @@ def check_output(
 
 def make_parents(path: str | os.PathLike) -> list[Path]:
     """Create the missing parent folders of ``path``; return the ones created (outermost first)."""
-    parent = Path(path).absolute().parent
+    parent = Path(path).parent  # as the caller spelled it, so messages name what they typed
     missing = [p for p in (parent, *parent.parents) if not p.exists()][::-1]
     try:
         parent.mkdir(parents=True, exist_ok=True)
