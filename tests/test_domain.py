@@ -3,16 +3,19 @@ counted in the ``CLIPPED_TO_DOMAIN`` tag, and a non-zero count is reported on st
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 from _translate_fixtures import one_torch_thread  # noqa: F401
+from conftest import terramind
 from typer.testing import CliRunner
 
+import geocopgen
 from geocopgen.cli import app
-from geocopgen.domain import DomainGuard, clip_to_domain
+from geocopgen.domain import DomainGuard, DomainWarning, clip_to_domain
 from geocopgen.modalities import MODALITIES, get_modality
 from geocopgen.tiling import ChipGrid
 
@@ -42,6 +45,15 @@ def test_the_readme_example_s_dem_is_clipped_counted_tagged_and_reported(tmp_pat
     assert np.nanmin(values) >= -500.0 and np.nanmax(values) <= 9000.0
     warning = [ln for ln in result.stderr.splitlines() if "CLIPPED_TO_DOMAIN" in ln]
     assert len(warning) == 1 and warning[0].startswith(f"geocopgen: warning: {clipped} decoded")
+
+
+def test_translated_reflectance_is_never_negative():
+    """S1 → S2 L2A with the bundled model: the guard's count is in the attrs, values in range."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DomainWarning)
+        s2 = geocopgen.translate(terramind("S1RTC"), "s2l2a", device="cpu", progress=False)
+    assert int(s2.attrs["clipped_to_domain"]) > 0  # 1711 values were negative (or above 1.6)
+    assert float(s2.min()) == 0.0 and float(s2.max()) <= 1.6
 
 
 def test_a_pixel_decoded_by_several_chips_counts_once():
