@@ -22,7 +22,9 @@ OUT = HERE.parent / "out" / "examples"
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     l1c = open_raster(SCENE, offset=0)  # a 2016 product: no +1000 DN offset
-    l2a = geocopgen.translate(l1c, "s2l2a", output=OUT / "virginia_L2A.tif", cog=True, seed=0)
+    l2a = geocopgen.translate(
+        l1c, "s2l2a", output=OUT / "virginia_L2A.tif", cog=True, seed=0, overwrite=True
+    )
     assert l2a.rio.transform() == l1c.rio.transform() and l2a.shape[1:] == l1c.shape[1:]
 
     step = 4  # a quick-look picture

@@ -19,7 +19,7 @@ OUT = HERE.parent / "out" / "examples"
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     s1 = TILE / "S1RTC" / "38D_378R_2_3.tif"
-    s2 = geocopgen.translate(s1, "s2l2a", output=OUT / "s1_to_s2.tif", seed=0)
+    s2 = geocopgen.translate(s1, "s2l2a", output=OUT / "s1_to_s2.tif", seed=0, overwrite=True)
 
     with rasterio.open(s1) as src, rasterio.open(TILE / "S2L2A" / "38D_378R_2_3.tif") as ref:
         vv, vh = src.read()

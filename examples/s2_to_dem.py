@@ -20,7 +20,7 @@ OUT = HERE.parent / "out" / "examples"
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     s2 = TILE / "S2L2A" / "38D_378R_2_3.tif"
-    dem = geocopgen.translate(s2, "dem", output=OUT / "s2_to_dem.tif", seed=0)
+    dem = geocopgen.translate(s2, "dem", output=OUT / "s2_to_dem.tif", seed=0, overwrite=True)
 
     with rasterio.open(s2) as src, rasterio.open(TILE / "DEM" / "38D_378R_2_3.tif") as ref:
         assert dem.rio.crs == src.crs and dem.rio.transform() == src.transform

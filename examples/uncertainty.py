@@ -20,7 +20,9 @@ OUT = HERE.parent / "out" / "examples"
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    dem = geocopgen.translate(S2, "dem", samples=8, seed=0, output=OUT / "dem_8_samples.tif")
+    dem = geocopgen.translate(
+        S2, "dem", samples=8, seed=0, output=OUT / "dem_8_samples.tif", overwrite=True
+    )
     mean, std = dem.sel(band="elevation").values, dem.sel(band="elevation_std").values
     with rasterio.open(S2) as src:
         picture = rgb(src.read([4, 3, 2]))

@@ -1,8 +1,10 @@
 """geocopgen: COP-GEN-Beta generative modality translation for georeferenced Copernicus rasters.
 
-``geocopgen.translate``, ``geocopgen.generate`` and ``geocopgen.load_model`` are the Python API
-(:mod:`geocopgen.api`, imported on first use because it pulls in torch); importing geocopgen
-registers the ``.copgen`` accessor on xarray objects.
+``geocopgen.translate``, ``generate``, ``encode``, ``decode``, ``load_model`` and
+``capabilities`` are the Python API (:mod:`geocopgen.api`, imported on first use because it pulls
+in torch); ``geocopgen.open_raster`` reads an input as the model sees it (:mod:`geocopgen.io`).
+Everything the README and the guides call is importable from here. Importing geocopgen registers
+the ``.copgen`` accessor on xarray objects.
 """
 
 from typing import Any
@@ -12,18 +14,21 @@ from geocopgen._version import __version__
 from geocopgen.errors import GeoCopGenError
 from geocopgen.modalities import MODALITIES, Modality, get_modality
 
-_API = ("translate", "generate", "load_model", "encode", "decode")
+_API = ("translate", "generate", "load_model", "encode", "decode", "capabilities")
+_IO = ("open_raster",)
 
 __all__ = [
     "MODALITIES",
     "GeoCopGenError",
     "Modality",
     "__version__",
+    "capabilities",
     "decode",
     "encode",
     "generate",
     "get_modality",
     "load_model",
+    "open_raster",
     "translate",
 ]
 
@@ -33,4 +38,8 @@ def __getattr__(name: str) -> Any:
         from geocopgen import api
 
         return getattr(api, name)
+    if name in _IO:
+        from geocopgen import io
+
+        return getattr(io, name)
     raise AttributeError(f"module 'geocopgen' has no attribute {name!r}")

@@ -64,7 +64,7 @@ class CopGenArrayAccessor(_CopGenBase):
     ) -> xr.DataArray:
         """This array (plus ``cond``) translated into ``to``; see :func:`geocopgen.api.translate`
         for the options (``modality``, ``steps``, ``samples``, ``seed``, ``grid``, ...)."""
-        return _api().translate(self._obj, to, cond=cond, **kwargs)
+        return _api().translate(_mean_only(self._obj), to, cond=cond, **kwargs)
 
     def generate(
         self,
@@ -79,7 +79,7 @@ class CopGenArrayAccessor(_CopGenBase):
 
     def encode(self, **kwargs: Any) -> xr.DataArray:
         """Latents on the latent grid (see :func:`geocopgen.api.encode`)."""
-        return _api().encode(self._obj, **kwargs)
+        return _api().encode(_mean_only(self._obj), **kwargs)
 
     def decode(self, **kwargs: Any) -> xr.DataArray:
         """Latents (from :meth:`encode`) back to a raster (see :func:`geocopgen.api.decode`)."""
@@ -117,7 +117,7 @@ class CopGenDatasetAccessor(_CopGenBase):
                 "this Dataset has no variable geocopgen recognises as a modality; set a "
                 "'modality' attr on them or name them with cond=[...]"
             )
-        inputs = [self._obj[v] for v in variables]
+        inputs = [_mean_only(self._obj[v]) for v in variables]
         result = _api().translate(inputs[0], to, cond=inputs[1:] or None, **kwargs)
         return self._with(result, name or to)
 
@@ -131,7 +131,7 @@ class CopGenDatasetAccessor(_CopGenBase):
     ) -> xr.Dataset:
         """A copy with ``to`` generated on the Dataset's grid from the variables ``cond``
         (unconditional when ``None``)."""
-        inputs = [self._obj[v] for v in cond] if cond else None
+        inputs = [_mean_only(self._obj[v]) for v in cond] if cond else None
         result = _api().generate(to, like=self.grid, cond=inputs, **kwargs)
         return self._with(result, name or to)
 
@@ -140,7 +140,7 @@ class CopGenDatasetAccessor(_CopGenBase):
         names = list(variables) if variables is not None else list(self.modalities)
         out = xr.Dataset()
         for v in names:
-            latents = _api().encode(self._obj[v], **kwargs)
+            latents = _api().encode(_mean_only(self._obj[v]), **kwargs)
             out = out.assign({v: _own_dim(latents, "latent", v, out)})
         return out
 
@@ -176,14 +176,39 @@ def _own_dim(array: xr.DataArray, dim: str, name: str, dataset: xr.Dataset) -> x
     return array.rename({dim: f"{dim}_{name}"})
 
 
+def _band_dim(array: xr.DataArray) -> str | None:
+    dims = [d for d in array.dims if d not in (array.rio.x_dim, array.rio.y_dim)]
+    return str(dims[0]) if dims else None
+
+
+def _band_names(array: xr.DataArray) -> list[str]:
+    dim = _band_dim(array)
+    return [str(v) for v in array[dim].values] if dim and dim in array.coords else []
+
+
+def _mean_bands(names: Sequence[str]) -> list[str] | None:
+    """The mean bands of a ``samples > 1`` result (``<band>..., <band>_std...``), else None."""
+    half = len(names) // 2
+    if half and names[half:] == [f"{n}_std" for n in names[:half]]:
+        return list(names[:half])
+    return None
+
+
+def _mean_only(array: xr.DataArray) -> xr.DataArray:
+    """A ``samples > 1`` result's mean bands (what encoding it, or conditioning on it, means);
+    other arrays as they are."""
+    mean = _mean_bands(_band_names(array))
+    return array if mean is None else array.isel({_band_dim(array): slice(0, len(mean))})
+
+
 def _modality_of(array: xr.DataArray) -> str:
-    band_dims = [d for d in array.dims if d not in (array.rio.x_dim, array.rio.y_dim)]
-    count = array.sizes[band_dims[0]] if band_dims else 1
-    names = (
-        [str(v) for v in array[band_dims[0]].values]
-        if band_dims and band_dims[0] in array.coords
-        else []
-    )
+    """The modality of an array; a ``samples > 1`` result (mean and ``_std`` bands) is its
+    target's, judged by its mean bands."""
+    dim = _band_dim(array)
+    names = _band_names(array)
+    count = array.sizes[dim] if dim else 1
+    if (mean := _mean_bands(names)) is not None:
+        names, count = mean, len(mean)
     tags = {"MODALITY": array.attrs["modality"]} if array.attrs.get("modality") else {}
     return detect_modality(
         path=_label(array), count=count, band_names=names, tags=tags

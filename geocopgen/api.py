@@ -53,7 +53,6 @@ from geocopgen.raster.grid import (
     validate_grid,
     xy_coords,
 )
-from geocopgen.raster.mosaic import _refuse_overwriting_input
 
 if TYPE_CHECKING:  # torch and the models load with the first model, not with this module
     import torch
@@ -270,10 +269,8 @@ def _translate(
     from geocopgen.models.pipeline import CopGenPipeline as CanvasModel
     from geocopgen.translation import CanvasTranslator, result_array, run_plan
 
-    if writing.path is not None:
-        for array in conditions.values():
-            _refuse_overwriting_input(writing.path, str(array.attrs.get("source", "")))
-    writing.check_path()
+    sources = [str(a.attrs.get("source", "")) for a in conditions.values()]
+    writing.prepare(inputs=sources)  # before the model loads: a refused output costs nothing
     pipeline = load_model(model, device=device)  # everything a user can get wrong is checked
     if not isinstance(pipeline, CanvasModel):
         return _translate_copgen(
@@ -553,14 +550,15 @@ def decode(
     output: str | os.PathLike | None = None,
     overlap: int | None = None,
     device: str | torch.device | None = None,
-    progress: bool = True,
     overwrite: bool = False,
+    progress: bool = True,
 ) -> xr.DataArray:
     """Latents from :func:`encode` back to a ModalityArray on the pixel grid they came from,
     decoded chip by chip and blended like a translation (NaN where the latents are NaN); in
     memory, or streamed to ``output``."""
     import torch
 
+    from geocopgen.domain import DomainGuard
     from geocopgen.raster.mosaic import MosaicWriter
     from geocopgen.translation import decode_canvas, layout_for
     from geocopgen.translation.output import mosaic_array
@@ -571,7 +569,7 @@ def decode(
             "decode() needs latents made by encode() (attrs 'modality' and 'downsampling')"
         )
     writing = WriteOptions(path=output, overwrite=overwrite)
-    writing.check_path()
+    writing.prepare()
     pipeline = load_model(model, device=device)
     f = int(latents.attrs["downsampling"])
     grid = make_grid(
@@ -591,7 +589,8 @@ def decode(
     ).to(next(pipeline.backbone.parameters()).device)
     tags = {"OPERATION": "decode", "MODEL": _model_name(model)}
     bands = get_modality(name).band_names
-    chips = decode_canvas(pipeline, name, canvas, layout, progress=progress)
+    guard = DomainGuard(name, layout.pixel_chips)
+    chips = decode_canvas(pipeline, name, canvas, layout, progress=progress, guard=guard)
     with MosaicWriter(
         writing.path,
         grid,
@@ -605,6 +604,7 @@ def decode(
             rows, cols = (np.arange(s.start, s.stop) // f for s in chip.slices)
             image[:, invalid[np.ix_(rows, cols)]] = np.nan
             writer.add(chip, image)
+        guard.report(writer)
     return mosaic_array(writer, grid, name, {k.lower(): v for k, v in tags.items()})
 
 

@@ -65,6 +65,24 @@ class OutputError(GeoCopGenError, OSError):
     """An output cannot be written where it was asked for."""
 
 
+class OutputExistsError(OutputError):
+    """The output exists and replacing it was not asked for.
+
+    The message names the switch of the surface in use: ``overwrite=True`` from Python, and
+    ``--overwrite`` when the CLI reports it (:meth:`message_for`).
+    """
+
+    def __init__(self, path: object, switch: str = "overwrite=True") -> None:
+        self.path = str(path)
+        super().__init__(self.message_for(switch))
+
+    def message_for(self, switch: str) -> str:
+        return f"{self.path} exists; pass {switch} to replace it, or choose another output."
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:  # pickles (dask, multiprocessing) intact
+        return (type(self), (self.path,))
+
+
 class DataSourceError(GeoCopGenError, OSError):
     """A STAC API, Major TOM index or latent store did not give usable data."""
 

@@ -55,7 +55,9 @@ class Modality:
 
     ``resolution`` is the grid the model sees this modality on (all bands resampled to it);
     ``native_resolution`` is the resolution of the product users think of (DEM: 30 m), used when
-    output "at native resolution" is asked for.
+    output "at native resolution" is asked for. ``domain`` is the physically possible range of
+    the values (``docs/modalities.md`` says why each bound): decoded outputs outside it are
+    clipped and counted (:mod:`geocopgen.domain`).
     """
 
     name: str
@@ -67,6 +69,7 @@ class Modality:
     nodata: float
     dtype: str = "float32"
     resampling: str = "bilinear"
+    domain: tuple[float, float] = (-np.inf, np.inf)
 
     @property
     def band_names(self) -> tuple[str, ...]:
@@ -148,6 +151,16 @@ def _is_torch(x: Any) -> bool:
 
 
 # --- the four modalities --------------------------------------------------------------------
+# Physical domains (the bounds, and why, are in docs/modalities.md):
+#: reflectance cannot be negative; the brightest targets (fresh snow, cloud tops at low sun)
+#: reach about 1.2-1.5 after the sun-angle normalisation, so 1.6 only catches artefacts.
+REFLECTANCE_DOMAIN = (0.0, 1.6)
+#: gamma0 in dB: -60 is far below the IW noise floor (NESZ about -22 dB), +30 above the
+#: brightest urban double bounces.
+S1_DB_DOMAIN = (-60.0, 30.0)
+#: metres above the geoid: the Dead Sea shore (-430 m) to Everest (8849 m), with a margin.
+ELEVATION_DOMAIN = (-500.0, 9000.0)
+
 # Sentinel-2 constants: per-band mean and standard deviation of reflectance over the TerraMind
 # sample tiles, rounded to 0.01 and frozen. They only need to be fixed and documented, not exact.
 _S2_RES = {
@@ -185,6 +198,7 @@ S2L1C = Modality(
     resolution=10.0,
     native_resolution=10.0,
     nodata=float("nan"),
+    domain=REFLECTANCE_DOMAIN,
 )
 S2L2A = Modality(
     name="s2l2a",
@@ -194,6 +208,7 @@ S2L2A = Modality(
     resolution=10.0,
     native_resolution=10.0,
     nodata=float("nan"),
+    domain=REFLECTANCE_DOMAIN,
 )
 S1RTC = Modality(
     name="s1rtc",
@@ -206,6 +221,7 @@ S1RTC = Modality(
     resolution=10.0,
     native_resolution=10.0,
     nodata=float("nan"),
+    domain=S1_DB_DOMAIN,
 )
 DEM = Modality(
     name="dem",
@@ -215,6 +231,7 @@ DEM = Modality(
     resolution=10.0,
     native_resolution=30.0,
     nodata=-9999.0,
+    domain=ELEVATION_DOMAIN,
 )
 
 MODALITIES: dict[str, Modality] = {m.name: m for m in (DEM, S1RTC, S2L1C, S2L2A)}

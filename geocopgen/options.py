@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from geocopgen.errors import ConfigError, OutputError
+from geocopgen.errors import ConfigError
 
 Reduce = Literal["mean_std", "samples"]
 #: Sentinel-2 DN offsets geocopgen knows: none, or the +1000 of processing baseline 04.00+.
@@ -108,24 +108,13 @@ class WriteOptions:
         if self.cog and self.path is None:
             raise ConfigError("cog=True needs an output path; an in-memory result has no file")
 
-    def check_path(self, *, flag: str = "overwrite=True") -> None:
-        """Refuse, before any work, an output that cannot be written: a folder, an existing file
-        without ``overwrite``, or a parent folder that is missing or read-only. ``flag`` is how
-        the caller's surface spells "allow overwriting" (the CLI says ``--overwrite``)."""
-        if self.path is None:
-            return
-        check_output_path(self.path, overwrite=self.overwrite, flag=flag)
+    def prepare(self, inputs: Iterable[str | os.PathLike] = ()) -> None:
+        """Before any work: refuse writing over an input, a folder, or an existing file without
+        ``overwrite``; create the missing parent folders (:mod:`geocopgen.outputs`)."""
+        if self.path is not None:
+            from geocopgen.outputs import prepare_output
 
-
-def check_output_path(path: Path, *, overwrite: bool, flag: str = "overwrite=True") -> None:
-    """One rule for every writer: see :meth:`WriteOptions.check_path`."""
-    if path.is_dir():
-        raise OutputError(f"{path} is a folder; give a file name such as out.tif")
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} exists; remove it or allow overwriting ({flag})")
-    parent = path.parent
-    if parent.exists() and not os.access(parent, os.W_OK):
-        raise OutputError(f"{parent} is not writable; choose another output path.")
+            prepare_output(self.path, overwrite=self.overwrite, inputs=inputs)
 
 
 _VALUES = {"reading": ReadOptions, "sampling": TranslateOptions, "writing": WriteOptions}

@@ -85,6 +85,21 @@ def test_dataset_translate_adds_a_variable_on_the_same_grid(tiny):
     assert generated["dem"].attrs["conditions"].startswith("s1rtc=")
 
 
+def test_a_samples_result_stays_one_of_the_dataset_s_modalities(tiny):
+    """Its mean and ``_std`` bands are the target's: it is listed, and its mean encoded."""
+    ds = xr.Dataset({"s2l2a": lazy("s2l2a")})
+    out = ds.copgen.translate("dem", samples=2, model=tiny, **FAST)
+    assert list(out["dem"][out["dem"].dims[0]].values) == ["elevation", "elevation_std"]
+    assert out.copgen.modalities == {"s2l2a": "s2l2a", "dem": "dem"}
+    latents = out.copgen.encode(model=tiny, progress=False, device="cpu")
+    assert set(latents.data_vars) == {"s2l2a", "dem"}
+    mean = out["dem"].isel({out["dem"].dims[0]: [0]}).rename({out["dem"].dims[0]: "band"})
+    alone = api.encode(mean.assign_attrs(modality="dem"), model=tiny, progress=False, device="cpu")
+    np.testing.assert_array_equal(latents["dem"].values, alone.values)
+    again = out.copgen.translate("s1rtc", model=tiny, **FAST)  # dem's mean conditions it too
+    assert again["s1rtc"].attrs["conditions"].count("=") == 2
+
+
 def test_encode_decode_round_trip_on_lazy_data_with_the_bundled_model():
     s1 = lazy("s1rtc")
     latents = s1.copgen.encode(model=BUNDLED, modality="s1rtc", progress=False, device="cpu")

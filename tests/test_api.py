@@ -57,6 +57,15 @@ def test_top_level_exports_and_model_cache(tiny):
             api.resolve_device("cuda")
 
 
+def test_everything_the_readme_and_guides_call_is_top_level():
+    """``from geocopgen import open_raster`` (the README's xarray line) and its siblings."""
+    from geocopgen import capabilities, decode, encode, generate, open_raster  # noqa: F401
+
+    assert open_raster is geocopgen.io.open_raster and capabilities is api.capabilities
+    assert set(geocopgen.__all__) >= {"open_raster", "capabilities", "translate", "load_model"}
+    assert open_raster(terramind("S2L2A")).copgen.modality == "s2l2a"
+
+
 def test_same_result_from_a_path_a_rasterio_dataset_and_lazy_xarray(tiny):
     path = terramind("S2L2A")
     from_path = api.translate(path, "s1rtc", model=tiny, **FAST)

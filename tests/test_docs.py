@@ -1,13 +1,18 @@
-"""The documentation builds (mkdocs --strict: no broken link, every nav page present), and every
-example script the docs list exists with its picture."""
+"""The documentation builds (mkdocs --strict: no broken link, every nav page present), every
+example script the docs list exists with its picture, and the guides' Python examples run as
+written on real rasters."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).parents[1]
@@ -42,3 +47,55 @@ def test_examples_in_the_quick_start_exist_with_their_pictures():
     for script in scripts:
         assert (ROOT / "examples" / script).is_file(), script
         assert (ROOT / "examples" / script.replace(".py", ".png")).is_file(), script
+
+
+# --- the guides' Python examples run as written ----------------------------------------------
+GUIDES = ("quickstart.md", "guide-python.md", "guide-xarray.md")
+_BLOCK = re.compile(r"(<!-- not run[^>]*-->\s*\n)?```python\n(.*?)```", re.DOTALL)
+
+
+def python_examples(page: str) -> list[str]:
+    """The page's fenced Python blocks, but those marked ``<!-- not run: why -->`` (signatures)."""
+    text = (ROOT / "docs" / page).read_text()
+    return [code for marker, code in _BLOCK.findall(text) if not marker]
+
+
+@pytest.fixture
+def guide_folder(tmp_path, monkeypatch):
+    """A working folder as a reader has it: real rasters saved as ``s2.tif`` (TerraMind S2 L2A)
+    and ``s1.tif`` (S1 RTC, two dB bands with no names), the repository's ``examples/``, and the
+    ``out/`` the quick start's commands made. The bundled model runs 2 steps, to keep it quick."""
+    from _translate_fixtures import BUNDLED
+    from conftest import terramind
+
+    from geocopgen import api
+
+    shutil.copy(terramind("S2L2A"), tmp_path / "s2.tif")
+    shutil.copy(terramind("S1RTC"), tmp_path / "s1.tif")
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(api.load_model(BUNDLED, device="cpu"), "num_inference_steps", 2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a small model on a shared machine: one thread is faster
+    yield tmp_path
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", GUIDES)
+def test_the_guides_python_examples_run_as_written(guide_folder, page):
+    examples = python_examples(page)
+    assert examples, f"{page} has no Python example"
+    namespace: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the S1 detection warning is the guide's point
+        for i, code in enumerate(examples, start=1):
+            exec(compile(code, f"docs/{page}, example {i}", "exec"), namespace)
+
+
+def test_signatures_are_the_only_examples_not_run():
+    for page in GUIDES:
+        text = (ROOT / "docs" / page).read_text()
+        for marker in re.findall(r"<!-- not run[^>]*-->", text):
+            assert marker == "<!-- not run: a signature -->", (page, marker)

@@ -71,8 +71,8 @@ def test_stac_recipe_against_a_loopback_api(tmp_path: Path, autoencoders: dict) 
         w, s, e, n = _bbox(PRODUCTS[1] / "B02.tif")
         cx, cy = (w + e) / 2, (s + n) / 2
         args = ["stac", "--api", f"http://127.0.0.1:{server.server_address[1]}"]
-        args += ["--preset", "earth-search", "--bbox", str(cx - 0.01), str(cy - 0.01)]
-        args += [str(cx + 0.01), str(cy + 0.01), "-o", str(tmp_path / "s.zarr")]
+        bbox = f"{cx - 0.01},{cy - 0.01},{cx + 0.01},{cy + 0.01}"
+        args += ["--preset", "earth-search", "--bbox", bbox, "-o", str(tmp_path / "s.zarr")]
         args += ["-a", autoencoders["s2l2a"], "--chip-size", "128", "--no-progress"]
         result = runner.invoke(encode_app, args)
     finally:
@@ -95,7 +95,7 @@ def test_recipe_script_runs_and_errors_are_one_line(tmp_path: Path, autoencoders
     assert done.returncode == 0, done.stderr
     assert "4 chips planned, 4 encoded" in done.stdout
     bad = runner.invoke(encode_app, ["folder", str(TERRAMIND), "-o", str(out), "-a", "dem"])
-    assert bad.exit_code != 0 and "expected MODALITY=PATH" in str(bad.exception)
+    assert bad.exit_code == 2 and "'dem': write it as MODALITY=DIR" in bad.output  # usage error
 
 
 def test_default_model_recipes_record_one_work_path(tmp_path: Path, monkeypatch) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from geocopgen.cli._common import GeoCopGenGroup, configure
+from geocopgen.cli._common import GeoCopGenGroup, configure, handle_sigterm
 
 app = typer.Typer(
     cls=GeoCopGenGroup,
@@ -18,13 +18,26 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    """``--version``: print ``geocopgen <version>`` and stop, like rio and GDAL."""
+    if value:
+        from geocopgen import __version__
+
+        typer.echo(f"geocopgen {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and warnings."),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-vv)."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
 ) -> None:
     """Generative modality translation for georeferenced Copernicus rasters."""
     configure(quiet, verbose)
@@ -42,7 +55,8 @@ convert.register(app)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (SIGTERM cleans up like Ctrl-C, then exits 143)."""
+    handle_sigterm()
     app()
 
 

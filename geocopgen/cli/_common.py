@@ -1,14 +1,20 @@
 """What every geocopgen command shares: error → exit-code mapping, verbosity, one-line warnings.
 
 * a :class:`GeoCopGenError` becomes ``Error: <message>`` on stderr and exit code 1 (no traceback);
+  an existing output names ``--overwrite``, the switch of this surface (Python's is
+  ``overwrite=True``);
 * usage errors (bad option values) are click's: exit code 2;
-* Ctrl-C prints that nothing was written (writers clean up their temporary files) and exits 130.
+* Ctrl-C prints that nothing was written (writers clean up their temporary files) and exits 130;
+  SIGTERM (what ``timeout``, ``kill`` and batch schedulers send) takes the same clean-up path and
+  exits 143 (128 + 15), so a killed job leaves no temporary file behind.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -16,11 +22,27 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from geocopgen.errors import GeoCopGenError
+from geocopgen.errors import GeoCopGenError, OutputExistsError
 from geocopgen.modalities import get_modality
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, so it unwinds like Ctrl-C: every writer's
+    ``with`` block aborts and deletes its temporary file."""
+
+
+def _raise_terminated(signum: int, _frame: Any) -> None:
+    raise Terminated(signum)
+
+
+def handle_sigterm() -> None:
+    """Turn SIGTERM into :class:`Terminated` (only the main thread may set signal handlers)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 @dataclass
@@ -44,9 +66,15 @@ class GeoCopGenGroup(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except OutputExistsError as exc:
+            typer.echo(f"Error: {exc.message_for('--overwrite')}", err=True)
+            ctx.exit(EXIT_ERROR)
         except GeoCopGenError as exc:
             typer.echo(f"Error: {exc}", err=True)
             ctx.exit(EXIT_ERROR)
+        except Terminated:
+            typer.echo("geocopgen: terminated (SIGTERM); no output was written.", err=True)
+            ctx.exit(EXIT_TERMINATED)
         except KeyboardInterrupt:
             typer.echo("geocopgen: interrupted; no output was written.", err=True)
             ctx.exit(EXIT_INTERRUPTED)
@@ -77,7 +105,23 @@ def modality_option(value: str | None) -> str | None:
         raise typer.BadParameter(str(exc)) from None
 
 
+def target_option(value: str) -> str:
+    """Validate ``--to``: a registry modality, or one only COP-GEN models make (``lulc``,
+    ``cloud_mask``, a slot key); which of them the model can make is checked when it loads."""
+    from geocopgen.copgen.layout import MODALITY_SLOTS, SLOT_NAMES
+
+    if value.lower() in MODALITY_SLOTS or value in SLOT_NAMES:
+        return value.lower() if value.lower() in MODALITY_SLOTS else value
+    return str(modality_option(value))
+
+
 def echo(message: str) -> None:
     """Print unless ``--quiet``."""
     if not VERBOSITY.quiet:
         typer.echo(message)
+
+
+def note(message: str) -> None:
+    """A ``geocopgen:`` line on stderr (what was done on the side), unless ``--quiet``."""
+    if not VERBOSITY.quiet:
+        typer.echo(f"geocopgen: {message}", err=True)

@@ -12,39 +12,58 @@ from typing import Annotated
 
 import typer
 
+from geocopgen.cli._common import GeoCopGenGroup
+from geocopgen.cli.options import (
+    EncodeOverlapOpt,
+    OverwriteOpt,
+    StoreOutputOpt,
+    bbox_option,
+    command,
+    existing_paths,
+    latent_multiple,
+    modality_pairs,
+    store_ready,
+)
 from geocopgen.errors import ConfigError
 from geocopgen.modalities import get_modality
 
 encode_app = typer.Typer(
+    cls=GeoCopGenGroup,
     name="encode",
     help="Encode imagery into a zarr latent store (resumable, appendable).",
     no_args_is_help=True,
 )
 
+
+def _autoencoders(values: list[str]) -> list[str]:
+    """``--autoencoder MODALITY=DIR``: checked (form, modality, folder) before any search."""
+    existing_paths(modality_pairs(values, "--autoencoder", "DIR"), "--autoencoder")
+    return values
+
+
 AutoencoderOpt = Annotated[
     list[str],
     typer.Option(
-        "--autoencoder",
-        "-a",
-        help="MODALITY=PATH of a saved ModalityAutoencoder folder; once per modality.",
+        "--autoencoder", "-a", metavar="MODALITY=DIR", callback=_autoencoders,
+        help="A saved ModalityAutoencoder folder; once per modality.",
     ),
+]  # fmt: skip
+ChipOpt = Annotated[
+    int,
+    typer.Option(min=8, callback=latent_multiple, help="Chip size in pixels (multiple of 8)."),
 ]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Latent store (zarr) to write.")]
-ChipOpt = Annotated[int, typer.Option(help="Chip size in pixels (multiple of 8).")]
-OverlapOpt = Annotated[int, typer.Option(help="Chip overlap in pixels.")]
 BatchOpt = Annotated[
-    int, typer.Option(help="Chips per encoding task: fewer, larger tasks spend less on reading.")
+    int,
+    typer.Option(min=1, help="Chips per encoding task: fewer, larger tasks spend less on reading."),
 ]
-WorkersOpt = Annotated[int | None, typer.Option(help="Local threads (default: dask's).")]
+WorkersOpt = Annotated[int | None, typer.Option(min=1, help="Local threads (default: dask's).")]
+MaxCloudOpt = Annotated[float | None, typer.Option(min=0, max=100, help="Max cloud cover, %.")]
 SchedulerOpt = Annotated[
     str | None,
     typer.Option(help="dask.distributed scheduler address; default: local threads."),
 ]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")]
-BBoxOpt = Annotated[
-    tuple[float, float, float, float] | None,
-    typer.Option(help="WEST SOUTH EAST NORTH in degrees (west > east crosses 180°)."),
-]
+StoreBBoxOpt = Annotated[str | None, bbox_option(" (west > east crosses 180°)")]
 
 
 def load_autoencoders(specs: list[str]) -> dict:
@@ -91,54 +110,65 @@ def _encode(
         raise typer.Exit(3)
 
 
-@encode_app.command("folder")
+@command(encode_app, "folder")
 def encode_folder(
     root: Annotated[
         Path, typer.Argument(metavar="ROOT", help="<root>/<MODALITY>/<name>.tif, co-registered.")
     ],
-    out: OutOpt,
+    output: StoreOutputOpt,
     autoencoder: AutoencoderOpt,
     chip_size: ChipOpt = 256,
-    overlap: OverlapOpt = 0,
+    overlap: EncodeOverlapOpt = 0,
     batch_size: BatchOpt = 16,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     progress: ProgressOpt = True,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """A folder of co-registered rasters (one sub-folder per modality) → latent store."""
+    store_ready(output, overwrite)
     from geocopgen.latents.places import places_from_folder
 
     mods = [a.partition("=")[0] for a in autoencoder]
     places = places_from_folder(root, mods)
-    _encode(places, out, autoencoder, chip_size, overlap, batch_size, workers, scheduler, progress)
+    _encode(
+        places, output, autoencoder, chip_size, overlap, batch_size, workers, scheduler, progress
+    )
 
 
-@encode_app.command("majortom")
+@command(encode_app, "majortom")
 def encode_majortom(
     source: Annotated[
         list[str],
         typer.Option(
-            help="MODALITY=LOCATION: a downloaded Major TOM folder or a metadata.parquet "
-            "(path or URL); once per modality."
+            metavar="MODALITY=LOCATION",
+            help="A downloaded Major TOM folder or a metadata.parquet (path or URL); once per "
+            "modality.",
         ),
     ],
-    out: OutOpt,
+    output: StoreOutputOpt,
     autoencoder: AutoencoderOpt,
-    cells: Annotated[list[str] | None, typer.Option(help="Cell ids to keep.")] = None,
-    bbox: BBoxOpt = None,
+    cells: Annotated[
+        list[str] | None, typer.Option(metavar="CELL", help="Cell id to keep (repeat).")
+    ] = None,
+    bbox: StoreBBoxOpt = None,
     start: Annotated[str | None, typer.Option(help="Earliest date.")] = None,
     end: Annotated[str | None, typer.Option(help="Latest date.")] = None,
-    max_cloud: Annotated[float | None, typer.Option(help="Max cloud cover, %.")] = None,
-    max_nodata: Annotated[float | None, typer.Option(help="Max nodata fraction.")] = None,
+    max_cloud: MaxCloudOpt = None,
+    max_nodata: Annotated[
+        float | None, typer.Option(min=0, max=1, help="Max nodata fraction.")
+    ] = None,
     shards_dir: Annotated[Path | None, typer.Option(help="Local mirror of the shards.")] = None,
     chip_size: ChipOpt = 256,
-    overlap: OverlapOpt = 0,
+    overlap: EncodeOverlapOpt = 0,
     batch_size: BatchOpt = 16,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     progress: ProgressOpt = True,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Major TOM cells (by id, bbox, dates, cloud cover) → latent store."""
+    store_ready(output, overwrite)
     from geocopgen.latents.places import places_from_majortom
     from geocopgen.sources.majortom import MajorTOM
 
@@ -159,31 +189,33 @@ def encode_majortom(
             nodata=(0.0, max_nodata) if max_nodata is not None else None,
         )
     places = list(places_from_majortom(sources))
-    _encode(places, out, autoencoder, chip_size, overlap, batch_size, workers, scheduler, progress)
+    _encode(
+        places, output, autoencoder, chip_size, overlap, batch_size, workers, scheduler, progress
+    )
 
 
-@encode_app.command("stac")
+@command(encode_app, "stac")
 def encode_stac(
-    bbox: Annotated[
-        tuple[float, float, float, float], typer.Option(help="WEST SOUTH EAST NORTH, degrees.")
-    ],
-    out: OutOpt,
+    bbox: Annotated[str, bbox_option()],
+    output: StoreOutputOpt,
     autoencoder: AutoencoderOpt,
     api: Annotated[str, typer.Option(help="STAC API URL or preset name.")] = "earth-search",
     preset: Annotated[str | None, typer.Option(help="Asset naming preset.")] = None,
     datetime: Annotated[str | None, typer.Option(help="e.g. 2023-06-01/2023-08-31")] = None,
-    max_cloud: Annotated[float | None, typer.Option(help="Max cloud cover, %.")] = None,
+    max_cloud: MaxCloudOpt = None,
     crs: Annotated[str | None, typer.Option(help="Output CRS (default: the items').")] = None,
     resolution: Annotated[float | None, typer.Option(help="Pixel size (default 10).")] = None,
     max_items: Annotated[int, typer.Option(help="Max items per search.")] = 20,
     chip_size: ChipOpt = 256,
-    overlap: OverlapOpt = 0,
+    overlap: EncodeOverlapOpt = 0,
     batch_size: BatchOpt = 16,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     progress: ProgressOpt = True,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """A STAC search (first --autoencoder modality drives the time steps) → latent store."""
+    store_ready(output, overwrite)
     from geocopgen.latents.places import places_from_stac
     from geocopgen.sources.stac import StacSource
 
@@ -198,7 +230,9 @@ def encode_stac(
         resolution=resolution,
         max_items=max_items,
     )
-    _encode(places, out, autoencoder, chip_size, overlap, batch_size, workers, scheduler, progress)
+    _encode(
+        places, output, autoencoder, chip_size, overlap, batch_size, workers, scheduler, progress
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -10,11 +10,21 @@ from typing import Annotated, Any
 import typer
 
 from geocopgen.cli._common import VERBOSITY, echo, modality_option
+from geocopgen.cli.options import (
+    EngineOverlapOpt,
+    OutputOpt,
+    OverwriteOpt,
+    command,
+    output_ready,
+)
 from geocopgen.io import open_raster, plan_input
-from geocopgen.modalities import get_modality
+from geocopgen.modalities import S2_OFFSET_DN, get_modality
 from geocopgen.raster.chips import DEFAULT_CHIP_SIZE, DEFAULT_OVERLAP
 from geocopgen.raster.grid import at_resolution, grid_of
 from geocopgen.raster.mosaic import apply_chipwise, identity
+
+#: The offsets a Sentinel-2 product can carry: none, or baseline 04.00's +1000 DN.
+S2_OFFSETS = (0, S2_OFFSET_DN)
 
 
 class S1Scale(StrEnum):
@@ -30,14 +40,26 @@ Input = Annotated[
 ModalityOpt = Annotated[
     str | None,
     typer.Option(
-        "--modality", "-m", callback=modality_option,
+        "--modality", "-m", metavar="MODALITY", callback=modality_option,
         help="dem, s1rtc, s2l1c or s2l2a (detected when omitted).",
     ),
 ]  # fmt: skip
+
+
+def _s2_offset(value: int | None) -> int | None:
+    """``--s2-offset``: only the two offsets Sentinel-2 products have (a usage error, exit 2)."""
+    if value is not None and value not in S2_OFFSETS:
+        raise typer.BadParameter(f"{value} is not a Sentinel-2 DN offset; use 0 or -1000")
+    return value
+
+
 S2OffsetOpt = Annotated[
     int | None,
-    typer.Option("--s2-offset", help="Sentinel-2 DN offset (0 or -1000); decided if omitted."),
-]
+    typer.Option(
+        "--s2-offset", metavar="[0|-1000]", callback=_s2_offset,
+        help="Sentinel-2 DN offset: 0, or -1000 (baseline 04.00 on); decided if omitted.",
+    ),
+]  # fmt: skip
 S1ScaleOpt = Annotated[
     S1Scale, typer.Option("--s1-scale", help="Sentinel-1 values: dB or linear power.")
 ]
@@ -65,24 +87,22 @@ def info(
 
 
 def print_facts(facts: dict[str, Any]) -> None:
-    """``info``'s aligned ``key  value`` lines (long band lists joined on one line)."""
+    """``info``'s aligned ``key  value`` lines (every list but the transform as ``a, b``)."""
     width = max(len(k) for k in facts)
     for key, value in facts.items():
-        if isinstance(value, list) and len(value) > 6 and key != "transform":
+        if isinstance(value, list) and key != "transform":
             value = ", ".join(map(str, value))
         typer.echo(f"{key:<{width}}  {value}")
 
 
 def roundtrip(
     path: Input,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output GeoTIFF.")],
+    output: OutputOpt,
     modality: ModalityOpt = None,
     chip_size: Annotated[
         int, typer.Option("--chip-size", min=16, help="Chip size, px.")
     ] = DEFAULT_CHIP_SIZE,
-    overlap: Annotated[
-        int, typer.Option("--overlap", min=0, help="Chip overlap, px (at most half a chip).")
-    ] = DEFAULT_OVERLAP,
+    overlap: EngineOverlapOpt = DEFAULT_OVERLAP,
     native: Annotated[
         bool,
         typer.Option("--native", help="Write at the modality's native resolution (DEM: 30 m)."),
@@ -91,6 +111,7 @@ def roundtrip(
     s2_offset: S2OffsetOpt = None,
     s1_scale: S1ScaleOpt = S1Scale.auto,
     nodata: NodataOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Chip FILE, run the identity on every chip, and mosaic it back (physical units, float32).
 
@@ -104,6 +125,7 @@ def roundtrip(
     m = get_modality(array.attrs["modality"])
     grid = grid_of(array)
     out_grid = at_resolution(grid, m.native_resolution) if native else None
+    output_ready(output, overwrite, [path])
     written = apply_chipwise(
         array,
         identity,
@@ -113,6 +135,7 @@ def roundtrip(
         out_grid=out_grid,
         cog=cog,
         progress=VERBOSITY.progress,
+        overwrite=overwrite,
     )
     final = out_grid or grid
     echo(f"wrote {written} ({m.long_name}, {len(array.band)} bands, {final})")
@@ -120,5 +143,5 @@ def roundtrip(
 
 def register(app: typer.Typer) -> None:
     """Add the raster-engine commands to the ``geocopgen`` app."""
-    app.command()(info)
-    app.command()(roundtrip)
+    command(app)(info)
+    command(app)(roundtrip)

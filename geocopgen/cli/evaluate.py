@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from geocopgen.cli._common import VERBOSITY, echo
+from geocopgen.cli.options import OverwriteOpt, command, output_ready
 from geocopgen.errors import ConfigError, OffsetWarning
 
 
@@ -26,23 +27,35 @@ def evaluate(
         Path, typer.Argument(metavar="DATA", help="<DATA>/<MODALITY>/<place>.tif, co-registered.")
     ],
     test_place: Annotated[
-        list[str] | None, typer.Option("--test-place", "-t", help="Place to evaluate (repeat).")
+        list[str] | None,
+        typer.Option("--test-place", "-t", metavar="PLACE", help="Place to evaluate (repeat)."),
     ] = None,
     train_data: Annotated[
         Path | None, typer.Option(help="Folder of training places for the baselines.")
     ] = None,
     direction: Annotated[
         list[str] | None,
-        typer.Option("--direction", "-d", help="COND[+COND]->TARGET (repeat); default: all."),
+        typer.Option(
+            "--direction",
+            "-d",
+            metavar="COND[+COND]->TARGET",
+            help="A direction to score (repeat); default: all.",
+        ),
     ] = None,
     samples: Annotated[int, typer.Option(min=1, help="Samples per place (spread, best-of-N).")] = 4,
     steps: Annotated[int | None, typer.Option(min=1, help="Sampler steps (model default).")] = None,
     seed: Annotated[int, typer.Option(help="Base seed of the samples.")] = 0,
     features: Annotated[
         list[str] | None,
-        typer.Option(help="MODALITY=PATH of a local feature extractor, for FID/precision/recall."),
+        typer.Option(
+            metavar="MODALITY=FILE",
+            help="A local feature extractor, for FID/precision/recall (repeat).",
+        ),
     ] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", metavar="FILE", help="Write the JSON report there.")
+    ] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Translate held-out places and score them (paired, distribution, spread) beside the
     training-mean and linear-regression baselines."""
@@ -53,6 +66,8 @@ def evaluate(
     from geocopgen.models import CopGenPipeline
     from geocopgen.weights import resolve_model
 
+    if json_out is not None:
+        output_ready(json_out, overwrite)
     path = resolve_model(model)
     pipeline = CopGenPipeline.from_pretrained(path)
     with warnings.catch_warnings():
@@ -117,4 +132,4 @@ def _folder_modalities(root: Path, wanted: tuple[str, ...]) -> list[str]:
 
 def register(app: typer.Typer) -> None:
     """Add ``geocopgen evaluate`` to the ``geocopgen`` app."""
-    app.command("evaluate")(evaluate)
+    command(app, "evaluate")(evaluate)

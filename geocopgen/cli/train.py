@@ -1,9 +1,9 @@
-"""``geocopgen train autoencoder|backbone CONFIG --out DIR``: the two training stages.
+"""``geocopgen train autoencoder|backbone CONFIG --output DIR``: the two training stages.
 
 Rerunning a command with the same config and output folder resumes a killed run exactly. Several
 GPUs or nodes: start the same command under torchrun, e.g.::
 
-    torchrun --nproc_per_node 4 --no-python geocopgen train backbone cfg.yaml --out run/
+    torchrun --nproc_per_node 4 --no-python geocopgen train backbone cfg.yaml --output run/
 
 (``loop.batch_size`` is the global batch; it must divide by the process count.)
 """
@@ -15,9 +15,13 @@ from typing import Annotated
 
 import typer
 
-from geocopgen.cli._common import VERBOSITY, echo
+from geocopgen.cli._common import VERBOSITY, GeoCopGenGroup, echo
+from geocopgen.cli.options import DeviceOpt, RunOutputOpt, announce, command
+from geocopgen.errors import OutputError
+from geocopgen.outputs import make_parents
 
 train_app = typer.Typer(
+    cls=GeoCopGenGroup,
     name="train",
     help="Train the autoencoders (stage 1) or the backbone (stage 2) from a YAML/TOML config.",
     no_args_is_help=True,
@@ -26,11 +30,25 @@ train_app = typer.Typer(
 ConfigArg = Annotated[
     Path, typer.Argument(metavar="CONFIG", help="YAML or TOML config (every key is checked).")
 ]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints + export.")]
 ResumeOpt = Annotated[
-    bool, typer.Option("--resume/--no-resume", help="Continue from the folder's checkpoint.")
+    bool,
+    typer.Option(
+        "--resume/--no-resume",
+        help="Continue from the folder's checkpoint, or start again from step 0.",
+    ),
 ]
-DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda if any).")]
+
+
+def _run_folder(path: Path) -> Path:
+    """A run folder: refuse a file; create missing folders, saying so."""
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path} is a file; --output names a run folder, e.g. runs/ae_s2l2a")
+    announce(make_parents(path / "checkpoints"))
+    return path
+
+
+def _device(value: str) -> str | None:
+    return None if value == "auto" else value
 
 
 def _load(config: Path, progress: bool):
@@ -53,25 +71,29 @@ def _summary(stage: str, result) -> None:
     echo(f"exported {result.model_dir}")
 
 
-@train_app.command("autoencoder")
+@command(train_app, "autoencoder")
 def autoencoder(
-    config: ConfigArg, out: OutOpt, resume: ResumeOpt = True, device: DeviceOpt = None
+    config: ConfigArg, output: RunOutputOpt, resume: ResumeOpt = True, device: DeviceOpt = "auto"
 ) -> None:
     """Stage 1: one modality's autoencoder on crops of real rasters."""
     from geocopgen.training.autoencoder import train_autoencoder
 
-    result = train_autoencoder(_load(config, VERBOSITY.progress), out, resume=resume, device=device)
+    cfg = _load(config, VERBOSITY.progress)
+    out = _run_folder(output)
+    result = train_autoencoder(cfg, out, resume=resume, device=_device(device))
     _summary("autoencoder", result)
 
 
-@train_app.command("backbone")
+@command(train_app, "backbone")
 def backbone(
-    config: ConfigArg, out: OutOpt, resume: ResumeOpt = True, device: DeviceOpt = None
+    config: ConfigArg, output: RunOutputOpt, resume: ResumeOpt = True, device: DeviceOpt = "auto"
 ) -> None:
     """Stage 2: the backbone on a zarr latent store (exports a pipeline with the codecs)."""
     from geocopgen.training.backbone import train_backbone
 
-    result = train_backbone(_load(config, VERBOSITY.progress), out, resume=resume, device=device)
+    cfg = _load(config, VERBOSITY.progress)
+    out = _run_folder(output)
+    result = train_backbone(cfg, out, resume=resume, device=_device(device))
     _summary("backbone", result)
 
 

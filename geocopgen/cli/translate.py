@@ -8,78 +8,35 @@ streaming writer leaves no partial output.
 from __future__ import annotations
 
 import json
-from enum import StrEnum
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from geocopgen.cli import engine
-from geocopgen.cli._common import VERBOSITY, echo, modality_option
+from geocopgen.cli._common import echo, target_option
 from geocopgen.cli.engine import Input, ModalityOpt, NodataOpt, S1Scale, S1ScaleOpt, S2OffsetOpt
+from geocopgen.cli.groups import READING, RUNNING, SAMPLING, ModelOpt, Run, option_groups
+from geocopgen.cli.options import BBoxOpt, OutputOpt, command, modality_pairs, output_ready
 from geocopgen.errors import GeoCopGenError
-from geocopgen.modalities import get_modality
 from geocopgen.options import ReadOptions, TranslateOptions
-
-
-class Device(StrEnum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
 
 
 def _conditions(values: list[str] | None) -> dict[str, Path]:
     """``--cond MODALITY=FILE`` (repeatable) → {modality: path}; bad forms are usage errors."""
-    out: dict[str, Path] = {}
-    for value in values or []:
-        name, sep, path = value.partition("=")
-        if not sep or not name or not path:
-            raise typer.BadParameter(f"{value!r}: write it as MODALITY=FILE", param_hint="--cond")
-        try:
-            canonical = get_modality(name).name
-        except GeoCopGenError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--cond") from None
-        out[canonical] = Path(path)
-    return out
-
-
-def _sampling(
-    steps: int | None, samples: int, seed: int, overlap: int | None, seamless: bool, batch: int
-) -> TranslateOptions:
-    """The sampling options of ``translate`` and ``generate``, built once from their flags."""
-    return TranslateOptions(
-        steps=steps,
-        samples=samples,
-        seed=seed,
-        overlap=overlap,
-        seamless=seamless,
-        batch_size=batch,
-        progress=VERBOSITY.progress,
-    )
-
-
-def _bbox(value: str | None) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    try:
-        numbers = tuple(float(v) for v in value.split(","))
-    except ValueError:
-        numbers = ()
-    if len(numbers) != 4:
-        raise typer.BadParameter(f"{value!r}: write it as WEST,SOUTH,EAST,NORTH in degrees")
-    return numbers
+    return {name: Path(path) for name, path in modality_pairs(values, "--cond").items()}
 
 
 # Options shared by translate and generate (the same flag means the same thing in both).
 ToOpt = Annotated[
     str,
     typer.Option(
-        "--to", "-t", callback=modality_option,
-        help="Modality to make: dem, s1rtc, s2l1c or s2l2a.",
+        "--to", "-t", metavar="MODALITY", callback=target_option,
+        help="Modality to make: dem, s1rtc, s2l1c or s2l2a; with a COP-GEN model also lulc "
+        "and cloud_mask.",
     ),
 ]  # fmt: skip
-OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output GeoTIFF.")]
 CondOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -87,48 +44,20 @@ CondOpt = Annotated[
         help="A condition raster, e.g. --cond s1rtc=s1.tif (repeat for several).",
     ),
 ]  # fmt: skip
-ModelOpt = Annotated[
-    str, typer.Option("--model", help="Pipeline folder, or 'default' (the bundled model).")
-]
-StepsOpt = Annotated[
-    int | None, typer.Option("--steps", min=1, help="Sampler steps (default: the model's).")
-]
-SamplesOpt = Annotated[
-    int,
-    typer.Option(
-        "--samples", min=1,
-        help="Draw N samples; N > 1 writes the per-pixel mean and standard deviation bands.",
-    ),
-]  # fmt: skip
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed; the same seed gives the same output.")]
-NativeOpt = Annotated[
-    bool,
-    typer.Option("--native", help="Write at the target's native resolution (DEM: 30 m)."),
-]
-CogOpt = Annotated[bool, typer.Option("--cog", help="Write a Cloud Optimized GeoTIFF.")]
-OverlapOpt = Annotated[
-    int | None,
-    typer.Option("--overlap", min=0, help="Chip overlap in px, a multiple of 8 (default 64)."),
-]
-SeamlessOpt = Annotated[
-    bool,
-    typer.Option(
-        "--seamless/--no-seamless",
-        help="Blend chips at every denoising step (default); --no-seamless only to compare.",
-    ),
-]
-BatchOpt = Annotated[
-    int, typer.Option("--batch-size", min=1, help="Chips per backbone call (memory vs speed).")
-]
-DeviceOpt = Annotated[Device, typer.Option("--device", help="Where the model runs.")]
 
 
-def _summary(array: Any, output: Path) -> str:
-    grid = f"{array.rio.width}x{array.rio.height} px in {array.rio.crs}"
-    bands = ", ".join(str(b) for b in array["band"].values)
-    return f"wrote {output} ({bands}; {grid})"
+def _summary(result: Any, output: Path) -> str:
+    """``wrote FILE (bands; grid)`` for each file a translation wrote."""
+    arrays = result.values() if isinstance(result, dict) else [result]
+    lines = []
+    for array in arrays:
+        grid = f"{array.rio.width}x{array.rio.height} px in {array.rio.crs}"
+        bands = ", ".join(str(b) for b in array["band"].values)
+        lines.append(f"wrote {array.attrs.get('source', output)} ({bands}; {grid})")
+    return "\n".join(lines)
 
 
+@option_groups(SAMPLING, READING, RUNNING)
 def translate(
     to: ToOpt,
     output: OutputOpt,
@@ -142,20 +71,12 @@ def translate(
         ),
     ] = None,
     cond: CondOpt = None,
-    model: ModelOpt = "default",
-    steps: StepsOpt = None,
-    samples: SamplesOpt = 1,
-    seed: SeedOpt = 0,
-    native: NativeOpt = False,
-    cog: CogOpt = False,
-    overlap: OverlapOpt = None,
-    seamless: SeamlessOpt = True,
-    batch_size: BatchOpt = 8,
-    device: DeviceOpt = Device.auto,
     modality: ModalityOpt = None,
-    s2_offset: S2OffsetOpt = None,
-    s1_scale: S1ScaleOpt = S1Scale.auto,
     nodata: NodataOpt = None,
+    *,
+    sampling: TranslateOptions,
+    reading: ReadOptions,
+    run: Run,
 ) -> None:
     """Translate FILE (and the --cond rasters) into another modality, seamlessly, on FILE's grid.
 
@@ -166,49 +87,36 @@ def translate(
     paths = _conditions(cond)
     if path is None and not paths:
         raise typer.BadParameter("give an input FILE or at least one --cond", param_hint="FILE")
+    output_ready(output, run.overwrite, [*paths.values(), *([path] if path else [])])
     result = api.translate(
         path,
         to,
         cond=paths or None,
         modality=modality,
         output=output,
-        model=model,
-        device=device.value,
-        reading=ReadOptions(s2_offset=s2_offset, s1_scale=s1_scale.value, nodata=nodata),
-        sampling=_sampling(steps, samples, seed, overlap, seamless, batch_size),
-        grid="native" if native else "input",
-        cog=cog,
-        overwrite=True,
+        reading=replace(reading, nodata=nodata),
+        sampling=sampling,
+        **run.api_keywords(default_grid="input"),
     )
     echo(_summary(result, output))
 
 
+@option_groups(SAMPLING, READING, RUNNING)
 def generate(
     to: ToOpt,
     output: OutputOpt,
     cell: Annotated[
         str | None, typer.Option("--cell", help="A Major TOM cell, e.g. 433U_1171R.")
     ] = None,
-    bbox: Annotated[
-        str | None,
-        typer.Option("--bbox", metavar="W,S,E,N", help="A lon/lat box; output on its UTM grid."),
-    ] = None,
+    bbox: BBoxOpt = None,
     like: Annotated[
         Path | None, typer.Option("--like", help="Use the grid of this raster.")
     ] = None,
     cond: CondOpt = None,
-    model: ModelOpt = "default",
-    steps: StepsOpt = None,
-    samples: SamplesOpt = 1,
-    seed: SeedOpt = 0,
-    native: NativeOpt = False,
-    cog: CogOpt = False,
-    overlap: OverlapOpt = None,
-    seamless: SeamlessOpt = True,
-    batch_size: BatchOpt = 8,
-    device: DeviceOpt = Device.auto,
-    s2_offset: S2OffsetOpt = None,
-    s1_scale: S1ScaleOpt = S1Scale.auto,
+    *,
+    sampling: TranslateOptions,
+    reading: ReadOptions,
+    run: Run,
 ) -> None:
     """Generate a modality on a Major TOM cell, a lon/lat box or a raster's grid: unconditionally,
     or from --cond rasters; the output is georeferenced (10 m, or --native).
@@ -225,20 +133,17 @@ def generate(
         raise typer.BadParameter(
             "say where: --cell, --bbox or --like (or give --cond rasters)", param_hint="--cell"
         )
+    output_ready(output, run.overwrite, paths.values())
     result = api.generate(
         to,
         cell=cell,
-        bbox=_bbox(bbox),
+        bbox=bbox,
         like=like,
         cond=paths or None,
         output=output,
-        model=model,
-        device=device.value,
-        reading=ReadOptions(s2_offset=s2_offset, s1_scale=s1_scale.value),
-        sampling=_sampling(steps, samples, seed, overlap, seamless, batch_size),
-        grid="native" if native else "model",
-        cog=cog,
-        overwrite=True,
+        reading=reading,
+        sampling=sampling,
+        **run.api_keywords(default_grid="model"),
     )
     echo(_summary(result, output))
 
@@ -284,6 +189,6 @@ def register(app: typer.Typer) -> None:
     app.registered_commands[:] = [
         c for c in app.registered_commands if c.callback is not engine.info
     ]
-    app.command()(info)
-    app.command()(translate)
-    app.command()(generate)
+    command(app)(info)
+    command(app)(translate)
+    command(app)(generate)

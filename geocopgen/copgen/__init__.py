@@ -1,41 +1,42 @@
 """COP-GEN (the 2026 successor of COP-GEN-Beta): its published layout, and the pieces that run its
-weights faithfully inside geocopgen. ``reference/copgen-parity/README.md`` is the spec."""
+weights faithfully inside geocopgen. ``reference/copgen-parity/README.md`` is the spec.
 
-from geocopgen.copgen.backbone import (
-    COPGEN_SIZES,
-    copgen_backbone,
-    copgen_config,
-    import_copgen_weights,
-    load_copgen_backbone,
-    read_copgen_state_dict,
-)
-from geocopgen.copgen.convert import convert_copgen
-from geocopgen.copgen.layout import COPGEN_SLOTS, SLOT_NAMES, CopgenSlot, slot
-from geocopgen.copgen.model import CopgenModel
-from geocopgen.copgen.normalisation import detect_lulc_scheme, from_model, to_model
-from geocopgen.copgen.sampler import COPGEN_SAMPLER, CopgenSamplerPreset, copgen_sample
-from geocopgen.copgen.vae import convert_vae, convert_vae_file, load_vae
+Names are imported from their modules on first use: the layout is plain data that the CLI checks
+options against, and should not pull in torch with it.
+"""
 
-__all__ = [
-    "COPGEN_SAMPLER",
-    "COPGEN_SIZES",
-    "COPGEN_SLOTS",
-    "SLOT_NAMES",
-    "CopgenModel",
-    "CopgenSamplerPreset",
-    "CopgenSlot",
-    "convert_copgen",
-    "convert_vae",
-    "convert_vae_file",
-    "copgen_backbone",
-    "copgen_config",
-    "copgen_sample",
-    "detect_lulc_scheme",
-    "from_model",
-    "import_copgen_weights",
-    "load_copgen_backbone",
-    "load_vae",
-    "read_copgen_state_dict",
-    "slot",
-    "to_model",
-]
+from importlib import import_module
+from typing import Any
+
+_WHERE = {
+    "COPGEN_SIZES": "backbone",
+    "copgen_backbone": "backbone",
+    "copgen_config": "backbone",
+    "import_copgen_weights": "backbone",
+    "load_copgen_backbone": "backbone",
+    "read_copgen_state_dict": "backbone",
+    "convert_copgen": "convert",
+    "load_copgen": "convert",
+    "COPGEN_SLOTS": "layout",
+    "SLOT_NAMES": "layout",
+    "CopgenSlot": "layout",
+    "slot": "layout",
+    "CopgenModel": "model",
+    "detect_lulc_scheme": "normalisation",
+    "from_model": "normalisation",
+    "to_model": "normalisation",
+    "COPGEN_SAMPLER": "sampler",
+    "CopgenSamplerPreset": "sampler",
+    "copgen_sample": "sampler",
+    "convert_vae": "vae",
+    "convert_vae_file": "vae",
+    "load_vae": "vae",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f"geocopgen.copgen.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'geocopgen.copgen' has no attribute {name!r}")

@@ -6,11 +6,14 @@ Evidence, strongest first:
 2. band names (descriptions or one-file-per-band names) that are exactly a modality's bands;
 3. words in the file name and its two parent folders (``S2L2A``, ``MSIL1C``, ``S1RTC``, ``dem``,
    ``srtm``, ...);
-4. the band count, but only where it is unambiguous: 13 → S2 L1C, 12 → S2 L2A.
+4. the band count, but only where it is unambiguous: 13 → S2 L1C, 12 → S2 L2A;
+5. for a two-band float raster with nothing else to go by, its values: both bands' medians in
+   the range of Sentinel-1 backscatter in dB (:func:`looks_like_s1_db`; the reader warns that it
+   decided so from the values).
 
-One- and two-band rasters are ambiguous by count alone (a DEM, one S1 polarisation, a cloud
-mask, a classification...), so without evidence they are refused with
-:class:`UnknownModalityError` and the user must name the modality.
+One-band rasters are ambiguous by count alone (a DEM, one S1 polarisation, a cloud mask, a
+classification...), so without evidence they are refused with :class:`UnknownModalityError`
+and the user must name the modality.
 """
 
 from __future__ import annotations
@@ -20,8 +23,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from geocopgen.errors import BandMismatchError, UnknownModalityError
 from geocopgen.modalities import MODALITIES, Modality, get_modality
+
+#: Band medians of Sentinel-1 gamma0 in dB over land and water (VV about -10, VH about -17,
+#: calm water down to -25; the TerraMind and Sen1Floods11 scenes lie within). Reflectance,
+#: indices and heights have medians above -3, so they do not pass for dB.
+S1_DB_MEDIAN = (-30.0, -3.0)
+#: Share of finite values that must lie where backscatter in dB can (-50 to +20 dB).
+S1_DB_SHARE = 0.99
 
 #: Words (lower-case tokens of the last three path parts) that name a modality.
 PATH_WORDS: dict[str, str] = {
@@ -100,6 +112,22 @@ def detect_modality(
         f"{', '.join(MODALITIES)}; if it is one of them, say which: API modality='dem', CLI "
         "--modality dem."
     )
+
+
+def looks_like_s1_db(sample: np.ndarray) -> str | None:
+    """Why a ``(2, h, w)`` float sample looks like Sentinel-1 backscatter in dB, or ``None``."""
+    medians = []
+    for band in np.asarray(sample, dtype=np.float64):
+        valid = band[np.isfinite(band)]
+        if valid.size < 100 or np.ptp(valid) == 0:
+            return None
+        if np.mean((valid >= -50) & (valid <= 20)) < S1_DB_SHARE:
+            return None
+        medians.append(float(np.median(valid)))
+    low, high = S1_DB_MEDIAN
+    if not all(low <= m <= high for m in medians):
+        return None
+    return f"two float bands with medians {medians[0]:.1f} and {medians[1]:.1f}, as dB backscatter"
 
 
 def _check_count(modality: Modality, count: int, source: str, how: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from geocopgen.errors import GeoCopGenWarning, OffsetWarning
+from geocopgen.errors import ConfigError, GeoCopGenWarning, OffsetWarning
 from geocopgen.io.detect import path_words
 from geocopgen.modalities import S2_OFFSET_DN, s2_offset
 
@@ -33,6 +33,11 @@ def decide_s2_offset(
 ) -> tuple[int, str]:
     """The Sentinel-2 DN offset and the evidence for it (see ``docs/modalities.md``)."""
     if given is not None:
+        if given not in (0, S2_OFFSET_DN):
+            raise ConfigError(
+                f"{source}: offset={given} is not a Sentinel-2 DN offset; use 0, or -1000 for "
+                "products of processing baseline 04.00 (from 2022-01-25) on."
+            )
         return int(given), "given"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", OffsetWarning)

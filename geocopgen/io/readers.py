@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +30,13 @@ from rasterio.enums import Resampling
 
 from geocopgen.errors import (
     BandMismatchError,
+    GeoCopGenWarning,
+    UnknownModalityError,
     UnreadableInputError,
 )
 from geocopgen.io.array import DEFAULT_CHUNK, modality_array
 from geocopgen.io.codecs import PHYSICAL, S1_LINEAR, S2_DN, Codec, nodata_values
-from geocopgen.io.detect import Detection, detect_modality
+from geocopgen.io.detect import Detection, detect_modality, looks_like_s1_db
 from geocopgen.io.evidence import DARK_FRACTION, decide_s1_scale, decide_s2_offset  # noqa: F401
 from geocopgen.io.source import BandRef, Opener, RasterSource, open_dataset, probe
 from geocopgen.io.xarray_input import from_xarray
@@ -44,8 +47,9 @@ log = logging.getLogger(__name__)
 
 #: Extensions of raster files looked at in a one-file-per-band folder.
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
-#: A band name inside a file name: ``B02.tif``, ``T33NZA_..._B8A_20m.jp2``, ``vv.tif``.
-_BAND_IN_NAME = re.compile(r"(?:^|[_\-.])(B(?:0[1-9]|1[0-2]|8A)|VV|VH)(?:[_\-.]|$)", re.IGNORECASE)
+#: A band name inside a file name, zero-padded or not: ``B02.tif``, ``B2.tif`` (SSL4EO-S12),
+#: ``B8a.tif``, ``T33NZA_..._B8A_20m.jp2``, ``S2A_..._B02.tif``, ``vv.tif``.
+_BAND_IN_NAME = re.compile(r"(?:^|[_\-.])(B(?:8A|0?[1-9]|1[0-2])|VV|VH)(?:[_\-.]|$)", re.IGNORECASE)
 #: Side of the decimated sample read for data evidence (S2 offset, S1 scale).
 _SAMPLE = 512
 
@@ -313,7 +317,12 @@ def _file_bands(
     count = ds.count
     names = [d for d in ds.descriptions]
     tags = dict(ds.tags())
-    detection = detect_modality(path=path, count=count, band_names=names, tags=tags, stated=stated)
+    try:
+        detection = detect_modality(
+            path=path, count=count, band_names=names, tags=tags, stated=stated
+        )
+    except UnknownModalityError:
+        detection = _detect_by_values(ds, path, count)
     m = detection.modality
     upper = [str(n).upper() if n else None for n in names]
     if all(upper) and set(upper) == {b.upper() for b in m.band_names}:
@@ -325,26 +334,62 @@ def _file_bands(
     return refs, detection, tags, product_id
 
 
+def _detect_by_values(ds: Any, path: Path, count: int) -> Detection:
+    """Last evidence: a two-band float raster whose values are dB backscatter is Sentinel-1
+    (with a warning, since the values decided it); anything else is refused as before."""
+    floats = count == 2 and all(np.dtype(d).kind == "f" for d in ds.dtypes)
+    why = looks_like_s1_db(_overview(ds)) if floats else None
+    if why is None:
+        detect_modality(path=path, count=count)  # raises the usual UnknownModalityError
+    warnings.warn(
+        f"{path}: taken as Sentinel-1 RTC (VV, VH in dB) from its values: {why}. If it is "
+        "something else, name it (API modality=..., CLI --modality ...).",
+        GeoCopGenWarning,
+        stacklevel=4,
+    )
+    return Detection(get_modality("s1rtc"), f"values: {why}")
+
+
+def _overview(ds: Any) -> np.ndarray:
+    """A decimated read of every band (at most ``_SAMPLE`` px a side), nodata as NaN."""
+    scale = max(1, -(-max(ds.height, ds.width) // _SAMPLE))
+    shape = (ds.count, -(-ds.height // scale), -(-ds.width // scale))
+    values = ds.read(out_shape=shape).astype(np.float64)
+    for i, nd in enumerate(ds.nodatavals):
+        if nd is not None:
+            values[i][values[i] == nd] = np.nan
+    return values
+
+
+def _band_name(match: re.Match[str]) -> str:
+    """The registry's spelling of a band in a file name: ``b2`` → ``B02``, ``B8a`` → ``B8A``."""
+    name = match.group(1).upper()
+    return f"B0{name[1]}" if re.fullmatch(r"B\d", name) else name
+
+
 def _folder_bands(
     folder: Path, stated: str | Modality | None, handles: _Handles
 ) -> tuple[list[BandRef], Detection, dict[str, str], str | None]:
     found: dict[str, Path] = {}
+    others: list[str] = []
     for f in sorted(folder.iterdir()):
         if f.suffix.lower() not in RASTER_SUFFIXES:
             continue
         m = _BAND_IN_NAME.search(f.stem)
         if not m:
+            others.append(f.name)
             continue
-        name = m.group(1).upper()
+        name = _band_name(m)
         if name in found:
             raise BandMismatchError(
                 f"{folder}: two files for band {name} ({found[name].name}, {f.name}); keep one."
             )
         found[name] = f
+    unnamed = _unnamed(others)
     if not found:
         raise UnreadableInputError(
-            f"{folder}: no band files found (expected names like B02.tif or VV.tif). Pass a "
-            "GeoTIFF, or a folder with one file per band."
+            f"{folder}: no band files found (expected names like B02.tif, B2.tif or VV.tif)"
+            f"{unnamed}. Pass a GeoTIFF, or a folder with one file per band."
         )
     if stated is not None:
         detection = Detection(get_modality(stated), "stated")
@@ -353,17 +398,32 @@ def _folder_bands(
             detection = detect_modality(path=folder, count=len(found), band_names=list(found))
         except BandMismatchError:
             detection = _folder_by_subset(folder, found)
+        except UnknownModalityError:
+            raise UnknownModalityError(
+                f"{folder}: cannot tell which modality its {len(found)} band files are "
+                f"({', '.join(found)}){unnamed}. Name the modality (API modality=..., CLI "
+                "--modality ...)."
+            ) from None
     m = detection.modality
     missing = [b for b in m.band_names if b.upper() not in found]
     if missing:
         raise BandMismatchError(
-            f"{folder}: {m.long_name} needs {', '.join(m.band_names)}; missing "
-            f"{', '.join(missing)}. Add those files or name another modality."
+            f"{folder}: {m.long_name} needs {', '.join(m.band_names)}; of its "
+            f"{len(found) + len(others)} raster files, none holds {', '.join(missing)}"
+            f"{unnamed}. Add those files or name another modality."
         )
     refs = [BandRef(b, str(found[b.upper()]), 1) for b in m.band_names]
     tags = dict(handles(refs[0].path).tags())
     product_id = tags.get("PRODUCT_ID") or _product_id_in(folder.name)
     return refs, detection, tags, product_id
+
+
+def _unnamed(names: Sequence[str]) -> str:
+    """The part of a folder message about raster files with no band name in them."""
+    if not names:
+        return ""
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    return f"; {len(names)} raster file(s) have no band name geocopgen recognises ({shown})"
 
 
 def _folder_by_subset(folder: Path, found: Mapping[str, Path]) -> Detection:

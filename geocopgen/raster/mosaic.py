@@ -49,7 +49,7 @@ from geocopgen._version import __version__
 from geocopgen.errors import GridError, NoValidDataError, OutputError
 from geocopgen.io.codecs import reading_tags
 from geocopgen.modalities import Modality, get_modality
-from geocopgen.options import check_output_path
+from geocopgen.outputs import prepare_output, refuse_inputs
 from geocopgen.raster.categories import Categories
 from geocopgen.raster.chips import Chip, ChipData, ChipGrid, iter_chips
 from geocopgen.raster.grid import GeoBox, describe, grid_of, grid_profile, rasterio_crs
@@ -162,7 +162,7 @@ class MosaicWriter:
         cog: bool = False,
         compress: str = "deflate",
         block_size: int | None = None,
-        overwrite: bool = True,
+        overwrite: bool = False,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         categories: Categories | None = None,
     ):
@@ -207,16 +207,7 @@ class MosaicWriter:
 
     # --- setup ---------------------------------------------------------------------------------
     def _prepare_path(self, overwrite: bool) -> None:
-        check_output_path(self.path, overwrite=overwrite)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(
-                f"cannot create the output folder {self.path.parent} ({exc.strerror}); choose a "
-                "writable location."
-            ) from None
-        if not os.access(self.path.parent, os.W_OK):
-            raise OutputError(f"{self.path.parent} is not writable; choose another output path.")
+        prepare_output(self.path, overwrite=overwrite)
 
     def _tmp_name(self, suffix: str) -> Path:
         try:
@@ -415,8 +406,9 @@ class MosaicWriter:
         """The tags the output carries (upper-case keys), provenance and added ones."""
         return {str(k).upper(): str(v) for k, v in self._tags.items()}
 
-    def add_tags(self, tags: Mapping[str, Any]) -> None:
-        """Tags only known once the work is done (counts, say), added before :meth:`close`."""
+    def update_tags(self, **tags: Any) -> None:
+        """Tags only known once the work is done (a count, say), added before :meth:`close`;
+        they survive aggregation."""
         self._check_open()
         upper = {str(k).upper(): str(v) for k, v in tags.items()}
         self._tags.update(upper)
@@ -608,6 +600,7 @@ def apply_chipwise(
     compress: str = "deflate",
     tags: Mapping[str, Any] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Run ``fn`` on every chip of ``array`` and stream the blended result to ``out_path``.
 
@@ -649,6 +642,7 @@ def apply_chipwise(
             out_grid=out_grid,
             cog=cog,
             compress=compress,
+            overwrite=overwrite,
         ) as writer,
     ):
         bar = tqdm(total=len(chips), desc="chips", unit="chip", disable=not progress)
@@ -670,9 +664,4 @@ def apply_chipwise(
 
 
 def _refuse_overwriting_input(out_path: str | Path, source: str) -> None:
-    try:
-        same = Path(source).exists() and Path(out_path).resolve() == Path(source).resolve()
-    except OSError:
-        same = False
-    if same:
-        raise OutputError(f"{out_path} is the input itself; write the output to another file.")
+    refuse_inputs(out_path, [source])

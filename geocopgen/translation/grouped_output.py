@@ -18,7 +18,8 @@ from geocopgen.copgen.layout import modality_of_slot, slot
 from geocopgen.copgen.model import CopgenModel
 from geocopgen.io.array import band_array
 from geocopgen.modalities import MODALITIES
-from geocopgen.options import WriteOptions, check_output_path
+from geocopgen.options import WriteOptions
+from geocopgen.outputs import check_output
 from geocopgen.raster.mosaic import GDAL_CACHE_MB, MosaicWriter
 from geocopgen.translation.grouped import CATEGORIES, GroupedPlan, run_grouped
 from geocopgen.translation.output import mosaic_data, mosaic_source
@@ -42,14 +43,14 @@ def run_grouped_into(
     paths = group_paths(writing.path, plan.targets)
     for path in paths.values():
         if path is not None:
-            check_output_path(path, overwrite=writing.overwrite)
+            check_output(path, overwrite=writing.overwrite)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20), contextlib.ExitStack() as stack:
         writers = {
             k: stack.enter_context(_writer(plan, k, paths[k], writing)) for k in plan.targets
         }
         counts = run_grouped(model, plan, writers)
         for k, writer in writers.items():
-            writer.add_tags({f"LIMIT_{name}": n for name, n in counts[k].items()})
+            writer.update_tags(**{f"LIMIT_{name}": n for name, n in counts[k].items()})
     arrays = {k: _array(plan, k, writers[k]) for k in plan.targets}
     return next(iter(arrays.values())) if len(arrays) == 1 else arrays
 

@@ -51,6 +51,7 @@ def run_plan(
         ) as writer,
     ):
         stats = translator.run(plan, writer)
+        stats.domain.report(writer)  # the count of clipped values, as a tag and a warning
     return stats, writer
 
 
@@ -96,7 +97,7 @@ def translate_to_file(
     cog: bool = False,
     tags: Mapping[str, Any] | None = None,
     model: str = "",
-    overwrite: bool = True,
+    overwrite: bool = False,
 ) -> TranslateStats:
     """Translate on ``grid`` and stream the result to ``path`` (on ``out_grid`` if given: e.g.
     the modality's native 30 m DEM grid, or the input's own grid; aggregated with ``average``)."""

@@ -41,6 +41,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
+from geocopgen.domain import DomainGuard
 from geocopgen.errors import NoValidDataError
 from geocopgen.modalities import get_modality
 from geocopgen.models.pipeline import CopGenPipeline
@@ -78,6 +79,7 @@ class TranslateStats:
     decoded_chips: int = 0
     steps: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    domain: DomainGuard | None = None  # what was clipped to the target's physical range
 
 
 def _batched(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
@@ -317,6 +319,7 @@ def decode_canvas(
     valid: PixelMask | None = None,
     reduce: Reduce = "mean_std",
     progress: bool = True,
+    guard: DomainGuard | None = None,
 ) -> Iterator[tuple[Chip, np.ndarray | None]]:
     """Decoded pixel chips in physical units, window-shaped, NaN where ``valid`` (the pixels
     where every condition has data, from :func:`encode_canvas`) is False; ``None`` for a chip
@@ -335,6 +338,7 @@ def decode_canvas(
         reduce=lambda x: reduce_samples(x, reduce),
         progress=progress,
         desc=f"decoding {name}",
+        guard=guard,
     )
 
 
@@ -347,10 +351,11 @@ def decode_chips(
     reduce: Callable[[np.ndarray], np.ndarray],
     progress: bool = True,
     desc: str = "decoding",
+    guard: DomainGuard | None = None,
 ) -> Iterator[tuple[Chip, np.ndarray | None]]:
     """The raster's pixel chips decoded from the canvas by ``decode``, cropped to their windows,
-    reduced over samples by ``reduce`` and blanked where ``valid`` is False (see
-    :func:`decode_canvas`)."""
+    clipped to the physical domain by ``guard`` (every sample, before reduction), reduced over
+    samples by ``reduce`` and blanked where ``valid`` is False (see :func:`decode_canvas`)."""
     chips = list(layout.pixel_chips)
     bar = tqdm(total=len(chips), desc=desc, unit="chip", disable=not progress)
     with bar, torch.inference_mode():
@@ -364,7 +369,10 @@ def decode_chips(
             image = decode(latents[:, :, rows, cols])
             image = image[:, :, dr : dr + chip.size, dc : dc + chip.size]
             h, w = int(chip.window.height), int(chip.window.width)
-            out = reduce(image[..., :h, :w].cpu().numpy())
+            physical = image[..., :h, :w].cpu().numpy()
+            if guard is not None:
+                guard.clip(chip, physical, mask)
+            out = reduce(physical)
             if mask is not None and not mask.all():
                 out[:, ~mask] = np.nan
             yield chip, out
@@ -470,6 +478,7 @@ class CanvasTranslator:
         del latents
 
         clock = time.perf_counter()
+        stats.domain = DomainGuard(self.target, layout.pixel_chips)
         chips = decode_canvas(
             self.pipeline,
             self.target,
@@ -478,6 +487,7 @@ class CanvasTranslator:
             valid=valid,
             reduce=opts.reduce,
             progress=opts.progress,
+            guard=stats.domain,
         )
         for chip, values in chips:
             if values is None:
