@@ -13,9 +13,11 @@ from typing import Annotated
 
 import typer
 
-from geocopgen.cli._common import echo
+from geocopgen.cli._common import GeoCopGenGroup, echo
+from geocopgen.cli.options import OverwriteOpt, command
 
 convert_app = typer.Typer(
+    cls=GeoCopGenGroup,
     name="convert",
     help="Convert published model files into geocopgen model folders.",
     no_args_is_help=True,
@@ -67,12 +69,9 @@ VaeRevisionOpt = Annotated[
     str | None,
     typer.Option("--vae-revision", metavar="REV", help="Hub revision of copgen-vaes (with --hub)."),
 ]
-OverwriteOpt = Annotated[
-    bool, typer.Option("--overwrite", help="Replace an existing model folder.")
-]
 
 
-@convert_app.command("copgen")
+@command(convert_app, "copgen")
 def copgen(
     backbone: BackboneArg = None,
     vae_folder: VaeArg = None,

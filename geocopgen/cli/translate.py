@@ -96,7 +96,7 @@ def translate(
         output=output,
         reading=replace(reading, nodata=nodata),
         sampling=sampling,
-        **run.api_keywords(default_grid="input"),
+        **run.api_keywords(default_grid=None),
     )
     echo(_summary(result, output))
 

@@ -60,7 +60,7 @@ def result_array(plan: TranslationPlan, writer: MosaicWriter) -> xr.DataArray:
     written file lazily (without detecting what geocopgen itself just wrote)."""
     grid = plan.output_grid
     modality = get_modality(plan.target)
-    attrs = {str(k).lower(): str(v) for k, v in plan.tags.items()}
+    attrs = {k.lower(): v for k, v in writer.tags.items()}  # the plan's, and counts added
     if plan.single:
         return mosaic_array(writer, grid, plan.target, attrs)
     attrs.update(modality=modality.name, units=modality.units, source=mosaic_source(writer))
