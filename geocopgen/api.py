@@ -160,6 +160,8 @@ def _open_one(
         )
     reading = reading or ReadOptions()
     kwargs: dict[str, Any] = {"offset": reading.s2_offset, "s1_scale": reading.s1_scale}
+    if not isinstance(obj, xr.DataArray):
+        kwargs["lulc_scheme"] = reading.lulc_scheme
     if isinstance(obj, xr.DataArray):
         if _is_modality_array(obj, modality):
             return obj  # already decoded (e.g. by open_raster): keep its windowed reads

@@ -72,6 +72,12 @@ class Modality:
     domain: tuple[float, float] = (-np.inf, np.inf)
 
     @property
+    def categorical(self) -> bool:
+        """Class codes, not measurements: resampled by nearest/mode, never blended or clipped
+        by geocopgen's own codecs (only COP-GEN models take them)."""
+        return self.units == "class"
+
+    @property
     def band_names(self) -> tuple[str, ...]:
         return tuple(b.name for b in self.bands)
 
@@ -234,13 +240,40 @@ DEM = Modality(
     domain=ELEVATION_DOMAIN,
 )
 
-MODALITIES: dict[str, Modality] = {m.name: m for m in (DEM, S1RTC, S2L1C, S2L2A)}
+# Categorical modalities (COP-GEN's land cover and cloud mask slots). Their "physical" values are
+# class codes; center 0, scale 1 only because the registry needs constants for every band.
+LULC = Modality(
+    name="lulc",
+    long_name="land cover (ESRI 10 m classes)",
+    bands=(Band("land_cover", 10.0, 0.0, 1.0, "ESRI land-cover class code"),),
+    units="class",
+    resolution=10.0,
+    native_resolution=10.0,
+    nodata=255.0,
+    dtype="uint8",
+    resampling="nearest",
+)
+CLOUD_MASK = Modality(
+    name="cloud_mask",
+    long_name="Sentinel-2 cloud mask",
+    bands=(Band("cloud_class", 10.0, 0.0, 1.0, "0 clear, 1 thick cloud, 2 thin cloud, 3 shadow"),),
+    units="class",
+    resolution=10.0,
+    native_resolution=10.0,
+    nodata=255.0,
+    dtype="uint8",
+    resampling="nearest",
+)
+
+MODALITIES: dict[str, Modality] = {m.name: m for m in (DEM, S1RTC, S2L1C, S2L2A, LULC, CLOUD_MASK)}
 
 _ALIASES = {
     "l1c": "s2l1c", "s2_l1c": "s2l1c", "s2-l1c": "s2l1c", "sentinel-2 l1c": "s2l1c",
     "l2a": "s2l2a", "s2_l2a": "s2l2a", "s2-l2a": "s2l2a", "sentinel-2 l2a": "s2l2a",
     "s1": "s1rtc", "s1_rtc": "s1rtc", "s1-rtc": "s1rtc", "sentinel-1 rtc": "s1rtc",
     "elevation": "dem", "dsm": "dem",
+    "landcover": "lulc", "land_cover": "lulc", "land cover": "lulc",
+    "cloud": "cloud_mask", "cloudmask": "cloud_mask", "clouds": "cloud_mask",
 }  # fmt: skip
 
 

@@ -37,7 +37,9 @@ class ReadOptions:
     ``date``: the acquisition date (ISO ``YYYY-MM-DD``) where the inputs do not carry one (a
     COP-GEN model conditions on it); ``s2_dn``: which digital numbers a COP-GEN model is given
     for Sentinel-2 reflectance, ``"stored"`` (as the product stored them, +1000 from processing
-    baseline 04.00: what COP-GEN was trained on) or ``"reflectance"`` (reflectance x 10 000).
+    baseline 04.00: what COP-GEN was trained on) or ``"reflectance"`` (reflectance x 10 000);
+    ``lulc_scheme``: whether land cover holds ESRI codes or TerraMind class indices (``"auto"``
+    decides from tags, path and values, and refuses when nothing tells).
     """
 
     s2_offset: int | None = None
@@ -45,6 +47,7 @@ class ReadOptions:
     nodata: float | None = None
     date: str | None = None
     s2_dn: str = "stored"
+    lulc_scheme: str = "auto"
 
     def __post_init__(self) -> None:
         if self.s2_offset is not None and self.s2_offset not in S2_OFFSETS:
@@ -54,6 +57,10 @@ class ReadOptions:
             )
         if self.s1_scale not in S1_SCALES:
             raise ConfigError(f"s1_scale must be 'auto', 'db' or 'linear', got {self.s1_scale!r}")
+        if self.lulc_scheme not in ("auto", "esri", "terramind"):
+            raise ConfigError(
+                f"lulc_scheme must be 'auto', 'esri' or 'terramind', got {self.lulc_scheme!r}"
+            )
         if self.s2_dn not in S2_DN_POLICIES:
             raise ConfigError(f"s2_dn must be 'stored' or 'reflectance', got {self.s2_dn!r}")
         if self.date is not None:

@@ -196,3 +196,26 @@ def test_generate_on_a_bbox_and_what_info_says(copgen_model):
     assert np.isfinite(dem.values).all()
     can = api.capabilities("s2l2a", copgen_model)
     assert set(can.translate_to) == {"s2l1c", "s1rtc", "dem", "lulc", "cloud_mask"}
+
+
+def test_terramind_land_cover_is_read_as_esri_codes_and_conditions_a_translation(copgen_model):
+    """TerraMind stores class indices 0..9; read by path evidence and checked against the
+    values, they become ESRI codes (4 → 5 crops, 9 → 11 rangeland), and land cover conditions
+    a COP-GEN translation like any input."""
+    from geocopgen.io import open_raster, plan_input
+
+    plan = plan_input(terramind("LULC"))
+    assert (
+        plan.modality.name == "lulc" and plan.evidence["lulc_scheme"] == "'terramind' in the path"
+    )
+    with rasterio.open(terramind("LULC")) as src:
+        raw = src.read(1)
+    codes = open_raster(terramind("LULC")).values[0]
+    assert set(np.unique(raw)) == {4, 9} and set(np.unique(codes)) == {5.0, 11.0}
+    assert np.array_equal(codes == 5.0, raw == 4)
+    dem = api.translate(
+        terramind("S2L2A"), "dem", cond={"lulc": terramind("LULC")}, model=copgen_model, **FAST
+    )
+    alone = api.translate(terramind("S2L2A"), "dem", model=copgen_model, **FAST)
+    assert "lulc=" in dem.attrs["conditions"]
+    assert not np.array_equal(dem.values, alone.values)

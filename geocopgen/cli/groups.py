@@ -137,8 +137,27 @@ S2DnOpt = Annotated[
 ]
 
 
-def _reading(s2_offset: int | None, s1_scale: S1Scale, date: str | None, s2_dn: S2Dn) -> Any:
-    return ReadOptions(s2_offset=s2_offset, s1_scale=s1_scale.value, date=date, s2_dn=s2_dn.value)
+class LulcScheme(StrEnum):
+    auto = "auto"
+    esri = "esri"
+    terramind = "terramind"
+
+
+LulcSchemeOpt = Annotated[
+    LulcScheme,
+    typer.Option(
+        "--lulc-scheme",
+        help="Land cover as ESRI codes or TerraMind class indices (auto: from tags, path, "
+        "values; refused when nothing tells).",
+    ),
+]
+
+
+def _reading(
+    s2_offset: int | None, s1_scale: S1Scale, date: str | None, s2_dn: S2Dn, lulc_scheme: Any
+) -> ReadOptions:
+    return ReadOptions(s2_offset=s2_offset, s1_scale=s1_scale.value, date=date,
+                       s2_dn=s2_dn.value, lulc_scheme=lulc_scheme.value)  # fmt: skip
 
 
 READING = OptionGroup(
@@ -148,6 +167,7 @@ READING = OptionGroup(
         _flag("s1_scale", S1ScaleOpt, S1Scale.auto),
         _flag("date", DateOpt, None),
         _flag("s2_dn", S2DnOpt, S2Dn.stored),
+        _flag("lulc_scheme", LulcSchemeOpt, LulcScheme.auto),
     ),
     _reading,
 )

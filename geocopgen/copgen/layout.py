@@ -132,6 +132,11 @@ def modality_of_slot(key: str) -> str:
 
 def registry_band(s: CopgenSlot, band: str) -> str:
     """A slot band's name in geocopgen's registry (``vv`` → ``VV``, ``DEM`` → ``elevation``)."""
-    if s.key == "DEM_DEM":
-        return "elevation"
-    return band.upper()
+    return _REGISTRY_BANDS.get(s.key, band.upper())
+
+
+_REGISTRY_BANDS = {
+    "DEM_DEM": "elevation",
+    "LULC_LULC": "land_cover",
+    "S2L1C_cloud_mask": "cloud_class",
+}

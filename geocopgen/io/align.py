@@ -24,7 +24,7 @@ from rasterio.warp import transform_bounds
 from geocopgen.errors import GridError, NoOverlapError, ResamplingWarning
 from geocopgen.io.array import modality_array
 from geocopgen.io.readers import choose_resampling
-from geocopgen.modalities import get_modality
+from geocopgen.modalities import Modality, get_modality
 from geocopgen.raster.grid import (
     GeoBox,
     almost_equal,
@@ -38,6 +38,16 @@ from geocopgen.raster.grid import (
 
 K = TypeVar("K")
 _ALLOWED = ("bilinear", "average", "cubic", "cubic_spline", "lanczos")
+#: Class codes (land cover, cloud masks) cannot be interpolated: nearest, or mode when coarser.
+_CATEGORICAL = ("nearest", "mode")
+
+
+def _resampling_for(modality: Modality, src: GeoBox, dst: GeoBox) -> str:
+    """The readers' rule for continuous fields; nearest / mode for class codes."""
+    method = choose_resampling(src, dst).name
+    if modality.categorical:
+        return "mode" if method == "average" else "nearest"
+    return method
 
 
 def utm_grid(obj: xr.DataArray | GeoBox, resolution: float = 10.0) -> GeoBox:
@@ -107,11 +117,13 @@ def reproject(
             f"overlap the target grid ({describe(grid)}, bounds {_fmt(grid.boundingbox.bbox)}). "
             "Use inputs of the same place."
         )
-    method = resampling or choose_resampling(src_grid, grid).name
-    if method not in _ALLOWED:
+    m = get_modality(array.attrs["modality"])
+    method = resampling or _resampling_for(m, src_grid, grid)
+    allowed = _CATEGORICAL if m.categorical else _ALLOWED  # class codes are not interpolated
+    if method not in allowed:
         raise GridError(
-            f"resampling {method!r} is not allowed for continuous physical values; use one of "
-            f"{', '.join(_ALLOWED)}"
+            f"resampling {method!r} is not allowed for {m.long_name}; use one of "
+            f"{', '.join(allowed)}"
         )
     if warn:
         warnings.warn(
@@ -121,7 +133,6 @@ def reproject(
             stacklevel=2,
         )
     out = xr_reproject(array, grid, resampling=method, dst_nodata=np.float32(np.nan))
-    m = get_modality(array.attrs["modality"])
     attrs = {k: v for k, v in array.attrs.items() if k not in ("modality", "units", "source")}
     attrs.pop("_FillValue", None)
     return modality_array(out.data.astype(np.float32), grid, m, source=source, **attrs)

@@ -33,7 +33,10 @@ from geocopgen.modalities import (
 PHYSICAL = "physical"  # already reflectance / dB / metres
 S2_DN = "s2_dn"  # Sentinel-2 digital numbers, (DN + offset) / 10000
 S1_LINEAR = "s1_linear"  # Sentinel-1 linear power, 10 log10
-ENCODINGS = (PHYSICAL, S2_DN, S1_LINEAR)
+TERRAMIND_CLASSES = "terramind_classes"  # land cover as TerraMind's 0..9 class indices
+ENCODINGS = (PHYSICAL, S2_DN, S1_LINEAR, TERRAMIND_CLASSES)
+#: The ESRI land-cover code of each TerraMind class index 0..9.
+TERRAMIND_TO_ESRI = np.array([0, 1, 2, 4, 5, 7, 8, 9, 10, 11], dtype=np.float64)
 
 #: Digital number Sentinel-2 products use for "no data" (ESA product specification).
 S2_NODATA_DN = 0
@@ -81,6 +84,8 @@ class Codec:
             bad |= raw == S2_NODATA_DN
         elif self.encoding == S1_LINEAR:
             bad |= raw <= 0  # no dB for zero or negative power (NaN compares False)
+        elif self.encoding == TERRAMIND_CLASSES:
+            bad |= ~np.isin(raw, np.arange(len(TERRAMIND_TO_ESRI)))
         return bad
 
     def decode(self, raw: np.ndarray) -> np.ndarray:
@@ -91,6 +96,8 @@ class Codec:
             out = dn_to_reflectance(values, self.offset)
         elif self.encoding == S1_LINEAR:
             out = linear_to_db(np.where(bad, 1.0, values))
+        elif self.encoding == TERRAMIND_CLASSES:
+            out = TERRAMIND_TO_ESRI[np.where(bad, 0, values).astype(np.int64)]
         else:
             out = values
         out = np.asarray(out, dtype=np.float32)
@@ -132,6 +139,8 @@ class Codec:
             return f"reflectance = (DN {self.offset:+d}) / 10000; DN 0 is nodata"
         if self.encoding == S1_LINEAR:
             return "dB = 10 * log10(linear power); power <= 0 is nodata"
+        if self.encoding == TERRAMIND_CLASSES:
+            return "TerraMind class index 0..9 -> ESRI land-cover code"
         return f"values already in {self.modality.units}"
 
 

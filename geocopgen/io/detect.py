@@ -42,6 +42,7 @@ PATH_WORDS: dict[str, str] = {
     "s1rtc": "s1rtc", "rtc": "s1rtc", "grd": "s1rtc", "sar": "s1rtc", "sentinel1": "s1rtc",
     "dem": "dem", "dsm": "dem", "dtm": "dem", "elevation": "dem", "srtm": "dem", "aster": "dem",
     "glo30": "dem", "glo90": "dem", "copdem": "dem",
+    "lulc": "lulc", "landcover": "lulc", "cloud": "cloud_mask", "cloudmask": "cloud_mask",
 }  # fmt: skip
 
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -94,7 +95,8 @@ def detect_modality(
             if bands_match(modality, names):
                 return Detection(modality, "band names")
 
-    words = path_words(path)
+    # the file's own name speaks first: a cloud_mask.tif inside an MSIL2A product folder
+    words = path_words(path, 1) + path_words(Path(path).parent, 2)
     by_path = [PATH_WORDS[w] for w in words if w in PATH_WORDS]
     if by_path:
         modality = MODALITIES[by_path[0]]

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from geocopgen.errors import ConfigError, GeoCopGenWarning, OffsetWarning
+from geocopgen.errors import ConfigError, GeoCopGenWarning, InputError, OffsetWarning
 from geocopgen.io.detect import path_words
+from geocopgen.io.landcover import detect_lulc_scheme, lulc_scheme_from_tags
 from geocopgen.modalities import S2_OFFSET_DN, s2_offset
 
 #: Fraction of sampled visible-band DNs below 1000 that proves there is no +1000 offset.
@@ -70,6 +71,37 @@ def _metadata_evidence(product_id: str | None, tags: Mapping[str, Any]) -> str:
         if m:
             return f"acquisition date {m.group(1)} in the product id"
     return "acquisition date tag"
+
+
+def decide_lulc_scheme(
+    given: str,
+    *,
+    path: Path,
+    tags: Mapping[str, Any],
+    sample: Callable[[Sequence[str]], np.ndarray],
+    nodata: Sequence[float],
+) -> tuple[str, str]:
+    """``"esri"`` or ``"terramind"`` for a land-cover raster, and why: stated; a ``LULC_SCHEME``
+    tag or the word ``terramind`` in its path (checked against its values); its values alone
+    (see :mod:`geocopgen.io.landcover`). Refused with a clear line when nothing tells."""
+    if given not in ("auto", "esri", "terramind"):
+        raise ConfigError(f"lulc_scheme must be 'auto', 'esri' or 'terramind', got {given!r}")
+    hint = None if given == "auto" else given
+    why = "given"
+    if hint is None:
+        hint = lulc_scheme_from_tags(tags)
+        why = "LULC_SCHEME tag"
+    if hint is None and "terramind" in path_words(path):
+        hint, why = "terramind", "'terramind' in the path"
+    values = sample(("land_cover",))
+    missing = next((v for v in nodata if not np.isnan(v)), None)
+    try:
+        scheme = detect_lulc_scheme(values, nodata=missing, hint=hint)
+    except InputError as exc:
+        raise InputError(
+            f"{path}: {exc}. Say which (API lulc_scheme='esri' or 'terramind', CLI --lulc-scheme)."
+        ) from None
+    return scheme, why if hint is not None else "its values"
 
 
 def decide_s1_scale(

@@ -35,9 +35,21 @@ from geocopgen.errors import (
     UnreadableInputError,
 )
 from geocopgen.io.array import DEFAULT_CHUNK, modality_array
-from geocopgen.io.codecs import PHYSICAL, S1_LINEAR, S2_DN, Codec, nodata_values
+from geocopgen.io.codecs import (
+    PHYSICAL,
+    S1_LINEAR,
+    S2_DN,
+    TERRAMIND_CLASSES,
+    Codec,
+    nodata_values,
+)
 from geocopgen.io.detect import Detection, detect_modality, looks_like_s1_db
-from geocopgen.io.evidence import DARK_FRACTION, decide_s1_scale, decide_s2_offset  # noqa: F401
+from geocopgen.io.evidence import (  # noqa: F401  (DARK_FRACTION: re-exported)
+    DARK_FRACTION,
+    decide_lulc_scheme,
+    decide_s1_scale,
+    decide_s2_offset,
+)
 from geocopgen.io.source import BandRef, Opener, RasterSource, open_dataset, probe
 from geocopgen.io.xarray_input import from_xarray
 from geocopgen.modalities import Modality, get_modality
@@ -153,6 +165,7 @@ def plan_input(
     s1_scale: str = "auto",
     nodata: float | None = None,
     grid: GeoBox | None = None,
+    lulc_scheme: str = "auto",
 ) -> InputPlan:
     """Inspect an input and decide how to read it (no pixel reads except small samples)."""
     p = Path(path)
@@ -199,6 +212,11 @@ def plan_input(
             s1_scale, path=p, tags=tags, sample=sample, nodata=nodatas, source=source
         )
         encoding = S1_LINEAR if scale == "linear" else PHYSICAL
+    elif m.name == "lulc":
+        scheme, evidence["lulc_scheme"] = decide_lulc_scheme(
+            lulc_scheme, path=p, tags=tags, sample=sample, nodata=nodatas
+        )
+        encoding = TERRAMIND_CLASSES if scheme == "terramind" else PHYSICAL
     if str(tags.get("ENCODING", "")).lower() == PHYSICAL:
         encoding, off = PHYSICAL, 0
         evidence["encoding"] = "ENCODING=physical tag (a geocopgen output)"
@@ -542,15 +560,26 @@ def open_raster(
     nodata: float | None = None,
     grid: GeoBox | None = None,
     chunks: int = DEFAULT_CHUNK,
+    lulc_scheme: str = "auto",
 ) -> xr.DataArray:
     """Open a GeoTIFF, a one-file-per-band folder or an xarray object as a lazy ModalityArray.
 
     ``modality`` is detected when omitted (see :mod:`geocopgen.io.detect`); ``offset`` overrides
     the Sentinel-2 DN offset; ``s1_scale`` is ``"auto"``, ``"db"`` or ``"linear"``; ``nodata``
     overrides the declared nodata (``float("nan")`` declares NaN as nodata); ``grid`` reads every
-    band resampled onto another grid (bilinear, or average when coarser; never nearest).
+    band resampled onto another grid (bilinear, or average when coarser; never nearest);
+    ``lulc_scheme`` says whether land cover holds ESRI codes (``"esri"``) or TerraMind class
+    indices (``"terramind"``), decided from tags, path and values when ``"auto"``.
     """
     if isinstance(path, xr.DataArray):
         return from_xarray(path, modality, offset=offset, s1_scale=s1_scale)
-    plan = plan_input(path, modality, offset=offset, s1_scale=s1_scale, nodata=nodata, grid=grid)
+    plan = plan_input(
+        path,
+        modality,
+        offset=offset,
+        s1_scale=s1_scale,
+        nodata=nodata,
+        grid=grid,
+        lulc_scheme=lulc_scheme,
+    )
     return plan.open(chunks=chunks)

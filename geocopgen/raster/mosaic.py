@@ -566,6 +566,8 @@ def _block_for(chips: ChipGrid | None) -> int:
 def _units(modality: Modality | None) -> str:
     if modality is None:
         return ""
+    if modality.categorical:
+        return "class"
     return {"dem": "m", "s1rtc": "dB"}.get(modality.name, "reflectance")
 
 

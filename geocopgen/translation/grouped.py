@@ -100,8 +100,6 @@ class GroupedPlan:
 
     def output_bands(self, key: str) -> tuple[str, ...]:
         """The output band names of a generated slot (registry names, registry order)."""
-        if key in CATEGORIES:
-            return ("class",)
         s = slot(key)
         return tuple(sorted((registry_band(s, b) for b in s.bands), key=_band_order(s)))
 
