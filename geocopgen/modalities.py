@@ -244,7 +244,7 @@ DEM = Modality(
 # class codes; center 0, scale 1 only because the registry needs constants for every band.
 LULC = Modality(
     name="lulc",
-    long_name="land cover (ESRI 10 m classes)",
+    long_name="land cover, ESRI 10 m classes",
     bands=(Band("land_cover", 10.0, 0.0, 1.0, "ESRI land-cover class code"),),
     units="class",
     resolution=10.0,

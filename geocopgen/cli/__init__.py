@@ -25,7 +25,7 @@ app = typer.Typer(
 def _version(value: bool) -> None:
     """``--version``: print ``geocopgen <version>`` and stop, like rio and GDAL."""
     if value:
-        from geocopgen import __version__
+        from geocopgen._version import __version__
 
         typer.echo(f"geocopgen {__version__}")
         raise typer.Exit()
