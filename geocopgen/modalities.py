@@ -240,29 +240,28 @@ DEM = Modality(
     domain=ELEVATION_DOMAIN,
 )
 
+
 # Categorical modalities (COP-GEN's land cover and cloud mask slots). Their "physical" values are
 # class codes; center 0, scale 1 only because the registry needs constants for every band.
-LULC = Modality(
-    name="lulc",
-    long_name="land cover, ESRI 10 m classes",
-    bands=(Band("land_cover", 10.0, 0.0, 1.0, "ESRI land-cover class code"),),
-    units="class",
-    resolution=10.0,
-    native_resolution=10.0,
-    nodata=255.0,
-    dtype="uint8",
-    resampling="nearest",
+def _categorical(name: str, long_name: str, band: str, description: str) -> Modality:
+    return Modality(
+        name=name,
+        long_name=long_name,
+        bands=(Band(band, 10.0, 0.0, 1.0, description),),
+        units="class",
+        resolution=10.0,
+        native_resolution=10.0,
+        nodata=255.0,
+        dtype="uint8",
+        resampling="nearest",
+    )
+
+
+LULC = _categorical(
+    "lulc", "land cover, ESRI 10 m classes", "land_cover", "ESRI land-cover class code"
 )
-CLOUD_MASK = Modality(
-    name="cloud_mask",
-    long_name="Sentinel-2 cloud mask",
-    bands=(Band("cloud_class", 10.0, 0.0, 1.0, "0 clear, 1 thick cloud, 2 thin cloud, 3 shadow"),),
-    units="class",
-    resolution=10.0,
-    native_resolution=10.0,
-    nodata=255.0,
-    dtype="uint8",
-    resampling="nearest",
+CLOUD_MASK = _categorical(
+    "cloud_mask", "Sentinel-2 cloud mask", "cloud_class", "0 clear, 1 thick cloud, 2 thin, 3 shadow"
 )
 
 MODALITIES: dict[str, Modality] = {m.name: m for m in (DEM, S1RTC, S2L1C, S2L2A, LULC, CLOUD_MASK)}
