@@ -137,6 +137,21 @@ def load_model(
     return _MODELS[key]
 
 
+def _canvas_model(model: ModelLike, device: str | torch.device | None) -> CopGenPipeline:
+    """A model whose autoencoders share one latent canvas (what encode/decode work on); a
+    COP-GEN model, one canvas per resolution group, is refused in one line."""
+    from geocopgen.models.pipeline import CopGenPipeline
+
+    pipeline = load_model(model, device=device)
+    if not isinstance(pipeline, CopGenPipeline):
+        raise ModalityError(
+            f"{_model_name(model)} is a COP-GEN model: its latents live on one canvas per "
+            "resolution group, which encode()/decode() do not handle yet; translate() and "
+            "generate() do"
+        )
+    return pipeline
+
+
 def _model_name(model: ModelLike) -> str:
     if model is None or isinstance(model, (str, os.PathLike)):
         return "default (bundled)" if model in (None, "default") else str(model)
@@ -508,7 +523,7 @@ def encode(
         ) from None
     array = _open_one(source, modality, options, nodata=options.nodata)
     name = array.attrs["modality"]
-    pipeline = load_model(model, device=device)
+    pipeline = _canvas_model(model, device)
     grid = grid_of(array)
     work = model_grid(grid, name)
     if work != grid:
@@ -572,7 +587,7 @@ def decode(
         )
     writing = WriteOptions(path=output, overwrite=overwrite)
     writing.prepare()
-    pipeline = load_model(model, device=device)
+    pipeline = _canvas_model(model, device)
     f = int(latents.attrs["downsampling"])
     grid = make_grid(
         latents.rio.crs,
