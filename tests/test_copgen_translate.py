@@ -26,7 +26,7 @@ from geocopgen.cli import app
 from geocopgen.copgen.convert import convert_copgen
 from geocopgen.copgen.layout import COPGEN_SLOTS, MODALITY_SLOTS
 from geocopgen.copgen.model import CopgenModel
-from geocopgen.errors import ConfigError
+from geocopgen.errors import ConfigError, ModalityError
 from geocopgen.raster.grid import at_resolution, grid_of
 from geocopgen.translation.groups import GroupLayout
 
@@ -196,6 +196,8 @@ def test_generate_on_a_bbox_and_what_info_says(copgen_model):
     assert np.isfinite(dem.values).all()
     can = api.capabilities("s2l2a", copgen_model)
     assert set(can.translate_to) == {"s2l1c", "s1rtc", "dem", "lulc", "cloud_mask"}
+    with pytest.raises(ModalityError, match="COP-GEN model"):
+        api.encode(terramind("S2L2A"), model=copgen_model)
 
 
 def test_terramind_land_cover_is_read_as_esri_codes_and_conditions_a_translation(copgen_model):
