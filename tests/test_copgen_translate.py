@@ -221,3 +221,22 @@ def test_terramind_land_cover_is_read_as_esri_codes_and_conditions_a_translation
     alone = api.translate(terramind("S2L2A"), "dem", model=copgen_model, **FAST)
     assert "lulc=" in dem.attrs["conditions"]
     assert not np.array_equal(dem.values, alone.values)
+
+
+def test_outputs_are_nodata_where_a_condition_is(copgen_model, tmp_path):
+    """The western 120 px (1200 m) of the condition are nodata: the 30 m DEM is NaN exactly at
+    the pixels whose centres fall there, and valid elsewhere."""
+    from conftest import write_variant
+
+    def blank_west(values):
+        values = values.copy()
+        values[:, :, :120] = 0
+        return values
+
+    (tmp_path / "S2L2A").mkdir()  # the folder name says what the file is
+    masked = write_variant(terramind("S2L2A"), tmp_path / "S2L2A" / "38D.tif", data=blank_west,
+                           nodata=0)  # fmt: skip
+    dem = api.translate(masked, "dem", model=copgen_model, **FAST).values[0]
+    west = (np.arange(dem.shape[1]) + 0.5) * 30 < 1200
+    assert np.isnan(dem[:, west]).all()
+    assert np.isfinite(dem[:, ~west]).all()

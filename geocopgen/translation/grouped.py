@@ -53,7 +53,7 @@ from geocopgen.modalities import S2_OFFSET_DN, S2_OFFSET_START
 from geocopgen.options import TranslateOptions
 from geocopgen.raster.categories import Categories
 from geocopgen.raster.chips import Chip
-from geocopgen.raster.grid import GeoBox
+from geocopgen.raster.grid import GeoBox, pixel_size
 from geocopgen.translation.canvas import CanvasLayout, chip_weights, positional_noise
 from geocopgen.translation.groups import GroupLayout
 from geocopgen.translation.translator import (
@@ -63,6 +63,7 @@ from geocopgen.translation.translator import (
     encode_chips,
     reduce_samples,
 )
+from geocopgen.translation.validity import PixelMask
 
 #: ESRI 10 m land cover: code, name, colour (the classes COP-GEN's LULC slot knows, in order).
 LULC_CATEGORIES = Categories(
@@ -222,9 +223,10 @@ def to_model_units(key: str, physical: np.ndarray, dn_offset: int) -> torch.Tens
 
 def encode_condition(
     model: CopgenModel, plan: GroupedPlan, name: str, key: str, *, progress: bool
-) -> tuple[torch.Tensor, np.ndarray, int]:
-    """One condition slot's canvas ``(1, 8, H, W)``, which chips hold valid pixels, and (for the
-    DEM) how many pixels lie at or below 0 m, which COP-GEN's codec floors."""
+) -> tuple[torch.Tensor, np.ndarray, int, GridMask]:
+    """One condition slot's canvas ``(1, 8, H, W)``, which chips hold valid pixels, (for the
+    DEM) how many pixels lie at or below 0 m, which COP-GEN's codec floors, and which pixels of
+    its grid hold data."""
     canvas = plan.layout.canvases[key]
     s = slot(key)
     array = plan.conditions[name]
@@ -239,7 +241,7 @@ def encode_condition(
     def encode(x: np.ndarray, finite: np.ndarray) -> torch.Tensor:
         return model.encode(key, to_model_units(key, x, plan.dn_offset).to(device))
 
-    latents, has_data, _ = encode_chips(
+    latents, has_data, observed = encode_chips(
         encode,
         sub,
         canvas,
@@ -249,7 +251,7 @@ def encode_condition(
         progress=progress,
         desc=f"encoding {key}",
     )
-    return latents, has_data, floored
+    return latents, has_data, floored, GridMask(observed, pixel_size(canvas.grid)[0])
 
 
 # --- 2. denoise -----------------------------------------------------------------------------
@@ -382,6 +384,36 @@ def _blend(
 
 
 # --- 3. decode ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GridMask:
+    """Which pixels of a condition's grid hold data, and that grid's pixel size."""
+
+    mask: PixelMask
+    res: float
+
+
+class ValidOn:
+    """Where every condition holds data, looked up on another group's grid.
+
+    All group grids share the scene's origin, so an output pixel's centre falls in the
+    condition pixel ``floor((i + 0.5) * res_out / res_cond)`` along each axis, exactly.
+    """
+
+    def __init__(self, masks: Sequence[GridMask], res: float) -> None:
+        self.masks, self.res = masks, res
+
+    def get(self, rows: slice, cols: slice) -> np.ndarray:
+        out = np.ones((rows.stop - rows.start, cols.stop - cols.start), dtype=bool)
+        for m in self.masks:
+            r = ((np.arange(rows.start, rows.stop) + 0.5) * self.res / m.res).astype(np.int64)
+            c = ((np.arange(cols.start, cols.stop) + 0.5) * self.res / m.res).astype(np.int64)
+            r = np.minimum(r, m.mask.height - 1)
+            c = np.minimum(c, m.mask.width - 1)
+            block = m.mask.get(slice(r[0], r[-1] + 1), slice(c[0], c[-1] + 1))
+            out &= block[np.ix_(r - r[0], c - c[0])]
+        return out
+
+
 def physical_from_model(key: str, y: torch.Tensor, dn_offset: int) -> torch.Tensor:
     """COP-GEN model units of a generated slot → geocopgen's physical units (reflectance, dB,
     metres), or the blended class scores of a categorical slot (turned into codes later)."""
@@ -396,10 +428,16 @@ def physical_from_model(key: str, y: torch.Tensor, dn_offset: int) -> torch.Tens
 
 
 def decode_group(
-    model: CopgenModel, plan: GroupedPlan, key: str, latents: torch.Tensor, sink: ChipSink
+    model: CopgenModel,
+    plan: GroupedPlan,
+    key: str,
+    latents: torch.Tensor,
+    sink: ChipSink,
+    valid: ValidOn | None = None,
 ) -> dict[str, int]:
-    """Decode one generated slot's canvas into ``sink``; returns how many output values hit a
-    limit of COP-GEN's codecs (reported, not silent)."""
+    """Decode one generated slot's canvas into ``sink`` (nodata where ``valid`` says a condition
+    has none); returns how many output values hit a limit of COP-GEN's codecs (reported, not
+    silent)."""
     s, canvas = slot(key), plan.layout.canvases[key]
     order = [registry_band(s, b) for b in s.bands]
     index = [order.index(b) for b in plan.output_bands(key)] if key not in CATEGORIES else None
@@ -415,10 +453,13 @@ def decode_group(
             return x.mean(axis=0).astype(np.float32)
         return reduce_samples(x, "mean_std")
 
-    chips = decode_chips(decode, latents, canvas, reduce=reduce, progress=plan.options.progress,
-                         desc=f"decoding {key}")  # fmt: skip
+    chips = decode_chips(decode, latents, canvas, valid=valid, reduce=reduce,
+                         progress=plan.options.progress, desc=f"decoding {key}")  # fmt: skip
     for chip, values in chips:
-        sink.add(chip, values)
+        if values is None:
+            sink.skip(chip)
+        else:
+            sink.add(chip, values)
     return limits
 
 
@@ -448,13 +489,16 @@ def run_grouped(
     latents: dict[str, torch.Tensor] = {}
     active = np.ones(plan.layout.chip_shape, dtype=bool)
     floored = 0
+    masks: list[GridMask] = []
     for name, keys in plan.condition_slots.items():
         for key in keys:
-            latents[key], has_data, low = encode_condition(
+            latents[key], has_data, low, mask = encode_condition(
                 model, plan, name, key, progress=plan.options.progress
             )
             active &= has_data
             floored += low
+            if key == keys[0]:  # the finest group says where the data is (a coarser one's
+                masks.append(mask)  # edge pixel half outside the raster averages to nodata)
     if not active.any():
         raise NoValidDataError(
             "no part of the scene has valid data in every condition, so there is nothing to "
@@ -463,7 +507,8 @@ def run_grouped(
     final = denoise_groups(model, plan, latents, active)
     counts = {}
     for key in plan.targets:
-        counts[key] = decode_group(model, plan, key, final[key], sinks[key])
+        valid = ValidOn(masks, pixel_size(plan.layout.canvases[key].grid)[0]) if masks else None
+        counts[key] = decode_group(model, plan, key, final[key], sinks[key], valid)
         if floored:
             counts[key]["DEM_INPUT_FLOORED_AT_0M"] = floored
     for key, found in counts.items():
