@@ -332,7 +332,7 @@ def _translate_copgen(
     if writing.grid not in (None, "native", "model", "input"):
         raise ConfigError(
             "a COP-GEN model writes each resolution group on its native grid (grid='native', "
-            f"the default) or on the input grid when that is the group's; got {writing.grid!r}"
+            f"the default) or resampled onto the input grid (grid='input'); got {writing.grid!r}"
         )
     scene = model_grid(place, None)
     overlap_m = None if sampling.overlap is None else sampling.overlap * pixel_size(scene)[0]
@@ -347,14 +347,9 @@ def _translate_copgen(
         overlap_m=overlap_m,
         tags={"MODEL": model_name},
     )
-    if writing.grid == "input":
-        off = [k for k in plan.targets if plan.layout.canvases[k].grid != place]
-        if off:
-            raise ConfigError(
-                f"{', '.join(off)} lie on a coarser grid than the input; COP-GEN outputs are "
-                "written on their native grids (grid='native')"
-            )
-    return run_grouped_into(model, plan, writing)
+    return run_grouped_into(
+        model, plan, writing, out_grid=place if writing.grid == "input" else None
+    )
 
 
 def translate(

@@ -75,7 +75,9 @@ class TranslateOptions:
     """How to sample. ``steps=None`` takes the model's default; ``overlap`` is in pixels
     (default 1/4 of a chip); ``batch_size`` counts chip-samples per backbone call;
     ``reduce``: with several samples, write per-pixel mean and standard deviation
-    (``"mean_std"``) or every sample (``"samples"``)."""
+    (``"mean_std"``) or every sample (``"samples"``); ``posterior``: a COP-GEN model encodes
+    conditions with the posterior mean (``"mean"``, deterministic) or, as the official code
+    does, a posterior sample (``"sample"``, seeded by ``seed``)."""
 
     steps: int | None = None
     samples: int = 1
@@ -85,8 +87,11 @@ class TranslateOptions:
     batch_size: int = 8
     reduce: Reduce = "mean_std"
     progress: bool = True
+    posterior: str = "mean"
 
     def __post_init__(self) -> None:
+        if self.posterior not in ("mean", "sample"):
+            raise ConfigError(f"posterior must be 'mean' or 'sample', got {self.posterior!r}")
         if self.samples < 1:
             raise ConfigError(f"samples must be at least 1, got {self.samples}")
         if self.steps is not None and self.steps < 1:

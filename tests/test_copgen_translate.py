@@ -240,3 +240,18 @@ def test_outputs_are_nodata_where_a_condition_is(copgen_model, tmp_path):
     west = (np.arange(dem.shape[1]) + 0.5) * 30 < 1200
     assert np.isnan(dem[:, west]).all()
     assert np.isfinite(dem[:, ~west]).all()
+
+
+def test_on_the_input_grid_on_request_and_the_official_posterior_sample(copgen_model):
+    scene = grid_of(api.open_inputs(terramind("S2L2A"))["s2l2a"])
+    dem = api.translate(terramind("S2L2A"), "dem", model=copgen_model, grid="input", **FAST)
+    assert dem.rio.transform() == scene.affine and dem.shape[1:] == scene.shape
+    assert "bilinear" in dem.attrs["resampled_to"] and np.isfinite(dem.values).all()
+    sampled = api.translate(terramind("S2L2A"), "dem", model=copgen_model, posterior="sample",
+                            **FAST)  # fmt: skip
+    again = api.translate(terramind("S2L2A"), "dem", model=copgen_model, posterior="sample",
+                          **FAST)  # fmt: skip
+    mean = api.translate(terramind("S2L2A"), "dem", model=copgen_model, **FAST)
+    np.testing.assert_array_equal(sampled.values, again.values)  # seeded
+    assert not np.array_equal(sampled.values, mean.values)
+    assert sampled.attrs["condition_latents"] == "posterior sample (official)"

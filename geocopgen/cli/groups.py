@@ -86,8 +86,23 @@ BatchOpt = Annotated[
 ]
 
 
-def _sampling(**flags: Any) -> TranslateOptions:
-    return TranslateOptions(**flags, progress=VERBOSITY.progress)
+class Posterior(StrEnum):
+    mean = "mean"
+    sample = "sample"
+
+
+PosteriorOpt = Annotated[
+    Posterior,
+    typer.Option(
+        "--posterior",
+        help="How a COP-GEN model encodes conditions: the posterior mean (deterministic) or a "
+        "posterior sample, as the official code does.",
+    ),
+]
+
+
+def _sampling(posterior: Posterior, **flags: Any) -> TranslateOptions:
+    return TranslateOptions(**flags, posterior=posterior.value, progress=VERBOSITY.progress)
 
 
 SAMPLING = OptionGroup(
@@ -99,6 +114,7 @@ SAMPLING = OptionGroup(
         _flag("overlap", TranslateOverlapOpt, None),
         _flag("seamless", SeamlessOpt, True),
         _flag("batch_size", BatchOpt, 8),
+        _flag("posterior", PosteriorOpt, Posterior.mean),
     ),
     _sampling,
 )

@@ -165,6 +165,7 @@ class MosaicWriter:
         overwrite: bool = False,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         categories: Categories | None = None,
+        out_resampling: Resampling | None = None,
     ):
         self.path = Path(path) if path is not None else None
         self.grid = grid
@@ -172,6 +173,11 @@ class MosaicWriter:
         self.chips = chips
         self.modality = get_modality(modality) if modality is not None else None
         self.out_grid = out_grid or grid
+        #: how the finished mosaic goes onto ``out_grid``: average (a coarser grid, the default);
+        #: bilinear to a finer one; class codes by nearest
+        self.out_resampling = out_resampling or (
+            Resampling.nearest if categories is not None else Resampling.average
+        )
         self.cog = cog
         self.compress = compress
         #: a categorical output blends one score per class and writes the argmax code (uint8)
@@ -280,6 +286,15 @@ class MosaicWriter:
             extra = descriptions[i - 1] if descriptions else band_desc.get(name, "")
             if extra:
                 dst.update_tags(i, DESCRIPTION=extra)
+
+    @property
+    def _resampled_to(self) -> str:
+        """The ``RESAMPLED_TO`` tag: the output grid and how the mosaic was put on it."""
+        return f"{describe(self.out_grid)} with {self.out_resampling.name}"
+
+    @property
+    def _nodata(self) -> float:
+        return np.nan if self.categories is None else float(self.categories.nodata)
 
     @property
     def _dtype(self) -> str:
@@ -449,7 +464,10 @@ class MosaicWriter:
         self._flush_all()
         values = self._dst.values
         if self.out_grid != self.grid:
-            values = _aggregate_array(values, self.grid, self.out_grid)
+            self._tags["RESAMPLED_TO"] = self._resampled_to
+            values = _aggregate_array(
+                values, self.grid, self.out_grid, self.out_resampling, self._nodata
+            )
         self.result = values
         self._closed = True
 
@@ -469,19 +487,19 @@ class MosaicWriter:
             self._scratch = None
 
     def _aggregate(self, path: Path) -> Path:
-        """Resample the finished mosaic onto ``out_grid`` (average), window by window."""
+        """Resample the finished mosaic onto ``out_grid``, window by window."""
         out = self._tmp_name(".tmp.agg.tif")
+        self._tags["RESAMPLED_TO"] = self._resampled_to
         with rasterio.open(path) as src:
             dst = self._open(out, self.out_grid, self._units, self._descriptions, self._tags)
-            dst.update_tags(RESAMPLED_TO=f"{describe(self.out_grid)} with average")
             with (
                 dst,
                 WarpedVRT(
                     src,
                     **grid_profile(self.out_grid),
-                    resampling=Resampling.average,
-                    src_nodata=np.nan,
-                    nodata=np.nan,
+                    resampling=self.out_resampling,
+                    src_nodata=self._nodata,
+                    nodata=self._nodata,
                 ) as vrt,
             ):
                 for _, window in dst.block_windows(1):
@@ -533,9 +551,16 @@ class _ArrayTarget:
         """Nothing to release."""
 
 
-def _aggregate_array(values: np.ndarray, grid: GeoBox, out_grid: GeoBox) -> np.ndarray:
-    """``values`` on ``grid`` averaged onto ``out_grid`` (GDAL's warper, as for files)."""
-    out = np.full((values.shape[0], out_grid.height, out_grid.width), np.nan, dtype=np.float32)
+def _aggregate_array(
+    values: np.ndarray,
+    grid: GeoBox,
+    out_grid: GeoBox,
+    resampling: Resampling = Resampling.average,
+    nodata: float = np.nan,
+) -> np.ndarray:
+    """``values`` on ``grid`` resampled onto ``out_grid`` (GDAL's warper, as for files)."""
+    shape = (values.shape[0], out_grid.height, out_grid.width)
+    out = np.full(shape, nodata, dtype=values.dtype)
     reproject(
         values,
         out,
@@ -543,9 +568,9 @@ def _aggregate_array(values: np.ndarray, grid: GeoBox, out_grid: GeoBox) -> np.n
         src_crs=rasterio_crs(grid),
         dst_transform=out_grid.transform,
         dst_crs=rasterio_crs(out_grid),
-        resampling=Resampling.average,
-        src_nodata=np.nan,
-        dst_nodata=np.nan,
+        resampling=resampling,
+        src_nodata=nodata,
+        dst_nodata=nodata,
     )
     return out
 

@@ -198,6 +198,8 @@ def plan_grouped(
         "IGNORED_SLOTS": model.ignored,
         "SEED": options.seed,
         "SAMPLES": options.samples,
+        "CONDITION_LATENTS": "posterior mean" if options.posterior == "mean"
+        else "posterior sample (official)",
         "CHIP_GROUND_M": 1920,
         "OVERLAP_M": layout.overlap_units * 480,
         **(tags or {}),
@@ -237,9 +239,12 @@ def encode_condition(
     sub = on_grid.sel(band=bands)
     device = next(model.backbone.parameters()).device
     floored = int((sub <= 0).sum().compute()) if key == "DEM_DEM" else 0
+    sample = plan.options.posterior == "sample"  # the official posterior sample, on request
+    generator = torch.Generator(device=device).manual_seed(plan.options.seed) if sample else None
 
     def encode(x: np.ndarray, finite: np.ndarray) -> torch.Tensor:
-        return model.encode(key, to_model_units(key, x, plan.dn_offset).to(device))
+        y = to_model_units(key, x, plan.dn_offset).to(device)
+        return model.encode(key, y, sample=sample, generator=generator)
 
     latents, has_data, observed = encode_chips(
         encode,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import rasterio
 import xarray as xr
+from rasterio.enums import Resampling
 
 from geocopgen.copgen.layout import modality_of_slot, slot
 from geocopgen.copgen.model import CopgenModel
@@ -20,6 +21,7 @@ from geocopgen.io.array import band_array
 from geocopgen.modalities import MODALITIES
 from geocopgen.options import WriteOptions
 from geocopgen.outputs import check_output
+from geocopgen.raster.grid import GeoBox, pixel_size
 from geocopgen.raster.mosaic import GDAL_CACHE_MB, MosaicWriter
 from geocopgen.translation.grouped import CATEGORIES, GroupedPlan, run_grouped
 from geocopgen.translation.output import mosaic_data, mosaic_source
@@ -36,17 +38,19 @@ def group_paths(path: Path | None, targets: tuple[str, ...]) -> dict[str, Path |
 
 
 def run_grouped_into(
-    model: CopgenModel, plan: GroupedPlan, writing: WriteOptions
+    model: CopgenModel, plan: GroupedPlan, writing: WriteOptions, out_grid: GeoBox | None = None
 ) -> xr.DataArray | dict[str, xr.DataArray]:
     """Run ``plan`` into its files (or memory) and return the result: one DataArray, or one per
-    generated slot when there are several grids."""
+    generated slot when there are several. ``out_grid`` (the input grid, on request) takes every
+    group there (bilinear onto a finer grid, average onto a coarser one, nearest for classes)."""
     paths = group_paths(writing.path, plan.targets)
     for path in paths.values():
         if path is not None:
             check_output(path, overwrite=writing.overwrite)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20), contextlib.ExitStack() as stack:
         writers = {
-            k: stack.enter_context(_writer(plan, k, paths[k], writing)) for k in plan.targets
+            k: stack.enter_context(_writer(plan, k, paths[k], writing, out_grid))
+            for k in plan.targets
         }
         counts = run_grouped(model, plan, writers)
         for k, writer in writers.items():
@@ -55,7 +59,9 @@ def run_grouped_into(
     return next(iter(arrays.values())) if len(arrays) == 1 else arrays
 
 
-def _writer(plan: GroupedPlan, key: str, path: Path | None, writing: WriteOptions) -> MosaicWriter:
+def _writer(
+    plan: GroupedPlan, key: str, path: Path | None, writing: WriteOptions, out_grid: GeoBox | None
+) -> MosaicWriter:
     canvas, bands = plan.layout.canvases[key], plan.output_bands(key)
     registry = MODALITIES.get(modality_of_slot(key))
     whole = (
@@ -72,7 +78,17 @@ def _writer(plan: GroupedPlan, key: str, path: Path | None, writing: WriteOption
         cog=writing.cog,
         overwrite=writing.overwrite,
         categories=CATEGORIES.get(key),
+        out_grid=None if out_grid == canvas.grid else out_grid,
+        out_resampling=_resampling(canvas.grid, out_grid) if key not in CATEGORIES else None,
     )
+
+
+def _resampling(grid: GeoBox, out_grid: GeoBox | None) -> Resampling | None:
+    """Bilinear onto a finer grid (a 30 m DEM on a 10 m input), average onto a coarser one."""
+    if out_grid is None:
+        return None
+    finer = pixel_size(out_grid)[0] < pixel_size(grid)[0]
+    return Resampling.bilinear if finer else Resampling.average
 
 
 def _band_names(plan: GroupedPlan, key: str) -> list[str]:
@@ -95,7 +111,7 @@ def _array(plan: GroupedPlan, key: str, writer: MosaicWriter) -> xr.DataArray:
     )
     categories = CATEGORIES.get(key)
     nodata = float("nan") if categories is None else categories.nodata
-    grid = plan.layout.canvases[key].grid
+    grid = writer.out_grid
     return band_array(
         mosaic_data(writer), grid, _band_names(plan, key), name=key, attrs=attrs, nodata=nodata
     )
