@@ -23,6 +23,8 @@ building the model). Reported per size: wall time of the translation; ground chi
 backbone seconds (forward hooks, ``bench_translate.Timer``) and their share; VAE encoder/decoder
 seconds and share; everything else (reading, resampling, normalising, cutting and blending chips,
 solver, writing); **seconds per chip per model call** = backbone s / (chips x calls); peak RSS.
+Reading runs in a prefetch thread during encoding, so with slow VAEs it hides inside their time
+and "other" shrinks (base), while fast VAEs wait for it (tiny).
 The last table extrapolates to the published preset (50 calls): wall + (50 - calls) x the
 measured seconds of one call of the denoising loop (backbone plus blending). An extrapolation,
 not a measurement.
