@@ -112,7 +112,7 @@ def test_two_chips_get_different_latlon_tokens(copgen_model, monkeypatch):
 
 @pytest.mark.parametrize(
     ("to", "resolution", "bands"),
-    [("dem", 30, ["elevation"]), ("s1rtc", 10, ["VV", "VH"]), ("lulc", 10, ["class"])],
+    [("dem", 30, ["elevation"]), ("s1rtc", 10, ["VV", "VH"]), ("lulc", 10, ["land_cover"])],
 )
 def test_api_outputs_lie_on_their_native_grids(copgen_model, tmp_path, to, resolution, bands):
     scene = grid_of(api.open_inputs(terramind("S2L2A"))["s2l2a"])
