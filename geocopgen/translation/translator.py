@@ -204,7 +204,7 @@ def encode_chips(
                 total[0, :, rows, cols] += zc * w
                 weight[rows, cols] += w
                 has_data[chip.row, chip.col] = True
-    return total / weight.clamp_min(1e-12), has_data, observed
+    return total.div_(weight.clamp_min(1e-12)), has_data, observed  # in place: one canvas less
 
 
 # --- 2. denoise -------------------------------------------------------------------------------
@@ -223,13 +223,14 @@ def denoise_canvas(
     scheduler.set_timesteps(steps, device=device)
     channels = pipeline.backbone.channels_of(target)
     noise = positional_noise(layout, channels, options.samples, options.seed).to(device)
-    noise = noise * scheduler.init_noise_sigma
+    noise.mul_(scheduler.init_noise_sigma)  # in place: canvases are what memory is spent on
     chips = [c for c in layout.latent_chips if active[c.row, c.col]]
     per_call = max(1, options.batch_size // options.samples)
     batches = list(_batched(chips, per_call))
     weight = torch.zeros(layout.shape, device=device)
     for chip in chips:
         weight[chip.slices] += chip_weights(layout.latent_chips, chip, device)
+    weight = weight.clamp_min_(1e-12)
     step_kwargs = _step_kwargs(scheduler, options.seed)
     bar = tqdm(
         total=steps * len(batches),
@@ -241,13 +242,14 @@ def denoise_canvas(
     with bar, torch.inference_mode():
         if options.seamless:
             latents = noise
+            del noise  # the name would keep the first canvas alive through every step
             for t in scheduler.timesteps:
                 x = scheduler.scale_model_input(latents, t)
                 pred = torch.zeros_like(latents)
                 for batch in batches:
                     denoiser.blend_into(pred, batch, denoiser.predict(x, batch, t))
                     bar.update(1)
-                pred = pred / weight.clamp_min(1e-12)
+                pred.div_(weight)
                 latents = scheduler.step(pred, t, latents, **step_kwargs).prev_sample
             return latents
         total = torch.zeros_like(noise)
@@ -259,7 +261,7 @@ def denoise_canvas(
                 x = chip_scheduler.step(pred, t, x, **step_kwargs).prev_sample
                 bar.update(1)
             denoiser.blend_into(total, batch, denoiser.unstack(x, batch))
-        return total / weight.clamp_min(1e-12)
+        return total.div_(weight)
 
 
 def _step_kwargs(scheduler: Any, seed: int) -> dict[str, Any]:
