@@ -19,7 +19,7 @@ import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 
-from geocopgen.io.array import band_array, modality_array
+from geocopgen.io.array import DEFAULT_CHUNK, band_array, modality_array
 from geocopgen.modalities import get_modality
 from geocopgen.models.pipeline import CopGenPipeline
 from geocopgen.options import TranslateOptions, WriteOptions
@@ -80,7 +80,8 @@ def mosaic_data(writer: MosaicWriter) -> Any:
     """The mosaic's pixels: the in-memory array, or a lazy read of the written file."""
     if writer.path is None:
         return writer.result
-    return rioxarray.open_rasterio(writer.path, chunks=True, mask_and_scale=False).data
+    chunks = {"band": -1, "y": DEFAULT_CHUNK, "x": DEFAULT_CHUNK}  # rioxarray deprecates tuples
+    return rioxarray.open_rasterio(writer.path, chunks=chunks, mask_and_scale=False).data
 
 
 def mosaic_source(writer: MosaicWriter) -> str:
