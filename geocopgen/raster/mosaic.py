@@ -643,7 +643,7 @@ def apply_chipwise(
 
     source = str(array.attrs.get("source", "input"))
     grid = grid_of(array)
-    _refuse_overwriting_input(out_path, source)
+    refuse_inputs(out_path, [source])
     name = modality or array.attrs.get("modality")
     chips = ChipGrid.from_grid(grid, chip_size=chip_size, overlap=overlap)
     out_bands = list(bands) if bands is not None else [str(b) for b in array["band"].values]
@@ -689,6 +689,3 @@ def apply_chipwise(
             )
     return Path(out_path)
 
-
-def _refuse_overwriting_input(out_path: str | Path, source: str) -> None:
-    refuse_inputs(out_path, [source])

@@ -25,6 +25,7 @@ wherever they overlap, so a region's noise does not depend on the raster's exten
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -156,6 +157,27 @@ class CanvasLayout:
 def chip_weights(grid: ChipGrid, chip: Chip, device: torch.device | None = None) -> torch.Tensor:
     """A chip's raised-cosine blend weights as a float32 tensor (window-shaped)."""
     return torch.as_tensor(grid.weights(chip), dtype=torch.float32, device=device)
+
+
+def weight_sum(
+    grid: ChipGrid, chips: Iterable[Chip], shape: tuple[int, int], device: torch.device
+) -> torch.Tensor:
+    """The canvas-sized sum of ``chips``' blend weights, floored at 1e-12: what a canvas of
+    weighted chip values is divided by."""
+    weight = torch.zeros(shape, device=device)
+    for chip in chips:
+        weight[chip.slices] += chip_weights(grid, chip, device)
+    return weight.clamp_min_(1e-12)
+
+
+def add_weighted(
+    canvas: torch.Tensor, grid: ChipGrid, chips: Iterable[Chip], values: Iterable[torch.Tensor]
+) -> None:
+    """Add each chip's values ``(..., h, w)``, times its blend weights, onto ``canvas``
+    ``(samples, C, H, W)``: the MultiDiffusion blend of one batch of chips."""
+    for chip, value in zip(chips, values, strict=True):
+        w = chip_weights(grid, chip, canvas.device)
+        canvas[(slice(None), slice(None), *chip.slices)] += value * w
 
 
 # --- seeded initial noise -------------------------------------------------------------------

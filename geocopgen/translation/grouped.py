@@ -54,7 +54,12 @@ from geocopgen.options import TranslateOptions
 from geocopgen.raster.categories import Categories
 from geocopgen.raster.chips import Chip
 from geocopgen.raster.grid import GeoBox, pixel_size
-from geocopgen.translation.canvas import CanvasLayout, chip_weights, positional_noise
+from geocopgen.translation.canvas import (
+    CanvasLayout,
+    add_weighted,
+    positional_noise,
+    weight_sum,
+)
 from geocopgen.translation.groups import GroupLayout
 from geocopgen.translation.translator import (
     ChipSink,
@@ -293,7 +298,11 @@ def denoise_groups(
         for i, k in enumerate(plan.targets)
     ]
     sizes = [z[0].numel() for z in start]
-    weights = {k: _weight_canvas(canvases[k], chips.positions, device) for k in plan.targets}
+    weights = {
+        k: weight_sum(canvases[k].latent_chips, _chips(canvases[k], chips.positions),
+                      canvases[k].shape, device)
+        for k in plan.targets
+    }  # fmt: skip
     per_call = max(1, opts.batch_size // samples)
     batches = list(_batched(chips.positions, per_call))
     generator = torch.Generator(device="cpu").manual_seed(opts.seed)
@@ -324,18 +333,12 @@ def denoise_groups(
     }
 
 
-def _weight_canvas(
-    canvas: CanvasLayout, positions: Sequence[tuple[int, int]], device: torch.device
-) -> torch.Tensor:
-    weight = torch.zeros(canvas.shape, device=device)
-    for i, j in positions:
-        chip = canvas.latent_chips.chip(i, j)
-        weight[chip.slices] += chip_weights(canvas.latent_chips, chip, device)
-    return weight.clamp_min(1e-12)
-
-
 def _chip(canvas: CanvasLayout, position: tuple[int, int]) -> Chip:
     return canvas.latent_chips.chip(*position)
+
+
+def _chips(canvas: CanvasLayout, positions: Sequence[tuple[int, int]]) -> list[Chip]:
+    return [_chip(canvas, p) for p in positions]
 
 
 def _chip_inputs(
@@ -381,11 +384,8 @@ def _blend(
     samples: int,
 ) -> None:
     """Add each chip's prediction ``(chips * samples, C, h, w)``, weighted, onto ``pred``."""
-    out = out.reshape(len(batch), samples, *out.shape[1:])
-    for p, value in zip(batch, out, strict=True):
-        chip = _chip(canvas, p)
-        w = chip_weights(canvas.latent_chips, chip, pred.device)
-        pred[(slice(None), slice(None), *chip.slices)] += value * w
+    values = out.reshape(len(batch), samples, *out.shape[1:])
+    add_weighted(pred, canvas.latent_chips, _chips(canvas, batch), values)
 
 
 # --- 3. decode ------------------------------------------------------------------------------

@@ -49,7 +49,13 @@ from geocopgen.options import Reduce, TranslateOptions
 from geocopgen.prefetch import prefetch
 from geocopgen.raster.chips import Chip, read_chips
 from geocopgen.raster.grid import GeoBox
-from geocopgen.translation.canvas import CanvasLayout, chip_weights, positional_noise
+from geocopgen.translation.canvas import (
+    CanvasLayout,
+    add_weighted,
+    chip_weights,
+    positional_noise,
+    weight_sum,
+)
 from geocopgen.translation.plan import (
     TranslationPlan,
     check_codec,
@@ -227,10 +233,7 @@ def denoise_canvas(
     chips = [c for c in layout.latent_chips if active[c.row, c.col]]
     per_call = max(1, options.batch_size // options.samples)
     batches = list(_batched(chips, per_call))
-    weight = torch.zeros(layout.shape, device=device)
-    for chip in chips:
-        weight[chip.slices] += chip_weights(layout.latent_chips, chip, device)
-    weight = weight.clamp_min_(1e-12)
+    weight = weight_sum(layout.latent_chips, chips, layout.shape, device)
     step_kwargs = _step_kwargs(scheduler, options.seed)
     bar = tqdm(
         total=steps * len(batches),
@@ -306,9 +309,7 @@ class _Denoiser:
 
     def blend_into(self, canvas: torch.Tensor, batch: Sequence[Chip], values: torch.Tensor) -> None:
         """Add each chip's values, times its blend weights, onto the canvas."""
-        for chip, value in zip(batch, values, strict=True):
-            w = chip_weights(self.layout.latent_chips, chip, canvas.device)
-            canvas[(slice(None), slice(None), *chip.slices)] += value * w
+        add_weighted(canvas, self.layout.latent_chips, batch, values)
 
 
 # --- 3. decode --------------------------------------------------------------------------------
