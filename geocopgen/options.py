@@ -24,7 +24,7 @@ Reduce = Literal["mean_std", "samples"]
 #: Sentinel-2 DN offsets geocopgen knows: none, or the +1000 of processing baseline 04.00+.
 S2_OFFSETS = (0, -1000)
 S1_SCALES = ("auto", "db", "linear")
-S2_DN_POLICIES = ("stored", "reflectance")
+S2_DN_POLICIES = ("model", "stored", "reflectance")
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,9 @@ class ReadOptions:
     ``nodata``: overrides the declared nodata of the source (``float("nan")`` declares NaN);
     ``date``: the acquisition date (ISO ``YYYY-MM-DD``) where the inputs do not carry one (a
     COP-GEN model conditions on it); ``s2_dn``: which digital numbers a COP-GEN model is given
-    for Sentinel-2 reflectance, ``"stored"`` (as the product stored them, +1000 from processing
-    baseline 04.00: what COP-GEN was trained on) or ``"reflectance"`` (reflectance x 10 000);
+    for Sentinel-2 reflectance, ``"model"`` (default: what the model says it was trained on),
+    ``"stored"`` (as the product stored them, +1000 from processing baseline 04.00: what the
+    published COP-GEN was trained on) or ``"reflectance"`` (reflectance x 10 000);
     ``lulc_scheme``: whether land cover holds ESRI codes or TerraMind class indices (``"auto"``
     decides from tags, path and values, and refuses when nothing tells).
     """
@@ -46,7 +47,7 @@ class ReadOptions:
     s1_scale: str = "auto"
     nodata: float | None = None
     date: str | None = None
-    s2_dn: str = "stored"
+    s2_dn: str = "model"
     lulc_scheme: str = "auto"
 
     def __post_init__(self) -> None:
@@ -62,7 +63,9 @@ class ReadOptions:
                 f"lulc_scheme must be 'auto', 'esri' or 'terramind', got {self.lulc_scheme!r}"
             )
         if self.s2_dn not in S2_DN_POLICIES:
-            raise ConfigError(f"s2_dn must be 'stored' or 'reflectance', got {self.s2_dn!r}")
+            raise ConfigError(
+                f"s2_dn must be 'model', 'stored' or 'reflectance', got {self.s2_dn!r}"
+            )
         if self.date is not None:
             try:
                 date.fromisoformat(str(self.date)[:10])

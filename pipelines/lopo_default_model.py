@@ -1,137 +1,250 @@
-"""Recipe: leave-one-place-out evaluation of the default-model recipe on the 4 TerraMind places.
+"""Leave-one-place-out evaluation of the bundled model's recipe, beside trivial baselines.
 
-    python pipelines/lopo_default_model.py [--steps 300] [--samples 4]
+    python pipelines/lopo_default_model.py [--minutes 6] [--places ...] [--json out.json]
 
-Needs the work folder of ``pipelines/train_default_model.py`` (its autoencoders and latent
-store). For each TerraMind place it trains the backbone of the default recipe on the chips of the
-other three places only (``data.exclude_places``), then evaluates every direction on the held-out
-place, with both baselines fitted on the other three places' pixels.
+For each place with co-registered modalities (the 4 TerraMind tiles and the Sen1Floods11 chip),
+the recipe is rerun without that place (codecs and backbone; ``--minutes`` of backbone training
+per fold, the shipped model has 35), and the place's real rasters are translated through
+``geocopgen.translate`` in every direction the place allows, 4 samples (seeds 0-3). Scored in
+physical units on each generated slot's native grid, on the pixels valid in the truth:
 
-The autoencoders are shared by the four folds: they were trained on all four places (and on the
-other rasters), so the held-out place's *pixels* were seen by the codecs — a leak in the
-reconstruction stage, not in the translation (the backbone never saw the held-out place).
+* the model as the mean of the 4 samples, and best-of-4 (the sample with the lowest error);
+* **training mean**: each band's mean over the training places that have it;
+* **ridge**: a per-pixel ridge regression from the condition's bands (every group, resampled to
+  the target's grid) to the target's, fitted on the training places that have both;
+* **copy**: the other Sentinel-2 level's same bands (L1C → L2A and back);
+* **flat**: for the DEM, a constant (the relief error: each DEM minus its own mean).
 
-Writes ``<work>/lopo/<place>.json`` per fold and ``<work>/lopo/summary.json``, and prints a table
-of the mean over folds, per direction.
+Errors: reflectance MAE for Sentinel-2 (all bands, each group weighted by its band count), dB MAE
+for Sentinel-1, for the DEM the relief MAE (after removing each mean) and the MAE.
 """
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see train_default_model.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import json
 import sys
 import time
 import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_default_model as recipe
+import shared_places
+from train_default_model import SETTINGS, build_model
 
-from geocopgen.errors import OffsetWarning
-from geocopgen.evaluation.report import PREDICTORS, evaluate
-from geocopgen.modalities import OFFICIAL_ORDER
-from geocopgen.models import CopGenPipeline
+import geocopgen
+from geocopgen.copgen.layout import MODALITY_SLOTS, registry_band
+from geocopgen.copgen.places import IMAGE_SLOTS, SlotPlace
+from geocopgen.translation.grouped import physical_from_model
 
-#: What the summary table shows per target (the JSON files hold everything).
-SUMMARY_METRICS = {
-    "dem": ("mae_m", "rmse_m", "mae_demeaned_m", "rmse_demeaned_m", "spread", "range_coverage"),
-    "s1rtc": ("mae_db", "mae_db_VV", "mae_db_VH", "spread", "range_coverage"),
-    "s2l1c": ("mae_10m", "psnr_10m", "ssim_10m", "mae_20m", "mae_60m", "spread", "range_coverage"),
-    "s2l2a": ("mae_10m", "psnr_10m", "ssim_10m", "mae_20m", "mae_60m", "spread", "range_coverage"),
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = 4
+#: (condition, target) per kind of place.
+DIRECTIONS = {
+    "terramind": [("s2l2a", "dem"), ("s2l1c", "s2l2a"), ("s2l2a", "s1rtc"), ("s1rtc", "s2l2a")],
+    "spain": [("s1rtc", "s2l1c"), ("s2l1c", "s1rtc")],
 }
+COPY = {"s2l2a": "s2l1c", "s2l1c": "s2l2a"}
 
 
-def run_fold(work: Path, place: str, places, store: Path, autoencoders, args) -> dict:
-    t0 = time.perf_counter()
-    pipeline_dir = recipe.train_backbone_stage(
-        work / "lopo",
-        store,
-        autoencoders,
-        name=place,
-        exclude_places=[f"{place}*"],
-        steps=args.steps,
-        depth=args.depth,
-    )
-    train_seconds = time.perf_counter() - t0
-    pipeline = CopGenPipeline.from_pretrained(pipeline_dir)
-    test = [p for p in places if p.name == place]
-    train = [p for p in places if p.name != place]
-    t0 = time.perf_counter()
-    report = evaluate(
-        pipeline,
-        test,
-        train,
-        num_samples=args.samples,
-        num_inference_steps=args.sampler_steps,
-        model_name=str(pipeline_dir),
-    )
-    report.meta.update(
-        train_seconds=train_seconds,
-        eval_seconds=time.perf_counter() - t0,
-        backbone_steps=args.steps,
-    )
-    report.write_json(work / "lopo" / f"{place}.json")
-    print(report.table(), flush=True)
-    return report.to_dict()
+def source_file(place: str, modality: str) -> Path:
+    """The real raster a user would give for ``modality`` at ``place``."""
+    if place == shared_places.SPAIN:
+        name = "S1GRD_VV_VH_dB.tif" if modality == "s1rtc" else "S2L1C_13bands.tif"
+        return shared_places.DATA / "s1s2" / place / name
+    folder = shared_places.TERRAMIND_DIRS[modality]
+    return shared_places.DATA / "terramind" / folder / f"{place}.tif"
 
 
-def summarise(folds: dict[str, dict]) -> dict:
-    """Mean over folds of every metric, per direction and predictor."""
-    out: dict[str, dict] = {}
-    for fold in folds.values():
-        for d in fold["directions"]:
-            entry = out.setdefault(d["direction"], {p: {} for p in PREDICTORS})
-            for p in PREDICTORS:
-                for k, v in d["metrics"][p].items():
-                    entry[p].setdefault(k, []).append(np.nan if v is None else v)
-    return {
-        d: {p: {k: float(np.nanmean(v)) for k, v in m.items()} for p, m in e.items()}
-        for d, e in out.items()
-    }
+def truth(place: SlotPlace, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """A slot's physical values, registry band order, and where they are valid."""
+    s = IMAGE_SLOTS[key]
+    values = physical_from_model(key, place.pixels[key][None], 0)[0].numpy()
+    order = [registry_band(s, b) for b in s.bands]
+    return values[[order.index(b) for b in _bands(key)]], place.valid[key].numpy()
 
 
-def print_summary(summary: dict) -> None:
-    print("\nleave-one-place-out, mean over the 4 held-out places (model | mean | linear)")
-    for direction, preds in summary.items():
-        target = direction.split("->")[1]
-        cells = []
-        for k in SUMMARY_METRICS[target]:
-            vals = [preds[p].get(k, float("nan")) for p in PREDICTORS]
-            cells.append(f"{k} " + " | ".join(f"{v:.3g}" for v in vals))
-        print(f"{direction:<24} " + ";  ".join(cells))
+def _bands(key: str) -> list[str]:
+    s = IMAGE_SLOTS[key]
+    names = [registry_band(s, b) for b in s.bands]
+    return sorted(names, key=lambda b: (len(b), b)) if key.startswith("S2") else names
 
 
-def main() -> None:
+# --- baselines --------------------------------------------------------------------------------
+def features(place: SlotPlace, modality: str, shape: tuple[int, int]) -> torch.Tensor:
+    """Every group of ``modality`` resampled onto a ``shape`` grid, as (pixels, features)."""
+    planes = []
+    for key in MODALITY_SLOTS[modality]:
+        x = place.pixels[key][None]
+        mode = "area" if x.shape[-1] >= shape[-1] else "bilinear"
+        planes.append(F.interpolate(x, size=shape, mode=mode)[0])
+    return torch.cat(planes).reshape(-1, shape[0] * shape[1]).T.double()
+
+
+def ridge(train: Sequence[SlotPlace], cond: str, key: str, alpha: float = 1e-3) -> np.ndarray:
+    """Per-pixel ridge weights (features + 1, bands) from ``cond`` to slot ``key``."""
+    xs, ys = [], []
+    for p in train:
+        if key in p.pixels and MODALITY_SLOTS[cond][0] in p.pixels:
+            y, valid = truth(p, key)
+            x = features(p, cond, y.shape[1:])
+            ok = torch.from_numpy(valid.reshape(-1)) & torch.isfinite(x).all(1)
+            xs.append(x[ok])
+            ys.append(torch.from_numpy(y.reshape(len(y), -1).T[ok.numpy()]).double())
+    x, y = torch.cat(xs), torch.cat(ys)
+    x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+    gram = x.T @ x + alpha * len(x) * torch.eye(x.shape[1], dtype=x.dtype)
+    return torch.linalg.solve(gram, x.T @ y).numpy()
+
+
+def band_means(train: Sequence[SlotPlace], key: str) -> np.ndarray:
+    sums, count = 0.0, 0
+    for p in train:
+        if key in p.pixels:
+            y, valid = truth(p, key)
+            sums = sums + y[:, valid].sum(1)
+            count += int(valid.sum())
+    return np.asarray(sums) / count
+
+
+# --- scoring ----------------------------------------------------------------------------------
+def errors(target: str, pred: np.ndarray, true: np.ndarray, valid: np.ndarray) -> dict[str, float]:
+    """Per-slot error measures (pred and true ``(bands, H, W)``)."""
+    p, t = pred[:, valid], true[:, valid]
+    out = {"mae": float(np.abs(p - t).mean()), "n_bands": len(t)}
+    if target == "dem":
+        relief = (p - p.mean()) - (t - t.mean())
+        out["relief_mae"] = float(np.abs(relief).mean())
+    if target == "s1rtc":
+        out["mae_vv"], out["mae_vh"] = (float(np.abs(p[i] - t[i]).mean()) for i in range(2))
+    return out
+
+
+def combine(per_slot: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Slot errors into one, each slot weighted by its band count."""
+    weights = np.array([e["n_bands"] for e in per_slot], dtype=float)
+    keys = set.intersection(*(set(e) for e in per_slot)) - {"n_bands"}
+    return {k: float(np.average([e[k] for e in per_slot], weights=weights)) for k in sorted(keys)}
+
+
+def model_samples(
+    model_dir: Path, place: str, cond: str, target: str
+) -> list[dict[str, np.ndarray]]:
+    """4 translations (seeds 0-3) of the place's real ``cond`` raster: slot → (bands, H, W)."""
+    out = []
+    for seed in range(SAMPLES):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = geocopgen.translate(source_file(place, cond), target, modality=cond,
+                                         model=model_dir, seed=seed, progress=False)  # fmt: skip
+        arrays = result if isinstance(result, dict) else {MODALITY_SLOTS[target][0]: result}
+        out.append({k: np.asarray(a.sel(band=_bands(k)).values) for k, a in arrays.items()})
+    return out
+
+
+def evaluate_direction(
+    model_dir: Path, held: SlotPlace, train: Sequence[SlotPlace], cond: str, target: str
+) -> dict[str, dict[str, float]]:
+    keys = MODALITY_SLOTS[target]
+    samples = model_samples(model_dir, held.name, cond, target)
+    rows: dict[str, list[dict[str, float]]] = {}
+    for key in keys:
+        t, valid = truth(held, key)
+        per_sample = [errors(target, s[key], t, valid) for s in samples]
+        mean = np.mean([s[key] for s in samples], axis=0)
+        rows.setdefault("model, mean of 4", []).append(errors(target, mean, t, valid))
+        rows.setdefault("model, each sample", []).append(
+            {k: float(np.mean([e[k] for e in per_sample])) for k in per_sample[0]}
+        )
+        rows.setdefault("_samples", []).append(per_sample)  # best-of-4 picked below
+        const = band_means(train, key)[:, None, None] * np.ones_like(t)
+        rows.setdefault("training mean", []).append(errors(target, const, t, valid))
+        w = ridge(train, cond, key)
+        x = features(held, cond, t.shape[1:]).numpy()
+        fit = (np.concatenate([x, np.ones((len(x), 1))], 1) @ w).T.reshape(t.shape)
+        rows.setdefault("ridge", []).append(errors(target, fit, t, valid))
+        if target in COPY and cond == COPY[target]:
+            rows.setdefault("copy", []).append(errors(target, copied(held, key), t, valid))
+        if target == "dem":
+            flat = np.full_like(t, float(t[:, valid].mean()))
+            rows.setdefault("flat", []).append(errors(target, flat, t, valid))
+    per_sample = rows.pop("_samples")
+    best = min(range(SAMPLES), key=lambda i: combine([s[i] for s in per_sample])["mae"])
+    rows["model, best of 4"] = [s[best] for s in per_sample]
+    return {name: combine(r) for name, r in rows.items()}
+
+
+def copied(place: SlotPlace, key: str) -> np.ndarray:
+    """The other level's same bands on this slot's grid (L1C's B10 has no L2A twin)."""
+    other_mod = COPY["s2l2a" if key.startswith("S2L2A") else "s2l1c"]
+    s = IMAGE_SLOTS[key]
+    for other in MODALITY_SLOTS[other_mod]:
+        if IMAGE_SLOTS[other].resolution == s.resolution:
+            values, _ = truth(place, other)
+            names = _bands(other)
+            return np.stack([values[names.index(b)] for b in _bands(key)])
+    raise KeyError(key)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--work", type=recipe.work_folder, default=recipe.REPO / "work" / "default-model"
-    )
-    parser.add_argument("--steps", type=int, default=None, help="Backbone steps per fold.")
-    parser.add_argument("--samples", type=int, default=4)
-    parser.add_argument("--sampler-steps", type=int, default=None)
-    parser.add_argument("--places", nargs="*", default=None)
-    parser.add_argument("--depth", type=int, default=None, help="Backbone depth (default: 8).")
-    args = parser.parse_args()
-    work = args.work
-    autoencoders = {m: work / f"ae_{m}" / "autoencoder" for m in OFFICIAL_ORDER}
-    store = work / "latents.zarr"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", OffsetWarning)
-        places = recipe.terramind_places()
-    folds = {}
+    parser.add_argument("--minutes", type=float, default=6.0)
+    parser.add_argument("--places", nargs="*", default=list(shared_places.PAIRED_PLACES))
+    parser.add_argument("--work", type=Path, default=REPO / "work" / "lopo")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
     start = time.perf_counter()
-    for place in args.places or [p.name for p in places]:
-        folds[place] = run_fold(work, place, places, store, autoencoders, args)
-    summary = summarise(folds)
-    (work / "lopo" / "summary.json").write_text(json.dumps(summary, indent=2))
-    print_summary(summary)
-    print(f"leave-one-place-out wall time: {(time.perf_counter() - start) / 60:.1f} min")
+    places = shared_places.all_places(log=lambda _: None)
+    results: dict[str, dict] = {}
+    for name in args.places:
+        held = next(p for p in places if p.name == name)
+        train = [p for p in places if p is not held]
+        model, _ = build_model(train, args.work / name, replace(SETTINGS, minutes=args.minutes))
+        model_dir = args.work / name / "model"
+        model.save_pretrained(model_dir)
+        kind = "spain" if name == shared_places.SPAIN else "terramind"
+        for cond, target in DIRECTIONS[kind]:
+            rows = evaluate_direction(model_dir, held, train, cond, target)
+            results.setdefault(f"{cond} → {target}", {})[name] = rows
+            print(f"[lopo] {name} {cond} → {target}: " + "; ".join(
+                f"{k} {_headline(target, v)}" for k, v in rows.items()), flush=True)  # fmt: skip
+    print(report(results))
+    print(f"wall time {(time.perf_counter() - start) / 60:.1f} min")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+
+
+def _headline(target: str, row: Mapping[str, float]) -> str:
+    if target == "dem":
+        return f"relief {row['relief_mae']:.2f} m (MAE {row['mae']:.1f} m)"
+    if target == "s1rtc":
+        return f"{row['mae_vv']:.2f}/{row['mae_vh']:.2f} dB"
+    return f"{row['mae']:.4f}"
+
+
+def report(results: Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]]) -> str:
+    """One markdown table per direction: rows = methods, columns = held-out places."""
+    lines = []
+    for direction, by_place in results.items():
+        target = direction.split("→")[1].strip()
+        names = list(by_place)
+        methods = list(next(iter(by_place.values())))
+        lines += ["", f"### {direction}", "", "| method | " + " | ".join(names) + " |",
+                  "|---" * (len(names) + 1) + "|"]  # fmt: skip
+        for m in methods:
+            cells = [_headline(target, by_place[n][m]) if m in by_place[n] else "-" for n in names]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

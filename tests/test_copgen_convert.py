@@ -219,11 +219,18 @@ def test_strict_load_refuses_a_wrong_header(converted, tmp_path, changes, expect
 def test_strict_load_refuses_another_layout_and_a_changed_scale_factor(converted, tmp_path):
     folder = _copy(converted, tmp_path)
     config = json.loads((folder / "pipeline.json").read_text())
-    config["slots"][1]["scale_factor"] = 0.5
+    config["slots"][1]["chip_px"] = 128
     _edit(folder, slots=config["slots"])
     with pytest.raises(CheckpointError) as err:
         CopgenModel.from_pretrained(folder)
     _one_line(err, "slot layout", "DEM_DEM")
+    # a model may record its own scale factor, but its codec must then agree
+    config["slots"][1]["chip_px"] = 64
+    config["slots"][1]["scale_factor"] = 0.5
+    _edit(folder, slots=config["slots"])
+    with pytest.raises(CheckpointError) as err:
+        CopgenModel.from_pretrained(folder)
+    _one_line(err, "the DEM_DEM VAE", "scaling_factor 0.404247", "0.5")
     folder = _copy(converted, tmp_path / "b")
     vae_config = folder / "vaes" / "DEM_DEM" / "config.json"
     vae_config.write_text(vae_config.read_text().replace("0.404247", "0.5"))

@@ -122,6 +122,7 @@ SAMPLING = OptionGroup(
 
 # --- reading ----------------------------------------------------------------------------------
 class S2Dn(StrEnum):
+    model = "model"
     stored = "stored"
     reflectance = "reflectance"
 
@@ -147,8 +148,8 @@ S2DnOpt = Annotated[
     S2Dn,
     typer.Option(
         "--s2-dn",
-        help="Sentinel-2 numbers given to a COP-GEN model: as the product stored them "
-        "(default; what COP-GEN was trained on) or reflectance x 10000.",
+        help="Sentinel-2 numbers given to a COP-GEN model: what the model was trained on "
+        "(default), as the product stored them (the published COP-GEN) or reflectance x 10000.",
     ),
 ]
 
@@ -182,7 +183,7 @@ READING = OptionGroup(
         _flag("s2_offset", S2OffsetOpt, None),
         _flag("s1_scale", S1ScaleOpt, S1Scale.auto),
         _flag("date", DateOpt, None),
-        _flag("s2_dn", S2DnOpt, S2Dn.stored),
+        _flag("s2_dn", S2DnOpt, S2Dn.model),
         _flag("lulc_scheme", LulcSchemeOpt, LulcScheme.auto),
     ),
     _reading,

@@ -12,12 +12,12 @@ fit is refused with every missing, unexpected and mis-shaped key named.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from geocopgen.copgen.layout import COPGEN_SLOTS, SLOT_NAMES
+from geocopgen.copgen.layout import COPGEN_SLOTS, SLOT_NAMES, CopgenSlot
 from geocopgen.errors import CheckpointError
 from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.checkpoints import LoadReport, load_checked, read_flat_state_dict
@@ -51,19 +51,29 @@ def copgen_config(size: str = "base", **overrides) -> dict:
             f"no published COP-GEN size {size!r}; the sizes are {', '.join(COPGEN_SIZES)}"
         )
     dims = COPGEN_SIZES[size]
-    config = {
-        "modalities": list(SLOT_NAMES),
-        "latent_channels": {s.key: s.latent_shape[0] for s in COPGEN_SLOTS},
-        "latent_size": {s.key: list(s.latent_shape[1:]) for s in COPGEN_SLOTS},
-        "patch_size": {s.key: s.patch_size for s in COPGEN_SLOTS},
-        "scalar_modalities": [s.key for s in COPGEN_SLOTS if s.kind == "scalar"],
-        "embed_dim": dims.embed_dim,
-        "depth": dims.depth,
-        "num_heads": dims.num_heads,
+    config = layout_config(
+        COPGEN_SLOTS, embed_dim=dims.embed_dim, depth=dims.depth, num_heads=dims.num_heads
+    )
+    return {**config, **overrides}
+
+
+def layout_config(
+    slots: Sequence[CopgenSlot], *, embed_dim: int, depth: int, num_heads: int
+) -> dict:
+    """``MultimodalUViT`` keyword arguments for a COP-GEN slot layout (the published one, or a
+    model's own patch sizes) at the given width and depth."""
+    return {
+        "modalities": [s.key for s in slots],
+        "latent_channels": {s.key: s.latent_shape[0] for s in slots},
+        "latent_size": {s.key: list(s.latent_shape[1:]) for s in slots},
+        "patch_size": {s.key: s.patch_size for s in slots},
+        "scalar_modalities": [s.key for s in slots if s.kind == "scalar"],
+        "embed_dim": embed_dim,
+        "depth": depth,
+        "num_heads": num_heads,
         "mlp_ratio": 4.0,
         "qkv_bias": False,
     }
-    return {**config, **overrides}
 
 
 def copgen_backbone(size: str = "base", **overrides) -> MultimodalUViT:

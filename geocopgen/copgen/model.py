@@ -31,9 +31,14 @@ from geocopgen._version import __version__
 from geocopgen.copgen import normalisation
 from geocopgen.copgen import vae as vae_ops
 from geocopgen.copgen.backbone import COPGEN_SIZES
+from geocopgen.copgen.codec import PatchCodec
 from geocopgen.copgen.layout import COPGEN_SLOTS, SLOT_NAMES, CopgenSlot
-from geocopgen.copgen.layout import slot as layout_slot
-from geocopgen.copgen.sampler import COPGEN_SAMPLER, CopgenSamplerPreset, copgen_sample
+from geocopgen.copgen.sampler import (
+    COPGEN_SAMPLER,
+    CopgenSamplerPreset,
+    Prediction,
+    copgen_sample,
+)
 from geocopgen.errors import CheckpointError, ModalityError
 from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.checkpoints import atomic_folder, load_model, read_config, save_model
@@ -50,7 +55,15 @@ HUB_BACKBONE_REPO = "mespinosami/copgen-base"
 HUB_VAE_REPO = "mespinosami/copgen-vaes"
 #: Sampler presets a folder may name; ``"copgen"`` is ``CopgenModel._sample_batch`` (spec A6).
 SAMPLER_PRESETS: dict[str, CopgenSamplerPreset] = {"copgen": COPGEN_SAMPLER}
+#: What a model's own weights may change in a slot; the rest (ground size, bands, latent shape)
+#: is the layout every COP-GEN model shares, so one translation engine serves them all.
+TUNABLE_SLOT_FIELDS = ("patch_size", "scale_factor")
+#: The codec classes a ``vaes/<slot>`` folder may hold (its ``config.json`` ``_class_name``).
+CODEC_CLASSES: dict[str, type] = {"AutoencoderKL": AutoencoderKL, "PatchCodec": PatchCodec}
+#: Which digital numbers a model's Sentinel-2 slots were trained on (see ``dn_offset_for``).
+S2_DN_CHOICES = ("stored", "reflectance")
 
+Codec = AutoencoderKL | PatchCodec
 Progress = Callable[[str], None]
 
 
@@ -60,22 +73,35 @@ def slot_record(s: CopgenSlot) -> dict[str, Any]:
 
 
 class CopgenModel:
-    """The published COP-GEN: backbone, per-slot VAEs, normalisations and sampler preset.
+    """A COP-GEN model: backbone, per-slot codecs, normalisations and sampler preset.
 
-    ``vaes`` maps image-slot keys to ``AutoencoderKL`` models whose ``scaling_factor`` is the
-    slot's; slots without one are used through latents. ``ignored`` is the default for slots that
-    are neither generated nor conditions (``"noise"``: the official behaviour). ``provenance``
-    records the source files, their sha256 and the official commit.
+    The published COP-GEN is one; geocopgen's bundled model is another, with a small backbone and
+    :class:`~geocopgen.copgen.codec.PatchCodec` codecs. Both share the slot layout (ground size,
+    bands, latent shapes); ``slots`` may change a slot's ``patch_size`` and ``scale_factor``
+    (:data:`TUNABLE_SLOT_FIELDS`), default: the official ones.
+
+    ``vaes`` maps image-slot keys to codecs (``AutoencoderKL`` or ``PatchCodec``) whose
+    ``scaling_factor`` is the slot's; slots without one are used through latents. ``ignored`` is
+    the default for slots that are neither generated nor conditions (``"noise"``: the official
+    behaviour; ``"omit"`` leaves them out). ``s2_dn`` says which Sentinel-2 digital numbers the
+    model was trained on (``"stored"``: as products deliver them, the official; ``"reflectance"``:
+    reflectance x 10 000). ``prediction`` is what the backbone outputs: the noise
+    (``"epsilon"``, the published) or the clean latent (``"sample"``, see
+    :func:`~geocopgen.copgen.sampler.as_noise`).
+    ``provenance`` records where the weights came from.
     """
 
     def __init__(
         self,
         backbone: MultimodalUViT,
-        vaes: Mapping[str, AutoencoderKL] | None = None,
+        vaes: Mapping[str, Codec] | None = None,
         *,
+        slots: Sequence[CopgenSlot] | None = None,
         size: str | None = None,
         sampler: str = "copgen",
         ignored: Ignored = "noise",
+        s2_dn: str = "stored",
+        prediction: Prediction = "epsilon",
         provenance: Mapping[str, Any] | None = None,
     ) -> None:
         if tuple(backbone.modality_names) != SLOT_NAMES:
@@ -87,21 +113,31 @@ class CopgenModel:
             raise CheckpointError(
                 f"unknown COP-GEN sampler preset {sampler!r}; known: {', '.join(SAMPLER_PRESETS)}"
             )
+        if prediction not in ("epsilon", "sample"):
+            raise CheckpointError(f"prediction must be 'epsilon' or 'sample', got {prediction!r}")
+        if s2_dn not in S2_DN_CHOICES:
+            raise CheckpointError(f"s2_dn must be one of {S2_DN_CHOICES}, got {s2_dn!r}")
+        self.layout = check_slots(slots if slots is not None else COPGEN_SLOTS)
         vaes = dict(vaes or {})
         for key, vae in vaes.items():
-            _check_vae(key, vae)
+            target = next((s for s in self.layout if s.key == key), None)
+            if target is None:
+                raise CheckpointError(f"{key!r} is not a COP-GEN slot; VAEs belong to image slots")
+            _check_vae(target, vae)
         self.backbone = backbone.eval()
         self.vaes = {k: vaes[k].eval() for k in SLOT_NAMES if k in vaes}
         self.size = size
         self.sampler = sampler
         self.ignored: Ignored = ignored
+        self.s2_dn = s2_dn
+        self.prediction: Prediction = prediction
         self.provenance = dict(provenance or {})
 
     # --- layout ----------------------------------------------------------------------------------
     @property
     def slots(self) -> tuple[CopgenSlot, ...]:
         """All twelve slots in network order (keys, kinds, latent shapes, bands, scale factors)."""
-        return COPGEN_SLOTS
+        return self.layout
 
     @property
     def encodable(self) -> tuple[str, ...]:
@@ -115,20 +151,20 @@ class CopgenModel:
 
     def slot(self, key: str) -> CopgenSlot:
         """The slot ``key``; a :class:`ModalityError` naming the slots otherwise."""
-        try:
-            return layout_slot(key)
-        except KeyError as err:
-            raise ModalityError(err.args[0]) from None
+        for s in self.layout:
+            if s.key == key:
+                return s
+        raise ModalityError(f"no COP-GEN slot {key!r}; the slots are {', '.join(SLOT_NAMES)}")
 
     def resolution_groups(self) -> dict[float, tuple[str, ...]]:
         """Image slots by ground sample distance in metres (10, 20, 30, 60), slot order inside."""
         groups: dict[float, list[str]] = {}
-        for s in COPGEN_SLOTS:
+        for s in self.layout:
             if s.kind == "image" and s.resolution is not None:
                 groups.setdefault(s.resolution, []).append(s.key)
         return {res: tuple(keys) for res, keys in sorted(groups.items())}
 
-    def vae(self, key: str) -> AutoencoderKL:
+    def vae(self, key: str) -> Codec:
         """The VAE of image slot ``key``; a :class:`ModalityError` when this model has none."""
         if key not in self.vaes:
             self.slot(key)
@@ -139,7 +175,8 @@ class CopgenModel:
         return self.vaes[key]
 
     def scale_factor(self, key: str) -> float:
-        """The official latent scale factor of image slot ``key``."""
+        """The latent scale factor of image slot ``key`` (the official one unless this model's
+        codecs say otherwise)."""
         factor = self.slot(key).scale_factor
         if factor is None:
             raise ModalityError(f"{key} is a scalar slot: its vector is the latent, unscaled")
@@ -173,6 +210,7 @@ class CopgenModel:
     ) -> SamplingOutput:
         """Generate latents with this model's preset (see :func:`copgen_sample`)."""
         kwargs.setdefault("ignored", self.ignored)
+        kwargs.setdefault("prediction", self.prediction)
         return copgen_sample(self.backbone, generate, conditions, preset=self.preset, **kwargs)
 
     def to(self, *args: Any, **kwargs: Any) -> CopgenModel:
@@ -193,23 +231,28 @@ class CopgenModel:
             "size": self.size,
             "sampler": self.sampler,
             "ignored": self.ignored,
-            "slots": [{**slot_record(s), "vae": s.key in self.vaes} for s in COPGEN_SLOTS],
+            "s2_dn": self.s2_dn,
+            "prediction_type": self.prediction,
+            "slots": [{**slot_record(s), "vae": s.key in self.vaes} for s in self.layout],
             "vaes": list(self.vaes),
             "provenance": self.provenance,
         }
 
-    def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        """Write the model folder (safetensors + JSON), atomically replacing ``folder``."""
+    def save_pretrained(
+        self, folder: str | os.PathLike, *, dtype: torch.dtype | None = None
+    ) -> Path:
+        """Write the model folder (safetensors + JSON), atomically replacing ``folder``;
+        ``dtype=torch.float16`` halves it (loading always computes in float32)."""
         folder = Path(folder)
         with atomic_folder(folder) as tmp:
-            self._write(tmp)
+            self._write(tmp, dtype=dtype)
         return folder
 
-    def _write(self, folder: Path) -> None:
+    def _write(self, folder: Path, *, dtype: torch.dtype | None = None) -> None:
         """Write the folder's files into the existing, empty ``folder`` (no atomicity)."""
-        save_model(self.backbone, folder / "backbone")
+        save_model(self.backbone, folder / "backbone", dtype=dtype)
         for key, vae in self.vaes.items():
-            save_model(vae, folder / "vaes" / key)
+            save_model(vae, folder / "vaes" / key, dtype=dtype)
         (folder / PIPELINE_CONFIG).write_text(json.dumps(self.config(), indent=2) + "\n")
 
     @classmethod
@@ -228,17 +271,17 @@ class CopgenModel:
         """Load a local model folder with strict checks of its config, layout and weights."""
         config = read_config(folder / PIPELINE_CONFIG)
         _check_header(folder, config)
-        _check_layout(folder, config)
+        slots = _recorded_slots(folder, config)
         backbone = load_model(MultimodalUViT, folder / "backbone")
         _check_size(folder, config.get("size"), backbone)
-        vaes = {
-            key: load_model(AutoencoderKL, folder / "vaes" / key).requires_grad_(False)
-            for key in _listed_vaes(folder, config)
-        }
+        vaes = {key: _load_codec(folder / "vaes" / key) for key in _listed_vaes(folder, config)}
         try:
             return cls(
                 backbone,
                 vaes,
+                slots=slots,
+                s2_dn=config.get("s2_dn", "stored"),
+                prediction=config.get("prediction_type", "epsilon"),
                 size=config.get("size"),
                 sampler=config.get("sampler", "copgen"),
                 ignored=config.get("ignored", "noise"),
@@ -261,10 +304,31 @@ def is_copgen_model(path_or_repo: str | os.PathLike) -> bool:
 
 
 # --- checks -------------------------------------------------------------------------------------
-def _check_vae(key: str, vae: AutoencoderKL) -> None:
-    """A VAE must be for an image slot, with that slot's channels and scale factor."""
-    target = layout_slot(key) if key in SLOT_NAMES else None
-    if target is None or target.kind != "image":
+def check_slots(slots: Sequence[CopgenSlot]) -> tuple[CopgenSlot, ...]:
+    """``slots`` as a model's layout: the official slots in network order, differing at most in
+    :data:`TUNABLE_SLOT_FIELDS` (a :class:`CheckpointError` naming the first difference)."""
+    slots = tuple(slots)
+    if tuple(s.key for s in slots) != SLOT_NAMES:
+        raise CheckpointError(
+            f"a COP-GEN model has the slots {', '.join(SLOT_NAMES)} in that order; got "
+            f"{', '.join(s.key for s in slots)}"
+        )
+    for mine, official in zip(slots, COPGEN_SLOTS, strict=True):
+        fixed = {f: v for f, v in slot_record(official).items() if f not in TUNABLE_SLOT_FIELDS}
+        have = {f: v for f, v in slot_record(mine).items() if f not in TUNABLE_SLOT_FIELDS}
+        if have != fixed:
+            field_ = next(f for f in fixed if fixed[f] != have.get(f))
+            raise CheckpointError(
+                f"slot {mine.key}: {field_} is {have.get(field_)!r}, but every COP-GEN model has "
+                f"{fixed[field_]!r} (a model may change only {', '.join(TUNABLE_SLOT_FIELDS)})"
+            )
+    return slots
+
+
+def _check_vae(target: CopgenSlot, vae: Codec) -> None:
+    """A codec must be for an image slot, with that slot's channels and scale factor."""
+    key = target.key
+    if target.kind != "image":
         raise CheckpointError(f"{key!r} is not a COP-GEN image slot; VAEs belong to image slots")
     cfg = vae.config
     got = (cfg.in_channels, cfg.out_channels, cfg.latent_channels, cfg.scaling_factor)
@@ -289,20 +353,32 @@ def _check_header(folder: Path, config: Mapping[str, Any]) -> None:
         )
 
 
-def _check_layout(folder: Path, config: Mapping[str, Any]) -> None:
-    """The recorded slots must be this geocopgen's: a layout change must not load silently."""
-    recorded = [{k: v for k, v in s.items() if k != "vae"} for s in config.get("slots", [])]
-    expected = [slot_record(s) for s in COPGEN_SLOTS]
-    if recorded != expected:
-        differ = [
-            e["key"]
-            for e, r in zip(expected, recorded + [{}] * len(expected), strict=False)
-            if e != r
-        ]
+def _recorded_slots(folder: Path, config: Mapping[str, Any]) -> tuple[CopgenSlot, ...]:
+    """The slots ``pipeline.json`` records, which must be this geocopgen's layout (up to the
+    tunable fields): a layout change must not load silently."""
+    names = {f.name for f in dataclasses.fields(CopgenSlot)}
+    try:
+        slots = [
+            CopgenSlot(**{k: tuple(v) if isinstance(v, list) else v
+                          for k, v in record.items() if k in names})
+            for record in config.get("slots", [])
+        ]  # fmt: skip
+        return check_slots(slots)
+    except (CheckpointError, TypeError) as err:
         raise CheckpointError(
-            f"{folder}: the slot layout in {PIPELINE_CONFIG} differs from this geocopgen's at "
-            f"{', '.join(differ) or 'extra slots'}; convert the official files again"
+            f"{folder}: the slot layout in {PIPELINE_CONFIG} is not this geocopgen's ({err}); "
+            "convert the official files again"
+        ) from None
+
+
+def _load_codec(folder: Path) -> Codec:
+    """A ``vaes/<slot>`` folder as the codec class its ``config.json`` names."""
+    name = read_config(folder / "config.json").get("_class_name", "AutoencoderKL")
+    if name not in CODEC_CLASSES:
+        raise CheckpointError(
+            f"{folder}: a {name} is not a COP-GEN codec (known: {', '.join(CODEC_CLASSES)})"
         )
+    return load_model(CODEC_CLASSES[name], folder).requires_grad_(False)
 
 
 def _check_size(folder: Path, size: str | None, backbone: MultimodalUViT) -> None:
@@ -339,7 +415,9 @@ __all__ = [
     "KIND",
     "OFFICIAL_COMMIT",
     "SAMPLER_PRESETS",
+    "TUNABLE_SLOT_FIELDS",
     "CopgenModel",
+    "check_slots",
     "is_copgen_model",
     "slot_record",
 ]

@@ -46,6 +46,7 @@ from geocopgen.copgen.sampler import (
     CopgenSamplerPreset,
     DiscreteVPSchedule,
     DPMSolverFast,
+    as_noise,
 )
 from geocopgen.errors import ConfigError, GeoCopGenWarning, ModalityError, NoValidDataError
 from geocopgen.io.align import reproject
@@ -99,7 +100,7 @@ class GroupedPlan:
     condition_slots: Mapping[str, tuple[str, ...]]
     layout: GroupLayout
     options: TranslateOptions
-    when: date
+    when: date | None
     dn_offset: int
     preset: CopgenSamplerPreset
     tags: Mapping[str, Any] = field(default_factory=dict)
@@ -133,15 +134,20 @@ def dn_offset_for(conditions: Mapping[str, xr.DataArray], when: date, policy: st
     return S2_OFFSET_DN if when >= S2_OFFSET_START else 0
 
 
-def acquisition_date(conditions: Mapping[str, xr.DataArray], given: date | str | None) -> date:
-    """The date COP-GEN conditions on: ``given``, else an input's ``datetime``; refused when
-    nothing says (the official code would silently use a default)."""
+def acquisition_date(
+    conditions: Mapping[str, xr.DataArray], given: date | str | None, *, required: bool = True
+) -> date | None:
+    """The date COP-GEN conditions on: ``given``, else an input's ``datetime``; when nothing
+    says, refused if ``required`` (the official code would silently use a default), else
+    ``None`` (a model that omits absent slots leaves the date slot out)."""
     if given is not None:
         return given if isinstance(given, date) else date.fromisoformat(str(given)[:10])
     for array in conditions.values():
         when = array.attrs.get("datetime")
         if when:
             return date.fromisoformat(str(when)[:10])
+    if not required:
+        return None
     raise ConfigError(
         "COP-GEN conditions on the acquisition date, and no input carries one (a datetime tag or "
         "a product id); give it: date='YYYY-MM-DD' (CLI --date YYYY-MM-DD)"
@@ -172,7 +178,7 @@ def plan_grouped(
     options: TranslateOptions,
     *,
     when: date | str | None = None,
-    dn_policy: str = "stored",
+    dn_policy: str = "model",
     overlap_m: float | None = None,
     tags: Mapping[str, Any] | None = None,
 ) -> GroupedPlan:
@@ -186,7 +192,8 @@ def plan_grouped(
         if set(keys) & set(targets):
             raise ModalityError(f"the input is already {name}; translate it to another modality")
         condition_slots[name] = keys
-    day = acquisition_date(conditions, when)
+    day = acquisition_date(conditions, when, required=model.ignored != "omit")
+    dn_policy = model.s2_dn if dn_policy == "model" else dn_policy
     offset = dn_offset_for(conditions, day, dn_policy)
     preset = model.preset if options.steps is None else replace(model.preset, steps=options.steps)
     canvases = [*targets, *(k for keys in condition_slots.values() for k in keys)]
@@ -195,7 +202,7 @@ def plan_grouped(
         "TARGET_SLOTS": ", ".join(targets),
         "CONDITIONS": ", ".join(f"{n}={a.attrs.get('source', 'array')}"
                                 for n, a in conditions.items()) or "none (unconditional)",
-        "DATE": day.isoformat(),
+        "DATE": day.isoformat() if day else "unknown (the date slot left out)",
         "COPGEN_S2_DN_OFFSET": offset,
         "COPGEN_S2_DN_POLICY": dn_policy,
         "SAMPLER": f"COP-GEN DPM-Solver preset, {preset.steps} model calls"
@@ -271,7 +278,7 @@ class _Chips:
 
     positions: list[tuple[int, int]]
     latlon: torch.Tensor  # (rows, cols, 1, 1, 3)
-    date: torch.Tensor  # (1, 1, 1, 3)
+    date: torch.Tensor | None  # (1, 1, 1, 3); None: the date slot is left out
 
 
 def denoise_groups(
@@ -290,7 +297,8 @@ def denoise_groups(
         latlon=norm.encode_latlon(lonlat[..., 1].ravel(), lonlat[..., 0].ravel())
         .reshape(*lonlat.shape[:2], 1, 1, 3)
         .to(device),
-        date=norm.encode_date(plan.when).reshape(1, 1, 1, 3).to(device),
+        date=None if plan.when is None
+        else norm.encode_date(plan.when).reshape(1, 1, 1, 3).to(device),
     )
     shapes = {k: (samples, slot(k).latent_shape[0], *canvases[k].shape) for k in plan.targets}
     start = [
@@ -322,9 +330,11 @@ def denoise_groups(
             for k in plan.targets:
                 _blend(pred[k], canvases[k], batch, out[k], samples)
             bar.update(1)
-        return torch.cat([(pred[k] / weights[k]).reshape(samples, -1) for k in plan.targets], 1)
+        out = torch.cat([(pred[k] / weights[k]).reshape(samples, -1) for k in plan.targets], 1)
+        return as_noise(out, x, t, schedule, model.prediction)
 
-    solver = DPMSolverFast(noise, DiscreteVPSchedule.copgen())
+    schedule = DiscreteVPSchedule.copgen()
+    solver = DPMSolverFast(noise, schedule)
     with bar, torch.inference_mode():
         x0 = torch.cat([z.to(device).reshape(samples, -1) for z in start], dim=1)
         final = solver.sample(x0, plan.preset)
@@ -366,7 +376,8 @@ def _chip_inputs(
         inputs[k], times[k] = cut.repeat_interleave(samples, dim=0), zero
     latlon = torch.cat([chips.latlon[p][None] for p in batch]).repeat_interleave(samples, dim=0)
     inputs[LATLON_SLOT], times[LATLON_SLOT] = latlon, zero
-    inputs[DATE_SLOT], times[DATE_SLOT] = chips.date.expand(n, -1, -1, -1), zero
+    if chips.date is not None:
+        inputs[DATE_SLOT], times[DATE_SLOT] = chips.date.expand(n, -1, -1, -1), zero
     if model.ignored == "noise":
         for s in model.slots:  # slot order: the official order of the fresh draws
             if s.key not in inputs:

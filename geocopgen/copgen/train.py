@@ -1,0 +1,360 @@
+"""Training a COP-GEN-layout model on a CPU: codecs in closed form, then the backbone on random
+roles, resumable and bounded in wall time.
+
+**Codecs.** One :class:`~geocopgen.copgen.codec.PatchCodec` per image slot, fitted on every valid
+patch of every place that has the slot (:func:`fit_codecs`).
+
+**Backbone.** Each step draws one place (weighted by how many modalities it has: translation is
+learnt where modalities meet), a batch of 1920 m chips from it at random 60 m origins with random
+flips and quarter turns, and one role per modality for the batch: *condition* (clean, time 0),
+*generated* (noised at a time drawn per item, shared by the modality's groups) or *left out*
+(the ``ignored="omit"`` treatment, also used to drop conditions at random). Lat/lon and date
+are conditions when known, each left out with a small probability, so the model works without
+them. The loss is the mean squared error of the prediction, averaged per generated slot; the
+prediction is the clean latent (``prediction="sample"``, see
+:func:`~geocopgen.copgen.sampler.as_noise` for why), or COP-GEN's noise with ``"epsilon"``.
+
+Resuming: a checkpoint (weights, EMA, optimiser, step, training seconds) is written atomically
+every ``checkpoint_every`` steps and at the end; every random draw of step ``k`` comes from a
+generator seeded with ``(seed, k)``, so a resumed run continues exactly as an unbroken one.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from geocopgen.copgen import normalisation as norm
+from geocopgen.copgen.backbone import layout_config
+from geocopgen.copgen.codec import PatchCodec
+from geocopgen.copgen.layout import (
+    COPGEN_SLOTS,
+    DATE_SLOT,
+    LATLON_SLOT,
+    MODALITY_SLOTS,
+    CopgenSlot,
+)
+from geocopgen.copgen.model import CopgenModel
+from geocopgen.copgen.places import IMAGE_SLOTS, SlotPlace
+from geocopgen.copgen.sampler import copgen_betas
+from geocopgen.models.backbone import MultimodalUViT
+from geocopgen.models.schedule import NUM_TRAIN_TIMESTEPS
+
+#: How each image slot's codec reconstructs: Sentinel-2 through the square root (never negative).
+CODEC_TRANSFORMS = {key: "sqrt" if key.startswith("S2") else "identity" for key in IMAGE_SLOTS}
+#: Slots whose codecs keep each channel's patch mean: heights and backscatter levels vary far
+#: beyond what any fitting set covers (measured: a DEM codec fitted on lowland decodes a plateau
+#: hundreds of metres off without it; for the 4-6 band Sentinel-2 groups it costs 0.001-0.0015
+#: reflectance MAE, and their levels are bounded, so they do without).
+KEEP_MEANS_SLOTS = ("DEM_DEM", "S1RTC_vh_vv")
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BackboneSettings:
+    """The backbone's size and its training; every field is recorded with the checkpoint."""
+
+    embed_dim: int = 192
+    depth: int = 6
+    num_heads: int = 4
+    patch_size: int = 4
+    batch_size: int = 12
+    lr: float = 4e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    ema_decay: float = 0.998
+    minutes: float = 30.0
+    max_steps: int | None = None
+    p_drop_condition: float = 0.15
+    p_drop_scalar: float = 0.1
+    prediction: str = "sample"
+    seed: int = 0
+    checkpoint_every: int = 100
+
+
+# --- layout -----------------------------------------------------------------------------------
+def bundled_slots(patch_size: int) -> tuple[CopgenSlot, ...]:
+    """The COP-GEN slots with whitened codecs (scale factor 1) and ``patch_size`` tokens (a
+    smaller latent side keeps it: the 60 m slots' 4 x 4 latents are one token)."""
+    return tuple(
+        replace(s, patch_size=min(patch_size, s.latent_shape[1]), scale_factor=1.0)
+        if s.kind == "image"
+        else s
+        for s in COPGEN_SLOTS
+    )
+
+
+def build_backbone(settings: BackboneSettings) -> MultimodalUViT:
+    """An untrained backbone in the bundled layout."""
+    config = layout_config(
+        bundled_slots(settings.patch_size),
+        embed_dim=settings.embed_dim,
+        depth=settings.depth,
+        num_heads=settings.num_heads,
+    )
+    return MultimodalUViT(**config)
+
+
+# --- codecs -----------------------------------------------------------------------------------
+def fit_codecs(
+    places: Sequence[SlotPlace],
+    keys: Sequence[str] | None = None,
+    *,
+    keep_means: bool = True,
+    log: Log = print,
+) -> dict[str, PatchCodec]:
+    """One fitted codec per image slot that some place has (or ``keys``); the
+    :data:`KEEP_MEANS_SLOTS` keep each channel's patch mean (see :class:`PatchCodec`)."""
+    keys = keys or [k for k in IMAGE_SLOTS if any(k in p.pixels for p in places)]
+    codecs = {}
+    for key in keys:
+        s = IMAGE_SLOTS[key]
+        codec = PatchCodec(
+            in_channels=s.image_channels,
+            latent_channels=s.latent_shape[0],
+            downsample=s.chip_px // s.latent_shape[1],
+            transform=CODEC_TRANSFORMS[key],
+            keep_means=keep_means and key in KEEP_MEANS_SLOTS,
+        )
+        chips = [
+            (_crop8(p.pixels[key], codec.config.downsample)[None],
+             _crop8(p.valid[key], codec.config.downsample)[None])
+            for p in places if key in p.pixels
+        ]  # fmt: skip
+        stats = codec.fit(chips)
+        codecs[key] = codec.eval()
+        log(f"[codecs] {key}: {stats.n} patches from {len(chips)} place(s)")
+    return codecs
+
+
+def _crop8(x: torch.Tensor, f: int) -> torch.Tensor:
+    h, w = x.shape[-2] // f * f, x.shape[-1] // f * f
+    return x[..., :h, :w]
+
+
+# --- one training batch -----------------------------------------------------------------------
+@dataclass
+class Batch:
+    """Backbone inputs, network times, and what the output should be for the generated slots
+    (the noise or the clean latent, after ``BackboneSettings.prediction``)."""
+
+    inputs: dict[str, torch.Tensor]
+    times: dict[str, torch.Tensor]
+    targets: dict[str, torch.Tensor]
+
+
+class BatchDrawer:
+    """Random batches from the places, encoded by the codecs (deterministic per step)."""
+
+    def __init__(
+        self, places: Sequence[SlotPlace], codecs: Mapping[str, PatchCodec], s: BackboneSettings
+    ) -> None:
+        self.places = [p for p in places if p.chip_origins()]
+        self.origins = [p.chip_origins() for p in self.places]
+        weights = np.array([len(p.modalities) ** 2 for p in self.places], dtype=np.float64)
+        self.weights = weights / weights.sum()
+        self.codecs = codecs
+        self.settings = s
+        self.alphas_bar = torch.cumprod(1 - copgen_betas(), dim=0).float()
+
+    def draw(self, step: int) -> Batch:
+        rng = np.random.default_rng([self.settings.seed, step])
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        i = int(rng.choice(len(self.places), p=self.weights))
+        place, origins = self.places[i], self.origins[i]
+        chips, centres = [], []
+        while len(chips) < self.settings.batch_size:
+            r, c = origins[int(rng.integers(len(origins)))]
+            chip = place.chip(r, c)
+            if chip:
+                chips.append(_augment(chip, int(rng.integers(8))))
+                centres.append(place.chip_centre_lonlat(r, c))
+        present = set.intersection(*(set(c) for c in chips))
+        latents = {
+            k: self.codecs[k].encode(torch.stack([c[k] for c in chips])).latent_dist.mean
+            for k in present
+        }
+        return self._roles(latents, centres, place, rng, gen)
+
+    def _roles(
+        self,
+        latents: dict[str, torch.Tensor],
+        centres: Sequence[tuple[float, float]],
+        place: SlotPlace,
+        rng: np.random.Generator,
+        gen: torch.Generator,
+    ) -> Batch:
+        n = len(centres)
+        modalities = [m for m, keys in MODALITY_SLOTS.items() if all(k in latents for k in keys)]
+        order = list(rng.permutation(modalities))
+        n_generated = int(rng.integers(1, len(order) + 1))
+        generated, conditions = order[:n_generated], order[n_generated:]
+        conditions = [m for m in conditions if rng.random() >= self.settings.p_drop_condition]
+        inputs, times, targets = {}, {}, {}
+        zero = torch.zeros(n)
+        for m in conditions:
+            for k in MODALITY_SLOTS[m]:
+                inputs[k], times[k] = latents[k], zero
+        for m in generated:
+            t = torch.randint(1, NUM_TRAIN_TIMESTEPS + 1, (n,), generator=gen)
+            ab = self.alphas_bar[t - 1].reshape(n, 1, 1, 1)
+            for k in MODALITY_SLOTS[m]:
+                eps = torch.randn(latents[k].shape, generator=gen)
+                inputs[k] = ab.sqrt() * latents[k] + (1 - ab).sqrt() * eps
+                times[k] = t.float()
+                targets[k] = latents[k] if self.settings.prediction == "sample" else eps
+        if rng.random() >= self.settings.p_drop_scalar:
+            lon, lat = zip(*centres, strict=True)
+            inputs[LATLON_SLOT] = norm.encode_latlon(list(lat), list(lon)).reshape(n, 1, 1, 3)
+            times[LATLON_SLOT] = zero
+        if place.when is not None and rng.random() >= self.settings.p_drop_scalar:
+            day = norm.encode_date(place.when).reshape(1, 1, 1, 3)
+            inputs[DATE_SLOT] = day.expand(n, -1, -1, -1)
+            times[DATE_SLOT] = zero
+        return Batch(inputs, times, targets)
+
+
+def _augment(chip: Mapping[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+    """One of the 8 flips and quarter turns, the same for every slot."""
+    out = {}
+    for key, x in chip.items():
+        y = torch.rot90(x, k % 4, dims=(-2, -1))
+        out[key] = torch.flip(y, dims=(-1,)) if k >= 4 else y
+    return out
+
+
+def loss_of(backbone: nn.Module, batch: Batch) -> torch.Tensor:
+    """Mean squared error of the prediction, averaged per generated slot, then over slots."""
+    out = backbone(batch.inputs, batch.times).sample
+    losses = [torch.mean((out[k] - target) ** 2) for k, target in batch.targets.items()]
+    return torch.stack(losses).mean()
+
+
+# --- the loop ---------------------------------------------------------------------------------
+CHECKPOINT = "checkpoint.pt"
+
+
+def train_backbone(
+    places: Sequence[SlotPlace],
+    codecs: Mapping[str, PatchCodec],
+    settings: BackboneSettings,
+    work: str | os.PathLike,
+    *,
+    log: Log = print,
+) -> MultimodalUViT:
+    """Train (or resume) the backbone in ``work``; returns the EMA weights."""
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(settings.seed)
+    model = build_backbone(settings).train()
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
+    step, seconds = _resume(work / CHECKPOINT, settings, model, ema, opt, log)
+    drawer = BatchDrawer(places, codecs, settings)
+    budget = settings.minutes * 60.0
+    start, last_log, running = time.perf_counter() - seconds, 0.0, []
+    while seconds < budget and (settings.max_steps is None or step < settings.max_steps):
+        for group in opt.param_groups:
+            group["lr"] = settings.lr * min(1.0, (step + 1) / settings.warmup_steps)
+        loss = loss_of(model, drawer.draw(step))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        _ema_update(ema, model, settings.ema_decay if step > settings.warmup_steps else 0.0)
+        step += 1
+        seconds = time.perf_counter() - start
+        running.append(float(loss))
+        if step % settings.checkpoint_every == 0:
+            _save(work / CHECKPOINT, settings, model, ema, opt, step, seconds)
+        if seconds - last_log >= 60 or step == settings.max_steps:
+            log(f"[backbone] step {step}, {seconds / 60:.1f} min, loss {np.mean(running):.4f}")
+            last_log, running = seconds, []
+    _save(work / CHECKPOINT, settings, model, ema, opt, step, seconds)
+    log(f"[backbone] done: {step} steps in {seconds / 60:.1f} min of training")
+    return ema
+
+
+#: Settings that bound a run without changing its steps: a run may resume with others.
+BUDGET_FIELDS = ("minutes", "max_steps", "checkpoint_every")
+
+
+def _trajectory(settings: Mapping[str, object]) -> dict[str, object]:
+    return {k: v for k, v in settings.items() if k not in BUDGET_FIELDS}
+
+
+@torch.no_grad()
+def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+
+
+def _save(path: Path, settings: BackboneSettings, model: nn.Module, ema: nn.Module,
+          opt: torch.optim.Optimizer, step: int, seconds: float) -> None:  # fmt: skip
+    tmp = path.with_suffix(".tmp")
+    torch.save({"settings": asdict(settings), "model": model.state_dict(),
+                "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
+                "seconds": seconds}, tmp)  # fmt: skip
+    tmp.replace(path)
+
+
+def _resume(path: Path, settings: BackboneSettings, model: nn.Module, ema: nn.Module,
+            opt: torch.optim.Optimizer, log: Log) -> tuple[int, float]:  # fmt: skip
+    if not path.exists():
+        return 0, 0.0
+    state = torch.load(path, weights_only=True)
+    if _trajectory(state["settings"]) != _trajectory(asdict(settings)):
+        raise RuntimeError(
+            f"{path} was written with other settings; remove {path.parent} to start again"
+        )
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    opt.load_state_dict(state["opt"])
+    log(f"[backbone] resumed at step {state['step']} ({state['seconds'] / 60:.1f} min)")
+    return int(state["step"]), float(state["seconds"])
+
+
+def assemble(
+    backbone: MultimodalUViT,
+    codecs: Mapping[str, PatchCodec],
+    settings: BackboneSettings,
+    provenance: Mapping[str, object] | None = None,
+) -> CopgenModel:
+    """The trained parts as one :class:`CopgenModel` (left-out slots omitted, S2 as reflectance)."""
+    return CopgenModel(
+        backbone,
+        dict(codecs),
+        slots=bundled_slots(settings.patch_size),
+        ignored="omit",
+        s2_dn="reflectance",
+        prediction=settings.prediction,
+        provenance=provenance,
+    )
+
+
+def parameter_count(module: nn.Module) -> int:
+    """Trainable and frozen parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters())
+
+
+__all__ = [
+    "BackboneSettings",
+    "BatchDrawer",
+    "assemble",
+    "build_backbone",
+    "bundled_slots",
+    "fit_codecs",
+    "loss_of",
+    "train_backbone",
+]

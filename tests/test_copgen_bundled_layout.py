@@ -1,0 +1,203 @@
+"""The bundled model's building blocks, on real rasters: patch codecs, slot places, the
+role-based backbone training (deterministic and resumable), and a COP-GEN model with its own
+patch sizes and codecs, saved, loaded and translating through the API.
+
+Sizes are tiny (a 32-wide, 2-block backbone, a few steps): these tests check behaviour and
+plumbing, not quality; the quality is measured by ``pipelines/lopo_default_model.py``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from conftest import PLACE, TERRAMIND, terramind
+
+from geocopgen import api
+from geocopgen.copgen.codec import PatchCodec
+from geocopgen.copgen.layout import COPGEN_SLOTS, MODALITY_SLOTS
+from geocopgen.copgen.model import CopgenModel, check_slots
+from geocopgen.copgen.places import SlotPlace, slot_place
+from geocopgen.copgen.train import (
+    BackboneSettings,
+    BatchDrawer,
+    assemble,
+    bundled_slots,
+    fit_codecs,
+    train_backbone,
+)
+from geocopgen.errors import CheckpointError
+from geocopgen.io import open_raster
+from geocopgen.raster.grid import pixel_size
+from geocopgen.translation.grouped import physical_from_model
+
+OTHER = "637U_59R_1_3"
+TINY = BackboneSettings(embed_dim=32, depth=2, num_heads=2, batch_size=2, max_steps=4,
+                        warmup_steps=2, checkpoint_every=2, minutes=10.0)  # fmt: skip
+DIRS = {"s2l1c": "S2L1C", "s2l2a": "S2L2A", "s1rtc": "S1RTC", "dem": "DEM", "lulc": "LULC"}
+
+
+def _place(tile: str) -> SlotPlace:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arrays = {m: open_raster(TERRAMIND / d / f"{tile}.tif", modality=m)
+                  for m, d in DIRS.items()}  # fmt: skip
+    return slot_place(tile, arrays)
+
+
+@pytest.fixture(scope="module")
+def places() -> list[SlotPlace]:
+    return [_place(OTHER), _place(PLACE)]
+
+
+@pytest.fixture(scope="module")
+def codecs(places: list[SlotPlace]) -> dict[str, PatchCodec]:
+    return fit_codecs(places[:1], log=lambda _: None)
+
+
+# --- places ---------------------------------------------------------------------------------
+def test_place_holds_every_slot_on_grids_derived_from_the_scene(places: list[SlotPlace]) -> None:
+    p = places[1]
+    assert p.modalities == ("s2l2a", "s2l1c", "s1rtc", "dem", "lulc")
+    assert pixel_size(p.scene) == (10.0, 10.0)
+    shapes = {k: tuple(v.shape) for k, v in p.pixels.items()}
+    assert shapes["S2L2A_B02_B03_B04_B08"] == (4, 224, 224)
+    assert shapes["S2L2A_B05_B06_B07_B11_B12_B8A"] == (6, 112, 112)
+    assert shapes["S2L2A_B01_B09"] == (2, 38, 38)  # 2240 m / 60 m, every pixel covered
+    assert shapes["DEM_DEM"] == (1, 75, 75)
+    assert shapes["LULC_LULC"] == (10, 224, 224)
+
+
+def test_chips_cut_the_same_ground_in_every_slot(places: list[SlotPlace]) -> None:
+    p = places[1]
+    origins = p.chip_origins()
+    assert origins[0] == (0, 0) and len(origins) == 36  # 0..30 px on the 60 m step, squared
+    chip = p.chip(30, 24)
+    for key, x in chip.items():
+        s = next(s for s in COPGEN_SLOTS if s.key == key)
+        assert x.shape[-2:] == (s.chip_px, s.chip_px)
+    dem = p.chip(30, 24)["DEM_DEM"]
+    assert torch.equal(dem, p.pixels["DEM_DEM"][:, 10 : 10 + 64, 8 : 8 + 64])
+
+
+# --- codecs ---------------------------------------------------------------------------------
+def test_patch_codec_reconstructs_a_place_it_never_saw(codecs, places) -> None:
+    held = places[1]
+    for key, bound in (("S2L2A_B02_B03_B04_B08", 0.02), ("DEM_DEM", 5.0), ("S1RTC_vh_vv", 2.0)):
+        x = held.pixels[key][None, :, :64, :64]
+        y = codecs[key].decode(codecs[key].encode(x).latent_dist.mean).sample
+        truth = physical_from_model(key, x, 0)
+        err = (physical_from_model(key, y, 0) - truth).abs()
+        assert float(err.mean()) < bound, key
+
+
+def test_sentinel2_codec_never_decodes_negative_reflectance(codecs) -> None:
+    key = "S2L2A_B02_B03_B04_B08"
+    z = 5 * torch.randn(4, 8, 24, 24, generator=torch.Generator().manual_seed(0))
+    reflectance = physical_from_model(key, codecs[key].decode(z).sample, 0)
+    assert float(reflectance.min()) >= 0.0
+
+
+def test_patch_codec_latents_are_whitened(codecs, places) -> None:
+    z = codecs["S2L1C_B02_B03_B04_B08"].encode(places[0].pixels["S2L1C_B02_B03_B04_B08"][None])
+    std = z.latent_dist.mean.std(dim=(0, 2, 3))
+    assert torch.allclose(std, torch.ones(8), atol=0.05)  # its own fitting data: unit variance
+
+
+# --- the layout a model may change ----------------------------------------------------------
+def test_a_model_may_change_patch_size_and_scale_factor_only() -> None:
+    mine = bundled_slots(4)
+    assert check_slots(mine) == mine
+    assert next(s for s in mine if s.key == "S2L2A_B01_B09").patch_size == 4
+    moved = [replace(s, chip_px=128) if s.key == "DEM_DEM" else s for s in mine]
+    with pytest.raises(CheckpointError, match="DEM_DEM: chip_px is 128"):
+        check_slots(moved)
+
+
+# --- training -------------------------------------------------------------------------------
+def test_batches_are_a_function_of_the_step(places, codecs) -> None:
+    drawer = BatchDrawer(places[:1], codecs, TINY)
+    a, b, c = drawer.draw(3), drawer.draw(3), drawer.draw(4)
+    assert a.inputs.keys() == b.inputs.keys()
+    assert all(torch.equal(a.inputs[k], b.inputs[k]) for k in a.inputs)
+    assert a.targets, "every batch generates at least one modality"
+    assert any(
+        k not in c.inputs or not torch.equal(a.inputs[k], c.inputs[k]) for k in a.inputs
+    )
+
+
+def test_training_resumes_exactly_where_it_stopped(places, codecs, tmp_path: Path) -> None:
+    whole = train_backbone(places[:1], codecs, TINY, tmp_path / "whole", log=lambda _: None)
+    train_backbone(places[:1], codecs, replace(TINY, max_steps=2), tmp_path / "cut",
+                   log=lambda _: None)  # fmt: skip
+    lines: list[str] = []
+    with pytest.raises(RuntimeError, match="other settings"):
+        train_backbone(places[:1], codecs, replace(TINY, lr=1.0), tmp_path / "cut")
+    resumed = train_backbone(places[:1], codecs, TINY, tmp_path / "cut", log=lines.append)
+    assert any("resumed at step 2" in line for line in lines)
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+# --- a whole model ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model(places, codecs, tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("bundled")
+    backbone = train_backbone(places[:1], codecs, replace(TINY, max_steps=1), work,
+                              log=lambda _: None)  # fmt: skip
+    folder = work / "model"
+    assemble(backbone, codecs, TINY).save_pretrained(folder, dtype=torch.float16)
+    return folder
+
+
+def test_model_folder_round_trips_with_its_own_layout(tiny_model: Path) -> None:
+    model = CopgenModel.read(tiny_model)
+    assert model.slots == bundled_slots(TINY.patch_size)
+    assert model.s2_dn == "reflectance" and model.ignored == "omit"
+    assert isinstance(model.vae("DEM_DEM"), PatchCodec)
+    assert model.scale_factor("DEM_DEM") == 1.0
+    assert set(model.encodable) == {k for keys in MODALITY_SLOTS.values() for k in keys} - {
+        "S2L1C_cloud_mask"
+    }
+
+
+def test_translation_without_a_date_leaves_the_date_slot_out(tiny_model: Path, tmp_path) -> None:
+    out = tmp_path / "dem.tif"
+    api.translate(terramind("S2L2A"), "dem", model=tiny_model, output=out, steps=2,
+                  progress=False)  # fmt: skip
+    with rasterio.open(out) as dst, rasterio.open(terramind("S2L2A")) as src:
+        assert dst.crs == src.crs
+        assert dst.res == (30.0, 30.0)
+        assert (dst.transform.c, dst.transform.f) == (src.transform.c, src.transform.f)
+        tags = dst.tags()
+        values = dst.read(1)
+    assert tags["DATE"].startswith("unknown")
+    assert tags["COPGEN_S2_DN_POLICY"] == "reflectance" and tags["COPGEN_S2_DN_OFFSET"] == "0"
+    assert np.isfinite(values).all() and values.min() >= 0
+
+
+def test_a_clean_latent_predictor_is_sampled_to_its_prediction() -> None:
+    """With ``prediction="sample"`` the solver's data predictions are the backbone's outputs, so
+    a backbone that always says c ends on c, up to the noise left at the last time 1/N
+    (sigma 0.03); read as a noise prediction, the same outputs explode."""
+    from geocopgen.copgen.sampler import copgen_sample
+    from geocopgen.copgen.train import build_backbone
+
+    backbone = build_backbone(TINY)
+    with torch.no_grad():
+        for head in backbone.decoder_preds:
+            head.weight.zero_()
+            head.bias.fill_(0.25)
+    key = "DEM_DEM"
+    out = copgen_sample(backbone, [key], batch_size=2, ignored="omit", prediction="sample",
+                        generator=torch.Generator().manual_seed(0))  # fmt: skip
+    z = out.latents[key]
+    assert abs(float(z.mean()) - 0.25) < 0.005 and float(z.std()) < 0.04
+    drift = copgen_sample(backbone, [key], batch_size=2, ignored="omit",
+                          generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert float(drift.latents[key].std()) > 1.0
