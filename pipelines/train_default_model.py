@@ -12,9 +12,11 @@ small backbone (192 wide, 6 blocks, 4 x 4 latent patches) instead of a 1024-wide
    9 DEMs; each slot in model units on its own grid.
 2. Codecs: one :class:`~geocopgen.copgen.codec.PatchCodec` per slot, fitted in closed form on
    every valid patch of every place that has the slot.
-3. Backbone: random roles per batch (:mod:`geocopgen.copgen.train`) for ``--minutes`` of
-   training (default 35), checkpointed every 100 steps.
-4. Export: float16 safetensors + ``pipeline.json`` into ``geocopgen/weights/default`` (checked
+3. First guess: one latent ridge map per (condition modality, target slot)
+   (:mod:`geocopgen.copgen.first_guess`), fitted in closed form on the paired places' chips.
+4. Backbone: random roles per batch (:mod:`geocopgen.copgen.train`), predicting the clean latent
+   minus the first guess, for ``--steps`` steps, checkpointed every 100 steps.
+5. Export: float16 safetensors + ``pipeline.json`` into ``geocopgen/weights/default`` (checked
    ≤ 30 MB).
 
 Every stage resumes: rerun the same command after a kill and it continues where it stopped
@@ -47,12 +49,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import shared_places
 
 from geocopgen.copgen.codec import PatchCodec
+from geocopgen.copgen.first_guess import FirstGuess
 from geocopgen.copgen.model import CopgenModel
 from geocopgen.copgen.places import SlotPlace
 from geocopgen.copgen.train import (
     BackboneSettings,
     assemble,
     fit_codecs,
+    fit_first_guess,
     parameter_count,
     train_backbone,
 )
@@ -60,8 +64,9 @@ from geocopgen.models.checkpoints import load_model, save_model
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE_LIMIT_MB = 30.0
-#: The shipped model's backbone settings (35 minutes of training on the 2-core CPU).
-SETTINGS = BackboneSettings(minutes=35.0)
+#: The shipped model's backbone settings: a step budget (the same model on any machine), with
+#: a wall-time cap that keeps the whole recipe under two hours on the 2-core CPU.
+SETTINGS = BackboneSettings(max_steps=3600, minutes=100.0)
 
 
 def codecs_stage(places: Sequence[SlotPlace], folder: Path) -> dict[str, PatchCodec]:
@@ -76,6 +81,19 @@ def codecs_stage(places: Sequence[SlotPlace], folder: Path) -> dict[str, PatchCo
     return codecs
 
 
+def first_guess_stage(
+    places: Sequence[SlotPlace], codecs: dict[str, PatchCodec], folder: Path
+) -> FirstGuess:
+    """Fit the latent first guess once; a rerun loads it from ``folder``."""
+    if folder.is_dir():
+        return load_model(FirstGuess, folder)
+    guess = fit_first_guess(places, codecs)
+    tmp = folder.with_name(folder.name + ".partial")
+    save_model(guess, tmp)
+    tmp.replace(folder)
+    return guess
+
+
 def build_model(
     places: Sequence[SlotPlace], work: Path, settings: BackboneSettings
 ) -> tuple[CopgenModel, dict[str, float]]:
@@ -85,7 +103,12 @@ def build_model(
     codecs = codecs_stage(places, work / "codecs")
     times["codecs"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    backbone = train_backbone(places, codecs, settings, work / "backbone")
+    first_guess = first_guess_stage(places, codecs, work / "first_guess")
+    times["first guess"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    backbone = train_backbone(
+        places, codecs, settings, work / "backbone", first_guess=first_guess
+    )
     times["backbone"] = time.perf_counter() - t0
     provenance = {
         "recipe": "pipelines/train_default_model.py",
@@ -95,7 +118,7 @@ def build_model(
         "places": [p.name for p in places],
         "backbone_parameters": parameter_count(backbone),
     }
-    return assemble(backbone, codecs, settings, provenance), times
+    return assemble(backbone, codecs, settings, provenance, first_guess), times
 
 
 def export(model: CopgenModel, target: Path) -> float:
@@ -109,6 +132,12 @@ def export(model: CopgenModel, target: Path) -> float:
     return size
 
 
+def work_folder(path: str) -> Path:
+    """``--work`` (and ``--out``) as an absolute path: the backbone checkpoint and the codecs
+    live under it, so one folder must mean one place whatever the caller's directory."""
+    return Path(path).resolve()
+
+
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
@@ -119,16 +148,16 @@ def _git_commit() -> str | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=lambda p: Path(p).resolve(),
+    parser.add_argument("--work", type=work_folder,
                         default=REPO / "work" / "default-model",
                         help="Codecs and backbone checkpoints (resumable).")  # fmt: skip
-    parser.add_argument("--out", type=lambda p: Path(p).resolve(),
+    parser.add_argument("--out", type=work_folder,
                         default=REPO / "geocopgen" / "weights" / "default")  # fmt: skip
-    parser.add_argument("--minutes", type=float, default=SETTINGS.minutes,
-                        help="Backbone training time (wall minutes; default 35).")  # fmt: skip
+    parser.add_argument("--steps", type=int, default=SETTINGS.max_steps,
+                        help="Backbone training steps (default: SETTINGS.max_steps).")  # fmt: skip
     args = parser.parse_args()
     start, cpu_start = time.perf_counter(), time.process_time()
-    settings = replace(SETTINGS, minutes=args.minutes)
+    settings = replace(SETTINGS, max_steps=args.steps)
     t0 = time.perf_counter()
     places = shared_places.all_places()
     times = {"places": time.perf_counter() - t0}

@@ -20,6 +20,7 @@ from conftest import PLACE, TERRAMIND, terramind
 
 from geocopgen import api
 from geocopgen.copgen.codec import PatchCodec
+from geocopgen.copgen.first_guess import FirstGuess
 from geocopgen.copgen.layout import COPGEN_SLOTS, MODALITY_SLOTS
 from geocopgen.copgen.model import CopgenModel, check_slots
 from geocopgen.copgen.places import SlotPlace, slot_place
@@ -29,6 +30,7 @@ from geocopgen.copgen.train import (
     assemble,
     bundled_slots,
     fit_codecs,
+    fit_first_guess,
     train_backbone,
 )
 from geocopgen.errors import CheckpointError
@@ -126,9 +128,7 @@ def test_batches_are_a_function_of_the_step(places, codecs) -> None:
     assert a.inputs.keys() == b.inputs.keys()
     assert all(torch.equal(a.inputs[k], b.inputs[k]) for k in a.inputs)
     assert a.targets, "every batch generates at least one modality"
-    assert any(
-        k not in c.inputs or not torch.equal(a.inputs[k], c.inputs[k]) for k in a.inputs
-    )
+    assert any(k not in c.inputs or not torch.equal(a.inputs[k], c.inputs[k]) for k in a.inputs)
 
 
 def test_training_resumes_exactly_where_it_stopped(places, codecs, tmp_path: Path) -> None:
@@ -146,13 +146,45 @@ def test_training_resumes_exactly_where_it_stopped(places, codecs, tmp_path: Pat
 
 # --- a whole model ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny_model(places, codecs, tmp_path_factory) -> Path:
+def first_guess(places, codecs) -> FirstGuess:
+    return fit_first_guess(places[:1], codecs, per_place=16, log=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(places, codecs, first_guess, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("bundled")
     backbone = train_backbone(places[:1], codecs, replace(TINY, max_steps=1), work,
-                              log=lambda _: None)  # fmt: skip
+                              first_guess=first_guess, log=lambda _: None)  # fmt: skip
     folder = work / "model"
-    assemble(backbone, codecs, TINY).save_pretrained(folder, dtype=torch.float16)
+    model = assemble(backbone, codecs, TINY, first_guess=first_guess)
+    model.save_pretrained(folder, dtype=torch.float16)
     return folder
+
+
+def test_first_guess_maps_every_pair_and_guesses_from_what_is_given(first_guess, codecs, places):
+    pairs = set(first_guess.pairs)
+    assert ("s2l1c", "S2L2A_B02_B03_B04_B08") in pairs and ("s2l2a", "DEM_DEM") in pairs
+    assert len(pairs) == 9 * 4  # 5 modalities in 9 slots: each slot from the 4 other modalities
+    held = places[1].chip(0, 0)
+    z = {k: codecs[k].encode(x[None]).latent_dist.mean for k, x in held.items()}
+    key = "S2L2A_B02_B03_B04_B08"
+    assert torch.equal(first_guess.guess({}, key, z[key]), torch.zeros_like(z[key]))
+    l1c = {k: z[k] for k in MODALITY_SLOTS["s2l1c"]}
+    guess = first_guess.guess(l1c, key, z[key])
+    # L1C says most of L2A on a tile it never saw: far better than the mean (zero)
+    assert float(((guess - z[key]) ** 2).mean()) < 0.5 * float((z[key] ** 2).mean())
+
+
+def test_first_guess_on_a_canvas_equals_it_chip_by_chip(first_guess, codecs, places) -> None:
+    """One per-cell map: a 960 m piece of a guess made on a bigger canvas is the guess of the
+    piece (what lets translation compute it once per canvas)."""
+    chip = places[1].chip(0, 0)
+    z = {k: codecs[k].encode(chip[k][None]).latent_dist.mean for k in MODALITY_SLOTS["s2l1c"]}
+    key, like = "DEM_DEM", torch.zeros(1, 8, 8, 8)  # the DEM latent of 1920 m: 8 x 8 cells
+    whole = first_guess.guess(z, key, like)
+    half = {k: v[..., : v.shape[-2] // 2, : v.shape[-1] // 2] for k, v in z.items()}
+    piece = first_guess.guess(half, key, torch.zeros(1, 8, 4, 4))
+    torch.testing.assert_close(whole[..., :4, :4], piece)
 
 
 def test_model_folder_round_trips_with_its_own_layout(tiny_model: Path) -> None:
@@ -161,6 +193,7 @@ def test_model_folder_round_trips_with_its_own_layout(tiny_model: Path) -> None:
     assert model.s2_dn == "reflectance" and model.ignored == "omit"
     assert isinstance(model.vae("DEM_DEM"), PatchCodec)
     assert model.scale_factor("DEM_DEM") == 1.0
+    assert model.prediction == "sample" and isinstance(model.first_guess, FirstGuess)
     assert set(model.encodable) == {k for keys in MODALITY_SLOTS.values() for k in keys} - {
         "S2L1C_cloud_mask"
     }

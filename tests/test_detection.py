@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _translate_fixtures import BUNDLED, one_torch_thread  # noqa: F401
+from _translate_fixtures import one_torch_thread, save_tiny  # noqa: F401
 from conftest import EXPLORADORES, VIRGINIA, terramind, write_variant
 from typer.testing import CliRunner
 
@@ -71,7 +71,8 @@ def test_the_python_guide_s_s1_example_runs_on_a_db_raster_named_s1_tif(tmp_path
     monkeypatch.chdir(tmp_path)
     shutil.copy(terramind("S1RTC"), "s1.tif")  # 2 float bands, dB, no names or path words
     with pytest.warns(GeoCopGenWarning, match=r"s1\.tif: taken as Sentinel-1 RTC .* values"):
-        latents = geocopgen.encode("s1.tif", model=BUNDLED, device="cpu", progress=False)
+        latents = geocopgen.encode("s1.tif", model=save_tiny(tmp_path / "m"), device="cpu",
+                                   progress=False)  # fmt: skip
     assert latents.attrs["modality"] == "s1rtc" and latents.dims == ("latent", "y", "x")
 
 

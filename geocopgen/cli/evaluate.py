@@ -59,17 +59,17 @@ def evaluate(
 ) -> None:
     """Translate held-out places and score them (paired, distribution, spread) beside the
     training-mean and linear-regression baselines."""
+    from geocopgen.api import load_model
     from geocopgen.evaluation.features import load_feature_extractor
     from geocopgen.evaluation.report import evaluate as run_evaluation
     from geocopgen.latents.places import places_from_folder
     from geocopgen.modalities import get_modality
-    from geocopgen.models import CopGenPipeline
     from geocopgen.weights import resolve_model
 
     if json_out is not None:
         output_ready(json_out, overwrite)
     path = resolve_model(model)
-    pipeline = CopGenPipeline.from_pretrained(path)
+    pipeline = load_model(path, device="cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OffsetWarning)
         places = places_from_folder(data, _folder_modalities(data, pipeline.modalities))

@@ -32,7 +32,8 @@ from geocopgen.copgen import normalisation
 from geocopgen.copgen import vae as vae_ops
 from geocopgen.copgen.backbone import COPGEN_SIZES
 from geocopgen.copgen.codec import PatchCodec
-from geocopgen.copgen.layout import COPGEN_SLOTS, SLOT_NAMES, CopgenSlot
+from geocopgen.copgen.first_guess import FirstGuess
+from geocopgen.copgen.layout import COPGEN_SLOTS, MODALITY_SLOTS, SLOT_NAMES, CopgenSlot
 from geocopgen.copgen.sampler import (
     COPGEN_SAMPLER,
     CopgenSamplerPreset,
@@ -40,6 +41,7 @@ from geocopgen.copgen.sampler import (
     copgen_sample,
 )
 from geocopgen.errors import CheckpointError, ModalityError
+from geocopgen.modalities import OFFICIAL_ORDER
 from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.checkpoints import atomic_folder, load_model, read_config, save_model
 from geocopgen.models.pipeline import PIPELINE_CONFIG
@@ -64,6 +66,8 @@ CODEC_CLASSES: dict[str, type] = {"AutoencoderKL": AutoencoderKL, "PatchCodec": 
 S2_DN_CHOICES = ("stored", "reflectance")
 
 Codec = AutoencoderKL | PatchCodec
+#: The sub-folder of a model's first guess (when it has one).
+FIRST_GUESS = "first_guess"
 Progress = Callable[[str], None]
 
 
@@ -87,7 +91,8 @@ class CopgenModel:
     model was trained on (``"stored"``: as products deliver them, the official; ``"reflectance"``:
     reflectance x 10 000). ``prediction`` is what the backbone outputs: the noise
     (``"epsilon"``, the published) or the clean latent (``"sample"``, see
-    :func:`~geocopgen.copgen.sampler.as_noise`).
+    :func:`~geocopgen.copgen.sampler.as_noise`); ``first_guess`` (optional) is the latent
+    regression the backbone's prediction is added to (:mod:`geocopgen.copgen.first_guess`).
     ``provenance`` records where the weights came from.
     """
 
@@ -102,6 +107,7 @@ class CopgenModel:
         ignored: Ignored = "noise",
         s2_dn: str = "stored",
         prediction: Prediction = "epsilon",
+        first_guess: FirstGuess | None = None,
         provenance: Mapping[str, Any] | None = None,
     ) -> None:
         if tuple(backbone.modality_names) != SLOT_NAMES:
@@ -131,6 +137,9 @@ class CopgenModel:
         self.ignored: Ignored = ignored
         self.s2_dn = s2_dn
         self.prediction: Prediction = prediction
+        if first_guess is not None and prediction != "sample":
+            raise CheckpointError("a first guess adds to a clean-latent prediction ('sample')")
+        self.first_guess = first_guess.eval() if first_guess is not None else None
         self.provenance = dict(provenance or {})
 
     # --- layout ----------------------------------------------------------------------------------
@@ -143,6 +152,14 @@ class CopgenModel:
     def encodable(self) -> tuple[str, ...]:
         """Image slots this model can encode and decode (those with a VAE), in slot order."""
         return tuple(self.vaes)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """geocopgen's four-modality registry names this model encodes and decodes whole (every
+        group), in registry order: what ``evaluate`` and the pipeline interface speak."""
+        return tuple(
+            m for m in OFFICIAL_ORDER if all(k in self.vaes for k in MODALITY_SLOTS.get(m, ("-",)))
+        )
 
     @property
     def preset(self) -> CopgenSamplerPreset:
@@ -211,6 +228,7 @@ class CopgenModel:
         """Generate latents with this model's preset (see :func:`copgen_sample`)."""
         kwargs.setdefault("ignored", self.ignored)
         kwargs.setdefault("prediction", self.prediction)
+        kwargs.setdefault("first_guess", self.first_guess)
         return copgen_sample(self.backbone, generate, conditions, preset=self.preset, **kwargs)
 
     def to(self, *args: Any, **kwargs: Any) -> CopgenModel:
@@ -218,6 +236,8 @@ class CopgenModel:
         self.backbone.to(*args, **kwargs)
         for vae in self.vaes.values():
             vae.to(*args, **kwargs)
+        if self.first_guess is not None:
+            self.first_guess.to(*args, **kwargs)
         return self
 
     # --- save / load ------------------------------------------------------------------------------
@@ -233,6 +253,7 @@ class CopgenModel:
             "ignored": self.ignored,
             "s2_dn": self.s2_dn,
             "prediction_type": self.prediction,
+            "first_guess": self.first_guess is not None,
             "slots": [{**slot_record(s), "vae": s.key in self.vaes} for s in self.layout],
             "vaes": list(self.vaes),
             "provenance": self.provenance,
@@ -253,6 +274,8 @@ class CopgenModel:
         save_model(self.backbone, folder / "backbone", dtype=dtype)
         for key, vae in self.vaes.items():
             save_model(vae, folder / "vaes" / key, dtype=dtype)
+        if self.first_guess is not None:  # a regression: kept in float32, it is small
+            save_model(self.first_guess, folder / FIRST_GUESS)
         (folder / PIPELINE_CONFIG).write_text(json.dumps(self.config(), indent=2) + "\n")
 
     @classmethod
@@ -275,6 +298,9 @@ class CopgenModel:
         backbone = load_model(MultimodalUViT, folder / "backbone")
         _check_size(folder, config.get("size"), backbone)
         vaes = {key: _load_codec(folder / "vaes" / key) for key in _listed_vaes(folder, config)}
+        first_guess = (
+            load_model(FirstGuess, folder / FIRST_GUESS) if config.get("first_guess") else None
+        )
         try:
             return cls(
                 backbone,
@@ -282,6 +308,7 @@ class CopgenModel:
                 slots=slots,
                 s2_dn=config.get("s2_dn", "stored"),
                 prediction=config.get("prediction_type", "epsilon"),
+                first_guess=first_guess,
                 size=config.get("size"),
                 sampler=config.get("sampler", "copgen"),
                 ignored=config.get("ignored", "noise"),

@@ -126,8 +126,10 @@ def slot_pixels(
     """Each slot of ``modality``: its pixels in model units on its grid, and their validity."""
     for key in MODALITY_SLOTS[modality]:
         s = IMAGE_SLOTS[key]
-        grid = scene if np.isclose(pixel_size(scene)[0], s.resolution) else at_resolution(
-            scene, s.resolution
+        grid = (
+            scene
+            if np.isclose(pixel_size(scene)[0], s.resolution)
+            else at_resolution(scene, s.resolution)
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

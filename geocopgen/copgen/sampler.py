@@ -28,6 +28,7 @@ from typing import Literal
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from geocopgen.copgen.first_guess import FirstGuess
 from geocopgen.errors import ConfigError, ModalityError
 from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.sampling import Ignored, SamplingOutput
@@ -205,6 +206,7 @@ def copgen_sample(
     x_init: Mapping[str, torch.Tensor] | None = None,
     on_call: CallHook | None = None,
     prediction: Prediction = "epsilon",
+    first_guess: FirstGuess | None = None,
 ) -> SamplingOutput:
     """Generate the slots ``generate`` from ``conditions`` (slot → clean latent ``(B, C, H, W)``)
     with COP-GEN's sampler; returns the generated latents and the conditions, unchanged.
@@ -226,6 +228,7 @@ def copgen_sample(
         for n in names
     ]
     sizes = [z[0].numel() for z in start]
+    guess = _guesses(first_guess, conditions, names, start, batch)
 
     def noise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         t_net = t * NUM_TRAIN_TIMESTEPS
@@ -245,8 +248,8 @@ def copgen_sample(
         if on_call is not None:
             on_call(t_net, inputs)
         out = backbone(inputs, times).sample
-        return as_noise(torch.cat([out[n].reshape(batch, -1) for n in names], dim=1), x, t,
-                        schedule, prediction)  # fmt: skip
+        flat = torch.cat([out[n].reshape(batch, -1) for n in names], dim=1)
+        return as_noise(flat if guess is None else flat + guess, x, t, schedule, prediction)
 
     schedule = DiscreteVPSchedule.copgen()
     solver = DPMSolverFast(noise, schedule)
@@ -277,6 +280,23 @@ def as_noise(
     alpha = _col(schedule.alpha(t), x)
     sigma = _col(schedule.sigma(t), x)
     return (x - alpha * out) / sigma
+
+
+def _guesses(
+    first_guess: FirstGuess | None,
+    conditions: Mapping[str, torch.Tensor],
+    names: Sequence[str],
+    start: Sequence[torch.Tensor],
+    batch: int,
+) -> torch.Tensor | None:
+    """The first guesses of the generated slots, flattened like the solver's state."""
+    if first_guess is None:
+        return None
+    parts = [
+        first_guess.guess(conditions, n, like=z).reshape(batch, -1)
+        for n, z in zip(names, start, strict=True)
+    ]
+    return torch.cat(parts, dim=1)
 
 
 def _check_roles(

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from torch import nn
 from geocopgen.copgen import normalisation as norm
 from geocopgen.copgen.backbone import layout_config
 from geocopgen.copgen.codec import PatchCodec
+from geocopgen.copgen.first_guess import FirstGuess
 from geocopgen.copgen.layout import (
     COPGEN_SLOTS,
     DATE_SLOT,
@@ -153,10 +154,16 @@ class Batch:
 
 
 class BatchDrawer:
-    """Random batches from the places, encoded by the codecs (deterministic per step)."""
+    """Random batches from the places, encoded by the codecs (deterministic per step); with a
+    ``first_guess``, a clean-latent target is the latent minus the guess from the batch's
+    conditions."""
 
     def __init__(
-        self, places: Sequence[SlotPlace], codecs: Mapping[str, PatchCodec], s: BackboneSettings
+        self,
+        places: Sequence[SlotPlace],
+        codecs: Mapping[str, PatchCodec],
+        s: BackboneSettings,
+        first_guess: FirstGuess | None = None,
     ) -> None:
         self.places = [p for p in places if p.chip_origins()]
         self.origins = [p.chip_origins() for p in self.places]
@@ -164,6 +171,7 @@ class BatchDrawer:
         self.weights = weights / weights.sum()
         self.codecs = codecs
         self.settings = s
+        self.first_guess = first_guess
         self.alphas_bar = torch.cumprod(1 - copgen_betas(), dim=0).float()
 
     def draw(self, step: int) -> Batch:
@@ -204,6 +212,7 @@ class BatchDrawer:
         for m in conditions:
             for k in MODALITY_SLOTS[m]:
                 inputs[k], times[k] = latents[k], zero
+        known = dict(inputs)
         for m in generated:
             t = torch.randint(1, NUM_TRAIN_TIMESTEPS + 1, (n,), generator=gen)
             ab = self.alphas_bar[t - 1].reshape(n, 1, 1, 1)
@@ -211,7 +220,7 @@ class BatchDrawer:
                 eps = torch.randn(latents[k].shape, generator=gen)
                 inputs[k] = ab.sqrt() * latents[k] + (1 - ab).sqrt() * eps
                 times[k] = t.float()
-                targets[k] = latents[k] if self.settings.prediction == "sample" else eps
+                targets[k] = self._target(latents[k], eps, known, k)
         if rng.random() >= self.settings.p_drop_scalar:
             lon, lat = zip(*centres, strict=True)
             inputs[LATLON_SLOT] = norm.encode_latlon(list(lat), list(lon)).reshape(n, 1, 1, 3)
@@ -221,6 +230,15 @@ class BatchDrawer:
             inputs[DATE_SLOT] = day.expand(n, -1, -1, -1)
             times[DATE_SLOT] = zero
         return Batch(inputs, times, targets)
+
+    def _target(
+        self, z: torch.Tensor, eps: torch.Tensor, known: Mapping[str, torch.Tensor], key: str
+    ) -> torch.Tensor:
+        if self.settings.prediction != "sample":
+            return eps
+        if self.first_guess is None:
+            return z
+        return z - self.first_guess.guess(known, key, z)
 
 
 def _augment(chip: Mapping[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
@@ -249,6 +267,7 @@ def train_backbone(
     settings: BackboneSettings,
     work: str | os.PathLike,
     *,
+    first_guess: FirstGuess | None = None,
     log: Log = print,
 ) -> MultimodalUViT:
     """Train (or resume) the backbone in ``work``; returns the EMA weights."""
@@ -257,11 +276,9 @@ def train_backbone(
     torch.manual_seed(settings.seed)
     model = build_backbone(settings).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
-    )
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     step, seconds = _resume(work / CHECKPOINT, settings, model, ema, opt, log)
-    drawer = BatchDrawer(places, codecs, settings)
+    drawer = BatchDrawer(places, codecs, settings, first_guess)
     budget = settings.minutes * 60.0
     start, last_log, running = time.perf_counter() - seconds, 0.0, []
     while seconds < budget and (settings.max_steps is None or step < settings.max_steps):
@@ -325,11 +342,39 @@ def _resume(path: Path, settings: BackboneSettings, model: nn.Module, ema: nn.Mo
     return int(state["step"]), float(state["seconds"])
 
 
+def fit_first_guess(
+    places: Sequence[SlotPlace],
+    codecs: Mapping[str, PatchCodec],
+    *,
+    per_place: int = 256,
+    seed: int = 0,
+    log: Log = print,
+) -> FirstGuess:
+    """The latent ridge maps, fitted on up to ``per_place`` chips of every place with two or more
+    modalities (seeded origins)."""
+    rng = np.random.default_rng(seed)
+
+    def chips() -> Iterator[dict[str, torch.Tensor]]:
+        for place in places:
+            origins = place.chip_origins() if len(place.modalities) > 1 else []
+            if len(origins) > per_place:
+                origins = [origins[i] for i in rng.choice(len(origins), per_place, replace=False)]
+            for r, c in origins:
+                chip = place.chip(r, c)
+                with torch.no_grad():
+                    yield {k: codecs[k].encode(x[None]).latent_dist.mean for k, x in chip.items()}
+
+    guess = FirstGuess.fit(chips())
+    log(f"[first guess] {len(guess.pairs)} condition → slot maps")
+    return guess
+
+
 def assemble(
     backbone: MultimodalUViT,
     codecs: Mapping[str, PatchCodec],
     settings: BackboneSettings,
     provenance: Mapping[str, object] | None = None,
+    first_guess: FirstGuess | None = None,
 ) -> CopgenModel:
     """The trained parts as one :class:`CopgenModel` (left-out slots omitted, S2 as reflectance)."""
     return CopgenModel(
@@ -339,6 +384,7 @@ def assemble(
         ignored="omit",
         s2_dn="reflectance",
         prediction=settings.prediction,
+        first_guess=first_guess,
         provenance=provenance,
     )
 
@@ -355,6 +401,7 @@ __all__ = [
     "build_backbone",
     "bundled_slots",
     "fit_codecs",
+    "fit_first_guess",
     "loss_of",
     "train_backbone",
 ]

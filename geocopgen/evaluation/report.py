@@ -108,10 +108,18 @@ def default_directions(modalities: Sequence[str]) -> list[Direction]:
 # --- translation ------------------------------------------------------------------------------
 def default_translator() -> Translator:
     """The seamless raster translator, arrays in and arrays out (any size; see
-    :func:`geocopgen.translation.translate_arrays`)."""
+    :func:`geocopgen.translation.translate_arrays`, and for a COP-GEN model
+    :func:`geocopgen.translation.grouped_output.translate_arrays_copgen`)."""
+    from geocopgen.copgen.model import CopgenModel
     from geocopgen.translation import translate_arrays
+    from geocopgen.translation.grouped_output import translate_arrays_copgen
 
-    return translate_arrays
+    def translator(pipeline: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+        if isinstance(pipeline, CopgenModel):
+            return translate_arrays_copgen(pipeline, *args, **kwargs)
+        return translate_arrays(pipeline, *args, **kwargs)
+
+    return translator
 
 
 # --- metrics ----------------------------------------------------------------------------------

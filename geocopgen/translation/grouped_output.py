@@ -9,21 +9,25 @@ beside it, since one GeoTIFF holds one grid.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import rasterio
 import xarray as xr
+from affine import Affine
+from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
 from geocopgen.copgen.layout import modality_of_slot, slot
 from geocopgen.copgen.model import CopgenModel
-from geocopgen.io.array import band_array
-from geocopgen.modalities import MODALITIES
-from geocopgen.options import WriteOptions
+from geocopgen.io.array import band_array, modality_array
+from geocopgen.modalities import MODALITIES, get_modality
+from geocopgen.options import TranslateOptions, WriteOptions
 from geocopgen.outputs import check_output
 from geocopgen.raster.grid import GeoBox, pixel_size
 from geocopgen.raster.mosaic import GDAL_CACHE_MB, MosaicWriter
-from geocopgen.translation.grouped import CATEGORIES, GroupedPlan, run_grouped
+from geocopgen.translation.grouped import CATEGORIES, GroupedPlan, plan_grouped, run_grouped
 from geocopgen.translation.output import mosaic_data, mosaic_source
 
 UNITS = {"S2": "reflectance", "S1": "dB", "DEM": "m"}
@@ -115,3 +119,43 @@ def _array(plan: GroupedPlan, key: str, writer: MosaicWriter) -> xr.DataArray:
     return band_array(
         mosaic_data(writer), grid, _band_names(plan, key), name=key, attrs=attrs, nodata=nodata
     )
+
+
+def translate_arrays_copgen(
+    model: CopgenModel,
+    conditions: Mapping[str, np.ndarray],
+    target: str,
+    *,
+    num_samples: int = 1,
+    seed: int = 0,
+    num_inference_steps: int | None = None,
+    progress: bool = False,
+    **_: object,
+) -> np.ndarray:
+    """The evaluation's translator for a COP-GEN model: ``num_samples`` translations
+    ``(N, C, H, W)`` of co-registered ``(C, H, W)`` arrays, in the target's registry band order,
+    on the arrays' own 10 m grid (every group resampled there).
+
+    The arrays carry no georeference, so they are placed on the same stand-in grid as
+    :func:`geocopgen.translation.translate_arrays` (EPSG:3857 at the origin): the lat/lon token
+    says (0, 0) and no date is known, which a model that leaves absent slots out accepts.
+    Sample ``i`` is one run with seed ``seed + i``.
+    """
+    (height, width), *_rest = [np.shape(a)[1:] for a in conditions.values()]
+    grid = GeoBox((height, width), Affine(10.0, 0, 0, 0, -10.0, 0), CRS.from_epsg(3857))
+    arrays = {
+        get_modality(name).name: modality_array(
+            np.asarray(a, dtype=np.float32), grid, get_modality(name), source=f"{name} array"
+        )
+        for name, a in conditions.items()
+    }
+    bands = get_modality(target).band_names
+    out = []
+    for i in range(num_samples):
+        options = TranslateOptions(steps=num_inference_steps, seed=seed + i, progress=progress)
+        plan = plan_grouped(model, target, grid, arrays, options)
+        result = run_grouped_into(model, plan, WriteOptions(), out_grid=grid)
+        by_slot = result if isinstance(result, dict) else {plan.targets[0]: result}
+        found = {str(b): a.sel(band=b).values for a in by_slot.values() for b in a.band.values}
+        out.append(np.stack([found[b] for b in bands]))
+    return np.stack(out).astype(np.float32)
