@@ -325,14 +325,17 @@ def _translate_copgen(
     model_name: str,
 ) -> xr.DataArray | dict[str, xr.DataArray]:
     """:func:`translate` with a COP-GEN model: one canvas per resolution group, each generated
-    group written on its native grid (see :mod:`geocopgen.translation.grouped`)."""
+    group written on its native grid, or all of them resampled onto one grid (the model's
+    ``default_grid`` unless ``grid=`` says; see :mod:`geocopgen.translation.grouped`)."""
     from geocopgen.translation.grouped import plan_grouped
     from geocopgen.translation.grouped_output import run_grouped_into
 
-    if writing.grid not in (None, "native", "model", "input"):
+    grid = writing.grid or model.default_grid
+    if grid not in ("native", "model", "input"):
         raise ConfigError(
-            "a COP-GEN model writes each resolution group on its native grid (grid='native', "
-            f"the default) or resampled onto the input grid (grid='input'); got {writing.grid!r}"
+            "a COP-GEN model writes each resolution group on its native grid (grid='native'), "
+            "or every group resampled onto the input grid (grid='input') or the 10 m working "
+            f"grid (grid='model'); got {writing.grid!r}"
         )
     scene = model_grid(place, None)
     overlap_m = None if sampling.overlap is None else sampling.overlap * pixel_size(scene)[0]
@@ -347,9 +350,8 @@ def _translate_copgen(
         overlap_m=overlap_m,
         tags={"MODEL": model_name},
     )
-    return run_grouped_into(
-        model, plan, writing, out_grid=place if writing.grid == "input" else None
-    )
+    out_grid = {"input": place, "model": scene, "native": None}[grid]
+    return run_grouped_into(model, plan, writing, out_grid=out_grid)
 
 
 def translate(

@@ -147,7 +147,8 @@ def model_samples(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = geocopgen.translate(source_file(place, cond), target, modality=cond,
-                                         model=model_dir, seed=seed, progress=False)  # fmt: skip
+                                         model=model_dir, seed=seed, grid="native",
+                                         progress=False)  # fmt: skip
         arrays = result if isinstance(result, dict) else {MODALITY_SLOTS[target][0]: result}
         out.append({k: np.asarray(a.sel(band=_bands(k)).values) for k, a in arrays.items()})
     return out

@@ -1,8 +1,8 @@
 """``geocopgen translate``, ``generate`` and ``info`` end to end with the bundled model on the
 shared rasters: exact grids and nodata, reproducibility, uncertainty bands, exit codes.
 
-The bundled model is a COP-GEN model: each generated resolution group is written on its native
-grid (the DEM at 30 m, Sentinel-2 at 10, 20 and 60 m), same CRS and origin as the input."""
+The bundled model is a COP-GEN model whose default output grid is the input's: every generated
+resolution group resampled there, one file; ``--native`` writes the DEM at 30 m."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import rasterio
 from _translate_fixtures import BUNDLED, grid_facts, one_torch_thread, save_tiny  # noqa: F401
-from affine import Affine
 from conftest import MAJORTOM_0U, leftovers, terramind, write_variant
 from typer.testing import CliRunner
 
@@ -47,9 +46,7 @@ def test_translate_s2_to_dem_keeps_the_grid_and_is_reproducible(tmp_path):
                      *STEPS)  # fmt: skip
         assert result.exit_code == 0, result.output
     crs, transform, width, height, nodata = grid_facts(outs[0])
-    s2_crs, s2_transform, _, _ = _input_facts(terramind("S2L2A"))
-    assert crs == s2_crs and (width, height) == (75, 75)  # 2240 m at 30 m, every pixel covered
-    assert transform == Affine(30.0, 0.0, s2_transform.c, 0.0, -30.0, s2_transform.f)
+    assert (crs, transform, width, height) == _input_facts(terramind("S2L2A"))
     assert np.isnan(nodata)
     a, b, c = (rasterio.open(p).read(1) for p in outs)
     assert np.array_equal(a, b) and not np.allclose(a, c)
@@ -118,18 +115,20 @@ def test_s1_scale_reaches_the_cond_rasters(tmp_path, tiny):
     assert changed > 100 * same  # the tiny test model leans little on S1, but it does
 
 
-def test_generate_on_a_major_tom_cell_matches_the_real_products_grids(tmp_path):
-    """Unconditional Sentinel-2 on a Major TOM cell: one file per resolution group, each on the
-    grid of the real product's band files of that resolution."""
-    result = cli("generate", "--to", "s2l2a", "--cell", "0U_199R", "-o", tmp_path / "s2.tif",
-                 "--steps", 2, "--device", "cpu")  # fmt: skip
+def test_generate_on_a_major_tom_cell_matches_the_real_products_grid(tmp_path):
+    """Unconditional Sentinel-2 on a Major TOM cell: the three groups resampled onto the cell's
+    10 m grid, one 12-band file on the grid of the real product's 10 m band files."""
+    out = tmp_path / "s2.tif"
+    result = cli("generate", "--to", "s2l2a", "--cell", "0U_199R", "-o", out, "--steps", 2,
+                 "--device", "cpu")  # fmt: skip
     assert result.exit_code == 0, result.output
-    for group, band, count in (("10m", "B02", 4), ("20m", "B05", 6), ("60m", "B01", 2)):
-        with rasterio.open(MAJORTOM_0U / f"{band}.tif") as real, \
-                rasterio.open(tmp_path / f"s2_{group}.tif") as made:  # fmt: skip
-            assert made.crs == real.crs and made.shape == real.shape, group
-            assert made.transform.almost_equals(real.transform, precision=1e-6), group
-            assert made.count == count and made.tags()["CONDITIONS"] == "none (unconditional)"
+    with rasterio.open(MAJORTOM_0U / "B02.tif") as real, rasterio.open(out) as made:
+        assert made.crs == real.crs and made.shape == real.shape == (1068, 1068)
+        assert made.transform.almost_equals(real.transform, precision=1e-6)
+        assert made.count == 12 and made.tags()["CONDITIONS"] == "none (unconditional)"
+        assert made.descriptions[:4] == ("B01", "B02", "B03", "B04")
+        assert made.units[1] == "reflectance"
+    assert leftovers(tmp_path) == [out]
 
 
 def test_info_says_what_the_model_can_do(tmp_path):

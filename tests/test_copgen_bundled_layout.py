@@ -204,14 +204,39 @@ def test_translation_without_a_date_leaves_the_date_slot_out(tiny_model: Path, t
     api.translate(terramind("S2L2A"), "dem", model=tiny_model, output=out, steps=2,
                   progress=False)  # fmt: skip
     with rasterio.open(out) as dst, rasterio.open(terramind("S2L2A")) as src:
-        assert dst.crs == src.crs
-        assert dst.res == (30.0, 30.0)
-        assert (dst.transform.c, dst.transform.f) == (src.transform.c, src.transform.f)
+        # the bundled kind's default grid is the input's
+        assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
         tags = dst.tags()
         values = dst.read(1)
     assert tags["DATE"].startswith("unknown")
     assert tags["COPGEN_S2_DN_POLICY"] == "reflectance" and tags["COPGEN_S2_DN_OFFSET"] == "0"
     assert np.isfinite(values).all() and values.min() >= 0
+
+
+def test_sentinel2_groups_resampled_onto_the_input_are_one_raster(tiny_model: Path, tmp_path):
+    """Three groups (10, 20, 60 m) on the input grid: one array and one file, registry band
+    order; ``grid="native"`` keeps the three grids."""
+    out = tmp_path / "l2a.tif"
+    l2a = api.translate(terramind("S2L1C"), "s2l2a", model=tiny_model, output=out, steps=2,
+                        samples=2, progress=False)  # fmt: skip
+    names = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
+    assert list(l2a.band.values) == names + [f"{b}_std" for b in names]
+    with rasterio.open(out) as dst, rasterio.open(terramind("S2L1C")) as src:
+        assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
+        assert dst.count == 24 and dst.descriptions[:2] == ("B01", "B02")
+        on_file = dst.read()
+    np.testing.assert_array_equal(on_file, l2a.values)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l2a.tif"]
+    native = api.translate(terramind("S2L1C"), "s2l2a", model=tiny_model, steps=2, samples=2,
+                           grid="native", progress=False)  # fmt: skip
+    assert {k: v.rio.resolution()[0] for k, v in native.items()} == {
+        "S2L2A_B02_B03_B04_B08": 10.0, "S2L2A_B05_B06_B07_B11_B12_B8A": 20.0,
+        "S2L2A_B01_B09": 60.0,
+    }  # fmt: skip
+    # the 10 m group needs no resampling: the same numbers in both
+    np.testing.assert_array_equal(
+        native["S2L2A_B02_B03_B04_B08"].sel(band="B04").values, l2a.sel(band="B04").values
+    )
 
 
 def test_a_clean_latent_predictor_is_sampled_to_its_prediction() -> None:

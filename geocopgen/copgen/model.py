@@ -93,6 +93,9 @@ class CopgenModel:
     (``"epsilon"``, the published) or the clean latent (``"sample"``, see
     :func:`~geocopgen.copgen.sampler.as_noise`); ``first_guess`` (optional) is the latent
     regression the backbone's prediction is added to (:mod:`geocopgen.copgen.first_guess`).
+    ``default_grid`` is where translations go when the caller does not say: ``"native"`` (each
+    group at its own resolution, the published model's) or ``"input"`` (every group resampled
+    onto the input's grid, one array, the bundled model's).
     ``provenance`` records where the weights came from.
     """
 
@@ -108,6 +111,7 @@ class CopgenModel:
         s2_dn: str = "stored",
         prediction: Prediction = "epsilon",
         first_guess: FirstGuess | None = None,
+        default_grid: str = "native",
         provenance: Mapping[str, Any] | None = None,
     ) -> None:
         if tuple(backbone.modality_names) != SLOT_NAMES:
@@ -121,6 +125,10 @@ class CopgenModel:
             )
         if prediction not in ("epsilon", "sample"):
             raise CheckpointError(f"prediction must be 'epsilon' or 'sample', got {prediction!r}")
+        if default_grid not in ("native", "input", "model"):
+            raise CheckpointError(
+                f"default_grid must be 'native', 'input' or 'model', got {default_grid!r}"
+            )
         if s2_dn not in S2_DN_CHOICES:
             raise CheckpointError(f"s2_dn must be one of {S2_DN_CHOICES}, got {s2_dn!r}")
         self.layout = check_slots(slots if slots is not None else COPGEN_SLOTS)
@@ -136,6 +144,7 @@ class CopgenModel:
         self.sampler = sampler
         self.ignored: Ignored = ignored
         self.s2_dn = s2_dn
+        self.default_grid = default_grid
         self.prediction: Prediction = prediction
         if first_guess is not None and prediction != "sample":
             raise CheckpointError("a first guess adds to a clean-latent prediction ('sample')")
@@ -254,6 +263,7 @@ class CopgenModel:
             "s2_dn": self.s2_dn,
             "prediction_type": self.prediction,
             "first_guess": self.first_guess is not None,
+            "default_grid": self.default_grid,
             "slots": [{**slot_record(s), "vae": s.key in self.vaes} for s in self.layout],
             "vaes": list(self.vaes),
             "provenance": self.provenance,
@@ -272,8 +282,9 @@ class CopgenModel:
     def _write(self, folder: Path, *, dtype: torch.dtype | None = None) -> None:
         """Write the folder's files into the existing, empty ``folder`` (no atomicity)."""
         save_model(self.backbone, folder / "backbone", dtype=dtype)
-        for key, vae in self.vaes.items():
-            save_model(vae, folder / "vaes" / key, dtype=dtype)
+        for key, vae in self.vaes.items():  # patch codecs are small: float32 keeps them exact
+            keep = dtype if isinstance(vae, AutoencoderKL) else None
+            save_model(vae, folder / "vaes" / key, dtype=keep)
         if self.first_guess is not None:  # a regression: kept in float32, it is small
             save_model(self.first_guess, folder / FIRST_GUESS)
         (folder / PIPELINE_CONFIG).write_text(json.dumps(self.config(), indent=2) + "\n")
@@ -309,6 +320,7 @@ class CopgenModel:
                 s2_dn=config.get("s2_dn", "stored"),
                 prediction=config.get("prediction_type", "epsilon"),
                 first_guess=first_guess,
+                default_grid=config.get("default_grid", "native"),
                 size=config.get("size"),
                 sampler=config.get("sampler", "copgen"),
                 ignored=config.get("ignored", "noise"),

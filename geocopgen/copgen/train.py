@@ -292,7 +292,7 @@ def train_backbone(
         _ema_update(ema, model, settings.ema_decay if step > settings.warmup_steps else 0.0)
         step += 1
         seconds = time.perf_counter() - start
-        running.append(float(loss))
+        running.append(loss.item())
         if step % settings.checkpoint_every == 0:
             _save(work / CHECKPOINT, settings, model, ema, opt, step, seconds)
         if seconds - last_log >= 60 or step == settings.max_steps:
@@ -385,6 +385,7 @@ def assemble(
         s2_dn="reflectance",
         prediction=settings.prediction,
         first_guess=first_guess,
+        default_grid="input",
         provenance=provenance,
     )
 

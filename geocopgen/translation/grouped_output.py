@@ -3,13 +3,15 @@ grid, into files or memory, and the georeferenced arrays built from the plan.
 
 One output path names one file when a single group is generated (a DEM, S1, land cover); an S2
 modality's three groups go to ``<stem>_10m<suffix>``, ``<stem>_20m...`` and ``<stem>_60m...``
-beside it, since one GeoTIFF holds one grid.
+beside it, since one GeoTIFF holds one grid. Resampled onto one grid (``grid="input"``), the
+groups are one array and one file again, in the registry's band order.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from geocopgen.io.array import band_array, modality_array
 from geocopgen.modalities import MODALITIES, get_modality
 from geocopgen.options import TranslateOptions, WriteOptions
 from geocopgen.outputs import check_output
+from geocopgen.raster.chips import ChipGrid
 from geocopgen.raster.grid import GeoBox, pixel_size
 from geocopgen.raster.mosaic import GDAL_CACHE_MB, MosaicWriter
 from geocopgen.translation.grouped import CATEGORIES, GroupedPlan, plan_grouped, run_grouped
@@ -46,7 +49,18 @@ def run_grouped_into(
 ) -> xr.DataArray | dict[str, xr.DataArray]:
     """Run ``plan`` into its files (or memory) and return the result: one DataArray, or one per
     generated slot when there are several. ``out_grid`` (the input grid, on request) takes every
-    group there (bilinear onto a finer grid, average onto a coarser one, nearest for classes)."""
+    group there (bilinear onto a finer grid, average onto a coarser one, nearest for classes),
+    as one array (and one file) in the registry's band order."""
+    if out_grid is not None and len(plan.targets) > 1:
+        return _merged(model, plan, writing, out_grid)
+    arrays = _run_groups(model, plan, writing, out_grid)
+    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
+
+
+def _run_groups(
+    model: CopgenModel, plan: GroupedPlan, writing: WriteOptions, out_grid: GeoBox | None
+) -> dict[str, xr.DataArray]:
+    """One mosaic (file or memory) per generated slot; their arrays by slot key."""
     paths = group_paths(writing.path, plan.targets)
     for path in paths.values():
         if path is not None:
@@ -59,8 +73,47 @@ def run_grouped_into(
         counts = run_grouped(model, plan, writers)
         for k, writer in writers.items():
             writer.update_tags(**{f"LIMIT_{name}": n for name, n in counts[k].items()})
-    arrays = {k: _array(plan, k, writers[k]) for k in plan.targets}
-    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
+    return {k: _array(plan, k, writers[k]) for k in plan.targets}
+
+
+def _merged(
+    model: CopgenModel, plan: GroupedPlan, writing: WriteOptions, out_grid: GeoBox
+) -> xr.DataArray:
+    """Every generated group resampled onto ``out_grid``, stacked in the registry's band order
+    (then the ``_std`` bands), in memory or written atomically as one GeoTIFF."""
+    if writing.path is not None:
+        check_output(writing.path, overwrite=writing.overwrite)
+    parts = _run_groups(model, plan, replace(writing, path=None), out_grid)
+    modality = MODALITIES[modality_of_slot(plan.targets[0])]
+    arrays = {str(b): a for a in parts.values() for b in a.band.values}
+    names = [b for b in modality.band_names if b in arrays]
+    names += [f"{b}_std" for b in names if f"{b}_std" in arrays]
+    data = np.stack([_onto(arrays[n].sel(band=n), out_grid) for n in names])
+    limits = {k.upper(): v for a in parts.values() for k, v in a.attrs.items()
+              if k.startswith("limit_")}  # fmt: skip
+    tags = {**plan.tags, **limits, "SLOT": ", ".join(plan.targets)}
+    whole = plan.options.samples == 1 and tuple(names) == modality.band_names
+    attrs = {str(k).lower(): str(v) for k, v in tags.items()}
+    attrs.update(modality=modality.name, units=_units(plan.targets[0]))
+    if writing.path is None:
+        return band_array(data, out_grid, names, name=modality.name, attrs=attrs)
+    chips = ChipGrid.from_grid(out_grid, chip_size=256, overlap=0)
+    with MosaicWriter(writing.path, out_grid, names, chips=chips,
+                      modality=modality.name if whole else None,
+                      units=None if whole else _units(plan.targets[0]), tags=tags,
+                      cog=writing.cog, overwrite=writing.overwrite) as writer:  # fmt: skip
+        for chip in chips:
+            writer.add(chip, data[(slice(None), *chip.slices)])
+    attrs.update(source=mosaic_source(writer))
+    return band_array(mosaic_data(writer), out_grid, names, name=modality.name, attrs=attrs)
+
+
+def _onto(band: xr.DataArray, grid: GeoBox) -> np.ndarray:
+    """One band already resampled onto ``grid`` (the slot writers did it), as an array."""
+    values = np.asarray(band.values, dtype=np.float32)
+    if values.shape != (grid.height, grid.width):
+        raise AssertionError(f"a resampled group has shape {values.shape}, not {grid.shape}")
+    return values
 
 
 def _writer(
