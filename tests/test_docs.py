@@ -4,6 +4,7 @@ written on real rasters."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -63,19 +64,26 @@ def python_examples(page: str) -> list[str]:
 @pytest.fixture
 def guide_folder(tmp_path, monkeypatch):
     """A working folder as a reader has it: real rasters saved as ``s2.tif`` (TerraMind S2 L2A)
-    and ``s1.tif`` (S1 RTC, two dB bands with no names), the repository's ``examples/``, and the
-    ``out/`` the quick start's commands made. The bundled model runs 2 steps, to keep it quick."""
-    from _translate_fixtures import BUNDLED
+    and ``s1.tif`` (S1 RTC, two dB bands with no names), the repository's ``examples/``, the
+    ``out/`` the quick start's commands made, and a 4-modality pipeline where ``geocopgen train
+    backbone --output runs/backbone`` exports one (a tiny random one: encode and decode need such
+    a model, the bundled COP-GEN model has none of their single canvas). The bundled model runs
+    2 solver steps, to keep it quick."""
+    from _translate_fixtures import save_tiny
     from conftest import terramind
 
-    from geocopgen import api
+    from geocopgen.copgen import model as copgen_model
+    from geocopgen.copgen.sampler import COPGEN_SAMPLER
 
     shutil.copy(terramind("S2L2A"), tmp_path / "s2.tif")
     shutil.copy(terramind("S1RTC"), tmp_path / "s1.tif")
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     (tmp_path / "out").mkdir()
+    save_tiny(tmp_path / "runs" / "backbone" / "pipeline")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(api.load_model(BUNDLED, device="cpu"), "num_inference_steps", 2)
+    # the bundled model is a COP-GEN model: its steps are its sampler preset's (CopgenModel.preset)
+    quick = dataclasses.replace(COPGEN_SAMPLER, steps=2)
+    monkeypatch.setitem(copgen_model.SAMPLER_PRESETS, "copgen", quick)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a small model on a shared machine: one thread is faster
     yield tmp_path
