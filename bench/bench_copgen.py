@@ -1,6 +1,6 @@
-"""Benchmark: COP-GEN translation, Sentinel-2 L1C → DEM, with random weights on this CPU.
+"""Benchmark: COP-GEN translation, Sentinel-2 L1C → DEM, on this CPU.
 
-    OMP_NUM_THREADS=1 python bench/bench_copgen.py [--models tiny base] [--size 2000]
+    OMP_NUM_THREADS=1 python bench/bench_copgen.py [--models tiny base bundled] [--size 2000]
         [--steps 1] [--batch-size 8]
 
 What is measured. The Virginia L1C scene (1947 x 1933 px at 10 m) is tiled by VRTs into a
@@ -15,14 +15,16 @@ by chip by its own VAE; the DEM canvas is denoised and decoded. Models, built in
   and the fixture DEM VAE; the three S2 L1C VAEs random at the test's tiny width (32);
 * ``base``: ``copgen_backbone("base")`` (287M parameters), seeded default init, and the four
   VAEs the direction needs (S2 L1C 10/20/60 m, DEM) at the published config (ch 128,
-  ch_mult 1-2-4-4, 2 blocks per level: 83.7M parameters each), seeded random init.
+  ch_mult 1-2-4-4, 2 blocks per level: 83.7M parameters each), seeded random init;
+* ``bundled``: the bundled model as shipped (trained weights, patch codecs, first guess).
 
 Each model size runs in its own process (so peak RSS, ``ru_maxrss``, is its own; it includes
 building the model). Reported per size: wall time of the translation; ground chips (1920 m,
 480 m overlap: ``GroupLayout.chip_shape``) and model calls (backbone chip evaluations / chips);
-backbone seconds (forward hooks, ``bench_translate.Timer``) and their share; VAE encoder/decoder
-seconds and share; everything else (reading, resampling, normalising, cutting and blending chips,
-solver, writing); **seconds per chip per model call** = backbone s / (chips x calls); peak RSS.
+backbone seconds (forward hooks, ``bench_translate.Timer``) and their share; codec seconds
+(every ``encode``/``decode`` call) and share; everything else (reading, resampling, normalising,
+cutting and blending chips, solver, writing); **seconds per chip per model call** = backbone s /
+(chips x calls); peak RSS.
 Reading runs in a prefetch thread during encoding, so with slow VAEs it hides inside their time
 and "other" shrinks (base), while fast VAEs wait for it (tiny).
 The last table extrapolates to the published preset (50 calls): wall + (50 - calls) x the
@@ -79,6 +81,25 @@ def random_vae(key: str, widths: list[int], seed: int):
     return build_vae(config).eval()
 
 
+class CallTimer:
+    """Seconds spent inside wrapped method calls (a codec's ``encode``/``decode``)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def wrap(self, obj: object, name: str) -> None:
+        method = getattr(obj, name)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        setattr(obj, name, timed)
+
+
 def build_model(size: str, slots: tuple[str, ...]):
     """The ``size`` model with VAEs for ``slots`` only (see the module docstring)."""
     import torch
@@ -88,6 +109,10 @@ def build_model(size: str, slots: tuple[str, ...]):
     from geocopgen.copgen.model import CopgenModel
     from geocopgen.copgen.vae import load_vae
 
+    if size == "bundled":
+        from geocopgen.weights import DEFAULT_MODEL
+
+        return CopgenModel.read(DEFAULT_MODEL)
     vaes = {}
     if size == "tiny":
         dims = read_backbone_config(FIXTURES / "backbone_tiny_config.json")
@@ -117,7 +142,10 @@ def worker(size: str, args: argparse.Namespace) -> dict:
     slots = (*MODALITY_SLOTS["s2l1c"], *MODALITY_SLOTS[TARGET])
     model = build_model(size, slots)
     backbone = Timer(model.backbone)
-    vaes = Timer(*[m for v in model.vaes.values() for m in (v.encoder, v.decoder)])
+    vaes = CallTimer()
+    for codec in model.vaes.values():  # encode/decode calls: the same for VAEs and patch codecs
+        vaes.wrap(codec, "encode")
+        vaes.wrap(codec, "decode")
     evaluations = [0]  # backbone chip evaluations (batch rows), to count the model calls
 
     def count(_module, inputs) -> None:
@@ -196,7 +224,8 @@ def report(results: list[dict], preset_calls: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", choices=["tiny", "base"], default=["tiny", "base"])
+    parser.add_argument("--models", nargs="+", choices=["tiny", "base", "bundled"],
+                        default=["tiny", "base"])  # fmt: skip
     parser.add_argument("--size", type=int, default=2000, help="scene side in px at 10 m")
     parser.add_argument("--steps", type=int, default=1, help="model calls (the preset: 50)")
     parser.add_argument("--batch-size", type=int, default=8)

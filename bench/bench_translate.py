@@ -1,4 +1,6 @@
-"""Benchmark: Sentinel-2 L1C → DEM over the whole Virginia scene with the bundled model.
+"""Benchmark: Sentinel-2 L1C → DEM over the whole Virginia scene with a 4-modality pipeline.
+
+(The bundled model is a COP-GEN model since its rebuild: ``bench_copgen.py --models bundled``.)
 
     python bench/bench_translate.py [--steps 20] [--batch-size 8] [--crop 0] [--nodata-west 0]
         [--model default] [--backbone ...]
@@ -76,6 +78,11 @@ def worker(mode: str, args: argparse.Namespace) -> dict:
         scene = scene.where(scene.x > scene.x[args.nodata_west - 1])
         scene.attrs = attrs
     pipeline = api.load_model(args.model, device="cpu")
+    if not hasattr(pipeline, "autoencoders"):
+        raise SystemExit(
+            f"{args.model} is a COP-GEN model (the bundled one is): this benchmark measures the "
+            "4-modality translator; pass --model DIR, or run bench/bench_copgen.py --models bundled"
+        )
     if args.backbone == "default-config":
         from geocopgen.models import CopGenPipeline, MultimodalUViT
 

@@ -144,9 +144,16 @@ class CopGenDatasetAccessor(_CopGenBase):
             out = out.assign({v: _own_dim(latents, "latent", v, out)})
         return out
 
-    def _with(self, result: xr.DataArray, name: str) -> xr.Dataset:
+    def _with(self, result: xr.DataArray | dict[str, xr.DataArray], name: str) -> xr.Dataset:
         """The Dataset plus ``result`` (which must lie on the Dataset's own grid)."""
         from geocopgen.raster.grid import almost_equal, describe, grid_of
+
+        if isinstance(result, dict):
+            raise GridError(
+                f"the result is {len(result)} arrays on their own grids "
+                f"({', '.join(result)}), not one on this Dataset's grid; leave grid= unset "
+                "(or grid='input') to have them resampled onto it"
+            )
 
         grid, got = self.grid, grid_of(result, source="xarray input")
         if not almost_equal(grid, got):

@@ -364,7 +364,7 @@ def translate(
     model: ModelLike = None,
     device: str | torch.device | None = None,
     **options: Any,
-) -> xr.DataArray:
+) -> xr.DataArray | dict[str, xr.DataArray]:
     """Translate ``source`` (and the extra conditions ``cond``) into modality ``to``.
 
     ``source``: a path, rasterio dataset, DataArray or Dataset (``None`` if ``cond`` holds every
@@ -462,11 +462,12 @@ def generate(
     model: ModelLike = None,
     device: str | torch.device | None = None,
     **options: Any,
-) -> xr.DataArray:
+) -> xr.DataArray | dict[str, xr.DataArray]:
     """Generate modality ``to`` on a georeferenced grid: a Major TOM ``cell``, a lon/lat
     ``bbox`` or the grid of ``like``; unconditionally, or conditioned on ``cond`` (resampled onto
     that grid). Without a place, the first condition's grid is used. ``grid`` is ``"model"``
-    (default) or ``"native"`` (a DEM at 30 m); other options as in :func:`translate`.
+    (default) or ``"native"`` (a DEM at 30 m; a COP-GEN model's Sentinel-2 target then comes as
+    one array per resolution group, a dict); other options as in :func:`translate`.
     """
     reading, sampling, writing = split_options(options, writing={"path": output, "grid": "model"})
     if writing.grid not in ("model", "native"):

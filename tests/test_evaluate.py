@@ -16,6 +16,7 @@ import pytest
 import torch
 from _latents_fixtures import terramind_places
 
+from geocopgen.api import load_model
 from geocopgen.errors import CheckpointError, ConfigError, ModalityError, UnknownModalityError
 from geocopgen.evaluation import LinearBaseline, MeanBaseline, mae
 from geocopgen.evaluation.features import (
@@ -28,11 +29,10 @@ from geocopgen.evaluation.features import (
 from geocopgen.evaluation.report import (
     Direction,
     default_directions,
+    default_translator,
     evaluate,
     place_arrays,
 )
-from geocopgen.models import CopGenPipeline
-from geocopgen.translation import translate_arrays
 from geocopgen.weights import resolve_model
 
 ALL = ("dem", "s1rtc", "s2l1c", "s2l2a")
@@ -159,8 +159,10 @@ def test_feature_metrics_from_a_local_extractor(tmp_path: Path, places) -> None:
 
 
 def test_the_bundled_model_end_to_end(tmp_path: Path, places) -> None:
+    """The bundled COP-GEN model through the evaluation's default translator."""
     test, train = places
-    pipeline = CopGenPipeline.from_pretrained(resolve_model("default"))
+    pipeline = load_model(resolve_model("default"), device="cpu")
+    translate_arrays = default_translator()
     samples = translate_arrays(
         pipeline,
         {"s2l2a": place_arrays(test)[TEST]["s2l2a"]},

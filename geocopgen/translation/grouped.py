@@ -183,6 +183,7 @@ def plan_grouped(
     tags: Mapping[str, Any] | None = None,
 ) -> GroupedPlan:
     """Check the request against the model and lay out every group's canvas, once."""
+    _refuse_unsupported(options)
     targets = target_slots(model, to)
     condition_slots: dict[str, tuple[str, ...]] = {}
     for name in conditions:
@@ -218,6 +219,20 @@ def plan_grouped(
     }  # fmt: skip
     return GroupedPlan(targets, dict(conditions), condition_slots, layout, options, day, offset,
                        preset, all_tags)  # fmt: skip
+
+
+def _refuse_unsupported(options: TranslateOptions) -> None:
+    """Options the 4-modality translator has and this one does not yet: refused, not ignored."""
+    if not options.seamless:
+        raise ConfigError(
+            "seamless=False (--no-seamless) is not supported for COP-GEN models yet; their chips "
+            "are always blended (overlap=0 denoises chips without overlap)"
+        )
+    if options.reduce != "mean_std":
+        raise ConfigError(
+            f"reduce={options.reduce!r} is not supported for COP-GEN models yet; several "
+            "samples give per-pixel mean and standard deviation bands"
+        )
 
 
 # --- 1. encode ------------------------------------------------------------------------------
