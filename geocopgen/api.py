@@ -351,6 +351,14 @@ def _translate_copgen(
         tags={"MODEL": model_name},
     )
     out_grid = {"input": place, "model": scene, "native": None}[grid]
+    if grid == "input" and place.crs != scene.crs:
+        warnings.warn(
+            f"the input grid is in {rasterio_crs(place)}, which is not projected; the output "
+            f"is written on the {rasterio_crs(scene)} grid the model works on ({describe(scene)})",
+            ResamplingWarning,
+            stacklevel=3,
+        )
+        out_grid = scene
     return run_grouped_into(model, plan, writing, out_grid=out_grid)
 
 

@@ -95,7 +95,13 @@ def _merged(
     whole = plan.options.samples == 1 and tuple(names) == modality.band_names
     attrs = {str(k).lower(): str(v) for k, v in tags.items()}
     attrs.update(modality=modality.name, units=_units(plan.targets[0]))
+    resampled = {str(a.attrs.get("resampled_to")) for a in parts.values()} - {"None"}
+    if resampled:  # each group's own resampling, one line per group
+        tags["RESAMPLED_TO"] = attrs["resampled_to"] = "; ".join(
+            f"{k}: {a.attrs['resampled_to']}" for k, a in parts.items() if "resampled_to" in a.attrs
+        )
     if writing.path is None:
+        attrs.update(source="memory")
         return band_array(data, out_grid, names, name=modality.name, attrs=attrs)
     chips = ChipGrid.from_grid(out_grid, chip_size=256, overlap=0)
     with MosaicWriter(writing.path, out_grid, names, chips=chips,
