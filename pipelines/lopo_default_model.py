@@ -220,10 +220,10 @@ def main(argv: list[str] | None = None) -> None:
             results.setdefault(f"{cond} → {target}", {})[name] = rows
             print(f"[lopo] {name} {cond} → {target}: " + "; ".join(
                 f"{k} {_headline(target, v)}" for k, v in rows.items()), flush=True)  # fmt: skip
+        if args.json:  # after every fold, so a long run keeps what it measured
+            args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print(report(results))
     print(f"wall time {(time.perf_counter() - start) / 60:.1f} min")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
 
 
 def _headline(target: str, row: Mapping[str, float]) -> str:
