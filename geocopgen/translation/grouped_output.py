@@ -83,7 +83,7 @@ def _merged(
     (then the ``_std`` bands), in memory or written atomically as one GeoTIFF."""
     if writing.path is not None:
         check_output(writing.path, overwrite=writing.overwrite)
-    parts = _run_groups(model, plan, replace(writing, path=None), out_grid)
+    parts = _run_groups(model, plan, replace(writing, path=None, cog=False), out_grid)
     modality = MODALITIES[modality_of_slot(plan.targets[0])]
     arrays = {str(b): a for a in parts.values() for b in a.band.values}
     names = [b for b in modality.band_names if b in arrays]
