@@ -120,7 +120,9 @@ def band_means(train: Sequence[SlotPlace], key: str) -> np.ndarray:
 
 # --- scoring ----------------------------------------------------------------------------------
 def errors(target: str, pred: np.ndarray, true: np.ndarray, valid: np.ndarray) -> dict[str, float]:
-    """Per-slot error measures (pred and true ``(bands, H, W)``)."""
+    """Per-slot error measures (pred and true ``(bands, H, W)``), on the pixels valid in the
+    truth and given by the prediction (translation writes nodata where a condition has none)."""
+    valid = valid & np.isfinite(pred).all(axis=0)
     p, t = pred[:, valid], true[:, valid]
     out = {"mae": float(np.abs(p - t).mean()), "n_bands": len(t)}
     if target == "dem":

@@ -192,8 +192,14 @@ def test_generate_on_a_bbox_and_what_info_says(copgen_model):
     dem = api.generate(
         "dem", bbox=(34.05, -3.42, 34.08, -3.39), model=copgen_model, steps=1, **FAST
     )
-    assert dem.rio.crs.to_epsg() == 32736 and abs(dem.rio.resolution()[0]) == 30
+    # generate writes on the 10 m working grid; grid="native" keeps the DEM's 30 m
+    assert dem.rio.crs.to_epsg() == 32736 and abs(dem.rio.resolution()[0]) == 10
     assert np.isfinite(dem.values).all()
+    native = api.generate(
+        "dem", bbox=(34.05, -3.42, 34.08, -3.39), model=copgen_model, steps=1, grid="native",
+        **FAST,
+    )
+    assert abs(native.rio.resolution()[0]) == 30
     can = api.capabilities("s2l2a", copgen_model)
     assert set(can.translate_to) == {"s2l1c", "s1rtc", "dem", "lulc", "cloud_mask"}
     with pytest.raises(ModalityError, match="COP-GEN model"):

@@ -31,29 +31,33 @@ def test_every_modality_states_its_physical_domain():
     assert domains["s1rtc"][0] < -22 < 0 < domains["s1rtc"][1]  # the IW noise floor inside
 
 
-def test_the_readme_example_s_dem_is_clipped_counted_tagged_and_reported(tmp_path):
-    """The bundled model decodes DEM pixels far below sea level on the README's tile."""
+def test_the_readme_example_s_dem_is_in_range_by_construction(tmp_path):
+    """The bundled model decodes the DEM through COP-GEN's log codec: every height lies in
+    [0, 8847] m by construction, so nothing is clipped (the previous model had to clip pixels
+    kilometres below sea level on this tile)."""
     out = tmp_path / "dem.tif"
     result = CliRunner().invoke(
-        app, ["translate", str(README_EXAMPLE), "--to", "dem", "-o", str(out), "--device", "cpu"]
-    )
+        app, ["translate", str(README_EXAMPLE), "--to", "dem", "-o", str(out), "--device", "cpu",
+              "--steps", "8"]
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     with rasterio.open(out) as src:
-        clipped = int(src.tags()["CLIPPED_TO_DOMAIN"])
+        tags = src.tags()
         values = src.read(1)
-    assert clipped > 0
-    assert np.nanmin(values) >= -500.0 and np.nanmax(values) <= 9000.0
-    warning = [ln for ln in result.stderr.splitlines() if "CLIPPED_TO_DOMAIN" in ln]
-    assert len(warning) == 1 and warning[0].startswith(f"geocopgen: warning: {clipped} decoded")
+    assert "CLIPPED_TO_DOMAIN" not in tags and tags["LIMIT_DEM_AT_FLOOR_0M"] == "0"
+    assert np.nanmin(values) >= 0.0 and np.nanmax(values) <= 8847.5
+    assert "CLIPPED_TO_DOMAIN" not in result.stderr
 
 
 def test_translated_reflectance_is_never_negative():
-    """S1 → S2 L2A with the bundled model: the guard's count is in the attrs, values in range."""
+    """S1 → S2 L2A with the bundled model: its Sentinel-2 codecs decode by squaring, so no
+    reflectance is negative, without any clipping."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DomainWarning)
-        s2 = geocopgen.translate(terramind("S1RTC"), "s2l2a", device="cpu", progress=False)
-    assert int(s2.attrs["clipped_to_domain"]) > 0  # 1711 values were negative (or above 1.6)
-    assert float(s2.min()) == 0.0 and float(s2.max()) <= 1.6
+        warnings.simplefilter("error", DomainWarning)
+        s2 = geocopgen.translate(terramind("S1RTC"), "s2l2a", device="cpu", progress=False,
+                                 steps=8)  # fmt: skip
+    assert "clipped_to_domain" not in s2.attrs
+    assert float(s2.min()) >= 0.0 and s2.attrs["limit_s2_below_0"] == "0"
 
 
 def test_a_pixel_decoded_by_several_chips_counts_once():

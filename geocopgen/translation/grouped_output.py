@@ -89,8 +89,11 @@ def _merged(
     names = [b for b in modality.band_names if b in arrays]
     names += [f"{b}_std" for b in names if f"{b}_std" in arrays]
     data = np.stack([_onto(arrays[n].sel(band=n), out_grid) for n in names])
-    limits = {k.upper(): v for a in parts.values() for k, v in a.attrs.items()
-              if k.startswith("limit_")}  # fmt: skip
+    limits: dict[str, int] = {}
+    for a in parts.values():  # each group's codec-limit counts, summed
+        for k, v in a.attrs.items():
+            if k.startswith("limit_"):
+                limits[k.upper()] = limits.get(k.upper(), 0) + int(v)
     tags = {**plan.tags, **limits, "SLOT": ", ".join(plan.targets)}
     whole = plan.options.samples == 1 and tuple(names) == modality.band_names
     attrs = {str(k).lower(): str(v) for k, v in tags.items()}
