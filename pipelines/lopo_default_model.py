@@ -1,6 +1,7 @@
 """Leave-one-place-out evaluation of the bundled model's recipe, beside trivial baselines.
 
     python pipelines/lopo_default_model.py [--steps 1200] [--places ...] [--json out.json]
+    python pipelines/lopo_default_model.py --report a.json b.json   # tables of earlier runs
 
 For each place with co-registered modalities (the 4 TerraMind tiles and the Sen1Floods11 chip),
 the recipe is rerun without that place (codecs, first guess and backbone; ``--steps`` backbone
@@ -200,13 +201,43 @@ def copied(place: SlotPlace, key: str) -> np.ndarray:
     raise KeyError(key)
 
 
+def verdicts(results: Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]]) -> str:
+    """Per direction and held-out place: does the model (mean of 4) beat every baseline?"""
+    lines = []
+    for direction, by_place in results.items():
+        target = direction.split("→")[1].strip()
+        key = {"dem": "relief_mae"}.get(target, "mae")
+        for place, rows in by_place.items():
+            model = rows["model, mean of 4"][key]
+            baselines = {m: r[key] for m, r in rows.items() if not m.startswith("model")}
+            lost = [m for m, v in baselines.items() if not model < v]
+            verdict = "beats every baseline" if not lost else f"does not beat {', '.join(lost)}"
+            lines.append(f"- {direction}, {place}: {verdict}")
+    return "\n".join(lines)
+
+
+def merged(paths: Sequence[Path]) -> dict:
+    """Results of several runs (``--json`` files; a later file's place replaces an earlier's)."""
+    out: dict = {}
+    for path in paths:
+        for direction, by_place in json.loads(path.read_text()).items():
+            out.setdefault(direction, {}).update(by_place)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--places", nargs="*", default=list(shared_places.PAIRED_PLACES))
     parser.add_argument("--work", type=Path, default=REPO / "work" / "lopo")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--report", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="Only print the tables and verdicts of earlier runs' JSON files.")
     args = parser.parse_args(argv)
+    if args.report:
+        results = merged(args.report)
+        print(report(results) + "\n\n" + verdicts(results))
+        return
     start = time.perf_counter()
     places = shared_places.all_places(log=lambda _: None)
     results: dict[str, dict] = {}
@@ -224,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"{k} {_headline(target, v)}" for k, v in rows.items()), flush=True)  # fmt: skip
         if args.json:  # after every fold, so a long run keeps what it measured
             args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    print(report(results))
+    print(report(results) + "\n\n" + verdicts(results))
     print(f"wall time {(time.perf_counter() - start) / 60:.1f} min")
 
 
