@@ -17,13 +17,11 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import xarray as xr
-from affine import Affine
-from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
 from geocopgen.copgen.layout import modality_of_slot, slot
 from geocopgen.copgen.model import CopgenModel
-from geocopgen.io.array import band_array, modality_array
+from geocopgen.io.array import band_array
 from geocopgen.modalities import MODALITIES, get_modality
 from geocopgen.options import TranslateOptions, WriteOptions
 from geocopgen.outputs import check_output
@@ -31,7 +29,7 @@ from geocopgen.raster.chips import ChipGrid
 from geocopgen.raster.grid import GeoBox, pixel_size
 from geocopgen.raster.mosaic import GDAL_CACHE_MB, MosaicWriter
 from geocopgen.translation.grouped import CATEGORIES, GroupedPlan, plan_grouped, run_grouped
-from geocopgen.translation.output import mosaic_data, mosaic_source
+from geocopgen.translation.output import mosaic_data, mosaic_source, stand_in_arrays
 
 UNITS = {"S2": "reflectance", "S1": "dB", "DEM": "m"}
 
@@ -203,14 +201,7 @@ def translate_arrays_copgen(
     says (0, 0) and no date is known, which a model that leaves absent slots out accepts.
     Sample ``i`` is one run with seed ``seed + i``.
     """
-    (height, width), *_rest = [np.shape(a)[1:] for a in conditions.values()]
-    grid = GeoBox((height, width), Affine(10.0, 0, 0, 0, -10.0, 0), CRS.from_epsg(3857))
-    arrays = {
-        get_modality(name).name: modality_array(
-            np.asarray(a, dtype=np.float32), grid, get_modality(name), source=f"{name} array"
-        )
-        for name, a in conditions.items()
-    }
+    grid, arrays = stand_in_arrays(conditions)
     bands = get_modality(target).band_names
     out = []
     for i in range(num_samples):

@@ -108,6 +108,24 @@ def translate_to_file(
 
 
 # --- arrays in, arrays out (evaluation) -------------------------------------------------------
+def stand_in_arrays(
+    conditions: Mapping[str, np.ndarray],
+) -> tuple[GeoBox, dict[str, xr.DataArray]]:
+    """Bare co-registered ``(C, H, W)`` arrays as ModalityArrays on a stand-in 10 m grid
+    (EPSG:3857, origin at the CRS origin, so seeding is by pixel position): what the
+    evaluation's translators give a model that needs a grid."""
+    shapes = {name: np.shape(a)[1:] for name, a in conditions.items()}
+    (height, width), *_ = shapes.values() if shapes else [(0, 0)]
+    grid = GeoBox((height, width), Affine(10.0, 0, 0, 0, -10.0, 0), CRS.from_epsg(3857))
+    arrays = {
+        get_modality(name).name: modality_array(
+            np.asarray(a, dtype=np.float32), grid, get_modality(name), source=f"{name} array"
+        )
+        for name, a in conditions.items()
+    }
+    return grid, arrays
+
+
 def translate_arrays(
     pipeline: CopGenPipeline,
     conditions: Mapping[str, np.ndarray],
@@ -128,15 +146,8 @@ def translate_arrays(
     translator. ``chip_size`` is accepted for interface compatibility; the model's own chip size
     is used.
     """
-    shapes = {name: np.shape(a)[1:] for name, a in conditions.items()}
-    (height, width), *_ = shapes.values() if shapes else [(0, 0)]
-    grid = GeoBox((height, width), Affine(10.0, 0, 0, 0, -10.0, 0), CRS.from_epsg(3857))
-    arrays = {
-        get_modality(name).name: modality_array(
-            np.asarray(a, dtype=np.float32), grid, get_modality(name), source=f"{name} array"
-        )
-        for name, a in conditions.items()
-    }
+    grid, arrays = stand_in_arrays(conditions)
+    height, width = grid.height, grid.width
     options = TranslateOptions(
         steps=num_inference_steps,
         samples=num_samples,
