@@ -195,7 +195,8 @@ def worker(size: str, args: argparse.Namespace) -> dict:
 def report(results: list[dict], preset_calls: int) -> None:
     first = results[0]
     print(
-        f"COP-GEN S2L1C -> DEM, random weights, Virginia L1C tiled to {first['scene']} px, "
+        f"COP-GEN S2L1C -> DEM, {'trained' if first['size'] == 'bundled' else 'random'} "
+        f"weights, Virginia L1C tiled to {first['scene']} px, "
         f"date {DATE}, {first['chips']} ground chips ({first['chip_shape'][0]} x "
         f"{first['chip_shape'][1]}, 1920 m, 480 m overlap), {first['threads']} torch thread(s)"
     )
@@ -229,7 +230,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2000, help="scene side in px at 10 m")
     parser.add_argument("--steps", type=int, default=1, help="model calls (the preset: 50)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--worker", choices=["tiny", "base"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["tiny", "base", "bundled"], help=argparse.SUPPRESS)
     parser.add_argument("--scene", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
