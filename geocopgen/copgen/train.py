@@ -127,8 +127,8 @@ def fit_codecs(
             keep_means=keep_means and key in KEEP_MEANS_SLOTS,
         )
         chips = [
-            (_crop8(p.pixels[key], codec.config.downsample)[None],
-             _crop8(p.valid[key], codec.config.downsample)[None])
+            (_whole_patches(p.pixels[key], codec.config.downsample)[None],
+             _whole_patches(p.valid[key], codec.config.downsample)[None])
             for p in places if key in p.pixels
         ]  # fmt: skip
         stats = codec.fit(chips)
@@ -137,7 +137,8 @@ def fit_codecs(
     return codecs
 
 
-def _crop8(x: torch.Tensor, f: int) -> torch.Tensor:
+def _whole_patches(x: torch.Tensor, f: int) -> torch.Tensor:
+    """``x`` cut to whole ``f`` x ``f`` patches (the codec fits on whole patches only)."""
     h, w = x.shape[-2] // f * f, x.shape[-1] // f * f
     return x[..., :h, :w]
 
