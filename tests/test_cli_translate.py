@@ -240,3 +240,17 @@ def test_the_engines_bad_inputs_through_translate(tmp_path, tiny, case, error):
     assert error in result.output and bad.name in result.output
     assert "Traceback" not in result.output
     assert not out_dir.exists() or leftovers(out_dir) == []
+
+
+def test_grid_chooses_the_output_grid_and_must_agree_with_native(tmp_path):
+    out = tmp_path / "dem.tif"
+    result = cli("translate", terramind("S2L2A"), "--to", "dem", "-o", out, "--grid", "native",
+                 "--steps", 2, "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as src, rasterio.open(terramind("S2L2A")) as s2:
+        assert src.res == (30.0, 30.0) and src.shape == (75, 75) and src.crs == s2.crs
+        assert (src.transform.c, src.transform.f) == (s2.transform.c, s2.transform.f)
+    clash = cli("translate", terramind("S2L2A"), "--to", "dem", "-o", tmp_path / "x.tif",
+                "--grid", "input", "--native")  # fmt: skip
+    assert clash.exit_code == 2 and "--native and --grid input disagree" in clash.output
+    assert not (tmp_path / "x.tif").exists()

@@ -206,6 +206,22 @@ NativeOpt = Annotated[
 CogOpt = Annotated[bool, typer.Option("--cog", help="Write a Cloud Optimized GeoTIFF.")]
 
 
+class Grid(StrEnum):
+    input = "input"
+    model = "model"
+    native = "native"
+
+
+GridOpt = Annotated[
+    Grid | None,
+    typer.Option(
+        "--grid",
+        help="Output grid: the input's, the 10 m working grid ('model') or each group's native "
+        "one; default: the model's own (translate), 'model' (generate). --native = --grid native.",
+    ),
+]
+
+
 @dataclass(frozen=True)
 class Run:
     """The running flags of a translation: the model, the device and how to write."""
@@ -213,12 +229,19 @@ class Run:
     model: str
     device: str
     native: bool
+    grid: Grid | None
     cog: bool
     overwrite: bool
 
     def api_keywords(self, *, default_grid: str | None) -> dict[str, Any]:
-        """The API keywords these flags mean (``default_grid`` when ``--native`` is absent)."""
-        grid = "native" if self.native else default_grid
+        """The API keywords these flags mean (``default_grid`` when neither ``--grid`` nor
+        ``--native`` is given)."""
+        if self.native and self.grid not in (None, Grid.native):
+            raise typer.BadParameter(
+                f"--native and --grid {self.grid.value} disagree; give one of them",
+                param_hint="--grid",
+            )
+        grid = "native" if self.native else self.grid.value if self.grid else default_grid
         return {"model": self.model, "device": self.device, "grid": grid, "cog": self.cog,
                 "overwrite": self.overwrite}  # fmt: skip
 
@@ -229,6 +252,7 @@ RUNNING = OptionGroup(
         _flag("model", ModelOpt, "default"),
         _flag("device", DeviceOpt, "auto"),
         _flag("native", NativeOpt, False),
+        _flag("grid", GridOpt, None),
         _flag("cog", CogOpt, False),
         _flag("overwrite", OverwriteOpt, False),
     ),
