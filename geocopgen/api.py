@@ -259,14 +259,19 @@ def _work_and_out_grids(
         res = get_modality(target).native_resolution
         return work, (None if np.isclose(res, pixel_size(work)[0]) else at_resolution(work, res))
     if reference.crs != work.crs:
-        warnings.warn(
-            f"the input grid is in {rasterio_crs(reference)}, which is not projected; the output "
-            f"is written on the {rasterio_crs(work)} grid the model works on ({describe(work)})",
-            ResamplingWarning,
-            stacklevel=3,
-        )
+        _warn_not_projected(reference, work)
         return work, None
     return work, (None if reference == work else reference)
+
+
+def _warn_not_projected(reference: GeoBox, work: GeoBox) -> None:
+    """A geographic input grid: the output goes on the projected working grid instead."""
+    warnings.warn(
+        f"the input grid is in {rasterio_crs(reference)}, which is not projected; the output "
+        f"is written on the {rasterio_crs(work)} grid the model works on ({describe(work)})",
+        ResamplingWarning,
+        stacklevel=4,
+    )
 
 
 # --- translate / generate -----------------------------------------------------------------------
@@ -352,12 +357,7 @@ def _translate_copgen(
     )
     out_grid = {"input": place, "model": scene, "native": None}[grid]
     if grid == "input" and place.crs != scene.crs:
-        warnings.warn(
-            f"the input grid is in {rasterio_crs(place)}, which is not projected; the output "
-            f"is written on the {rasterio_crs(scene)} grid the model works on ({describe(scene)})",
-            ResamplingWarning,
-            stacklevel=3,
-        )
+        _warn_not_projected(place, scene)
         out_grid = scene
     return run_grouped_into(model, plan, writing, out_grid=out_grid)
 

@@ -132,12 +132,12 @@ class CopgenModel:
         if s2_dn not in S2_DN_CHOICES:
             raise CheckpointError(f"s2_dn must be one of {S2_DN_CHOICES}, got {s2_dn!r}")
         self.layout = check_slots(slots if slots is not None else COPGEN_SLOTS)
+        self._by_key = {s.key: s for s in self.layout}
         vaes = dict(vaes or {})
         for key, vae in vaes.items():
-            target = next((s for s in self.layout if s.key == key), None)
-            if target is None:
+            if key not in self._by_key:
                 raise CheckpointError(f"{key!r} is not a COP-GEN slot; VAEs belong to image slots")
-            _check_vae(target, vae)
+            _check_vae(self._by_key[key], vae)
         self.backbone = backbone.eval()
         self.vaes = {k: vaes[k].eval() for k in SLOT_NAMES if k in vaes}
         self.size = size
@@ -166,9 +166,7 @@ class CopgenModel:
     def modalities(self) -> tuple[str, ...]:
         """geocopgen's four-modality registry names this model encodes and decodes whole (every
         group), in registry order: what ``evaluate`` and the pipeline interface speak."""
-        return tuple(
-            m for m in OFFICIAL_ORDER if all(k in self.vaes for k in MODALITY_SLOTS.get(m, ("-",)))
-        )
+        return tuple(m for m in OFFICIAL_ORDER if all(k in self.vaes for k in MODALITY_SLOTS[m]))
 
     @property
     def preset(self) -> CopgenSamplerPreset:
@@ -177,10 +175,9 @@ class CopgenModel:
 
     def slot(self, key: str) -> CopgenSlot:
         """The slot ``key``; a :class:`ModalityError` naming the slots otherwise."""
-        for s in self.layout:
-            if s.key == key:
-                return s
-        raise ModalityError(f"no COP-GEN slot {key!r}; the slots are {', '.join(SLOT_NAMES)}")
+        if key not in self._by_key:
+            raise ModalityError(f"no COP-GEN slot {key!r}; the slots are {', '.join(SLOT_NAMES)}")
+        return self._by_key[key]
 
     def resolution_groups(self) -> dict[float, tuple[str, ...]]:
         """Image slots by ground sample distance in metres (10, 20, 30, 60), slot order inside."""

@@ -14,6 +14,7 @@ onto ``at_resolution(scene, resolution)``), so what the model learns from is wha
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -93,9 +94,13 @@ class SlotPlace:
         half = CHIP_GROUND_SIZE_M / 2
         x = t.c + col * t.a + half
         y = t.f + row * t.e - half
-        to_lonlat = Transformer.from_crs(rasterio_crs(self.scene), "EPSG:4326", always_xy=True)
-        lon, lat = to_lonlat.transform(x, y)
+        lon, lat = self._to_lonlat.transform(x, y)
         return float(lon), float(lat)
+
+    @functools.cached_property
+    def _to_lonlat(self) -> Transformer:
+        """The scene CRS → lon/lat transformer, built once (training asks for it every chip)."""
+        return Transformer.from_crs(rasterio_crs(self.scene), "EPSG:4326", always_xy=True)
 
 
 def slot_place(

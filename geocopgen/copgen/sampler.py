@@ -228,7 +228,7 @@ def copgen_sample(
         for n in names
     ]
     sizes = [z[0].numel() for z in start]
-    guess = _guesses(first_guess, conditions, names, start, batch)
+    guess = flat_guesses(first_guess, conditions, names, start, batch)
 
     def noise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         t_net = t * NUM_TRAIN_TIMESTEPS
@@ -282,14 +282,16 @@ def as_noise(
     return (x - alpha * out) / sigma
 
 
-def _guesses(
+def flat_guesses(
     first_guess: FirstGuess | None,
     conditions: Mapping[str, torch.Tensor],
     names: Sequence[str],
     start: Sequence[torch.Tensor],
     batch: int,
 ) -> torch.Tensor | None:
-    """The first guesses of the generated slots, flattened like the solver's state."""
+    """The first guesses of the generated slots, flattened like the solver's state (``start``:
+    each slot's initial state, whose shape and device the guess takes); ``None`` without a
+    first guess. A per-cell linear map: on canvases it equals the guess made chip by chip."""
     if first_guess is None:
         return None
     parts = [
@@ -336,5 +338,6 @@ __all__ = [
     "as_noise",
     "copgen_betas",
     "copgen_sample",
+    "flat_guesses",
     "interpolate",
 ]

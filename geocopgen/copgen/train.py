@@ -166,8 +166,9 @@ class BatchDrawer:
         s: BackboneSettings,
         first_guess: FirstGuess | None = None,
     ) -> None:
-        self.places = [p for p in places if p.chip_origins()]
-        self.origins = [p.chip_origins() for p in self.places]
+        usable = [(p, origins) for p in places if (origins := p.chip_origins())]
+        self.places = [p for p, _ in usable]
+        self.origins = [origins for _, origins in usable]
         weights = np.array([len(p.modalities) ** 2 for p in self.places], dtype=np.float64)
         self.weights = weights / weights.sum()
         self.codecs = codecs

@@ -47,6 +47,7 @@ from geocopgen.copgen.sampler import (
     DiscreteVPSchedule,
     DPMSolverFast,
     as_noise,
+    flat_guesses,
 )
 from geocopgen.errors import ConfigError, GeoCopGenWarning, ModalityError, NoValidDataError
 from geocopgen.io.align import reproject
@@ -321,7 +322,9 @@ def denoise_groups(
         for i, k in enumerate(plan.targets)
     ]
     sizes = [z[0].numel() for z in start]
-    guess = _guess_canvases(model, plan, conditions, shapes, device)
+    guess = flat_guesses(
+        model.first_guess, conditions, plan.targets, [z.to(device) for z in start], samples
+    )
     weights = {
         k: weight_sum(canvases[k].latent_chips, _chips(canvases[k], chips.positions),
                       canvases[k].shape, device)
@@ -357,26 +360,6 @@ def denoise_groups(
     return {
         k: z.reshape(shapes[k]) for k, z in zip(plan.targets, final.split(sizes, 1), strict=True)
     }
-
-
-def _guess_canvases(
-    model: CopgenModel,
-    plan: GroupedPlan,
-    conditions: Mapping[str, torch.Tensor],
-    shapes: Mapping[str, tuple[int, ...]],
-    device: torch.device,
-) -> torch.Tensor | None:
-    """The model's first guess of each generated canvas from the condition canvases (one
-    per-cell linear map, so computing it on canvases equals computing it chip by chip),
-    flattened like the solver's state; ``None`` for a model without one."""
-    if model.first_guess is None:
-        return None
-    parts = []
-    for k in plan.targets:
-        like = torch.zeros((1, *shapes[k][1:]), device=device)
-        g = model.first_guess.guess(conditions, k, like)
-        parts.append(g.expand(shapes[k]).reshape(shapes[k][0], -1))
-    return torch.cat(parts, dim=1)
 
 
 def _chip(canvas: CanvasLayout, position: tuple[int, int]) -> Chip:

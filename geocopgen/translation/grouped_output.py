@@ -96,11 +96,10 @@ def _merged(
     whole = plan.options.samples == 1 and tuple(names) == modality.band_names
     attrs = {str(k).lower(): str(v) for k, v in tags.items()}
     attrs.update(modality=modality.name, units=_units(plan.targets[0]))
-    resampled = {str(a.attrs.get("resampled_to")) for a in parts.values()} - {"None"}
+    resampled = [f"{k}: {a.attrs['resampled_to']}" for k, a in parts.items()
+                 if "resampled_to" in a.attrs]  # fmt: skip
     if resampled:  # each group's own resampling, one line per group
-        tags["RESAMPLED_TO"] = attrs["resampled_to"] = "; ".join(
-            f"{k}: {a.attrs['resampled_to']}" for k, a in parts.items() if "resampled_to" in a.attrs
-        )
+        tags["RESAMPLED_TO"] = attrs["resampled_to"] = "; ".join(resampled)
     if writing.path is None:
         attrs.update(source="memory")
         return band_array(data, out_grid, names, name=modality.name, attrs=attrs)
@@ -207,8 +206,6 @@ def translate_arrays_copgen(
     for i in range(num_samples):
         options = TranslateOptions(steps=num_inference_steps, seed=seed + i, progress=progress)
         plan = plan_grouped(model, target, grid, arrays, options)
-        result = run_grouped_into(model, plan, WriteOptions(), out_grid=grid)
-        by_slot = result if isinstance(result, dict) else {plan.targets[0]: result}
-        found = {str(b): a.sel(band=b).values for a in by_slot.values() for b in a.band.values}
-        out.append(np.stack([found[b] for b in bands]))
+        result = run_grouped_into(model, plan, WriteOptions(), out_grid=grid)  # one array
+        out.append(result.sel(band=list(bands)).values)
     return np.stack(out).astype(np.float32)
