@@ -259,3 +259,13 @@ def test_a_clean_latent_predictor_is_sampled_to_its_prediction() -> None:
     drift = copgen_sample(backbone, [key], batch_size=2, ignored="omit",
                           generator=torch.Generator().manual_seed(0))  # fmt: skip
     assert float(drift.latents[key].std()) > 1.0
+
+
+def test_stored_dn_without_a_date_or_an_s2_input_is_refused(tiny_model: Path) -> None:
+    """Whether +1000 applies depends on the date: a dateless model asked for stored DN from a
+    DEM alone gets a one-line error, not a crash."""
+    from geocopgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="give date='YYYY-MM-DD'"):
+        api.translate(terramind("DEM"), "s2l2a", model=tiny_model, s2_dn="stored", steps=1,
+                      progress=False)  # fmt: skip

@@ -117,7 +117,9 @@ def _band_order(s: CopgenSlot) -> Any:
     return lambda b: (len(b), b) if s.key.startswith("S2") else names.index(b)
 
 
-def dn_offset_for(conditions: Mapping[str, xr.DataArray], when: date, policy: str) -> int:
+def dn_offset_for(
+    conditions: Mapping[str, xr.DataArray], when: date | None, policy: str
+) -> int:
     """The DN offset the digital numbers given to and taken from COP-GEN carry.
 
     COP-GEN was trained on Major TOM digital numbers as the products delivered them: products of
@@ -132,6 +134,12 @@ def dn_offset_for(conditions: Mapping[str, xr.DataArray], when: date, policy: st
     for name, array in conditions.items():
         if name.startswith("s2") and "s2_offset" in array.attrs:
             return int(array.attrs["s2_offset"])
+    if when is None:  # a model that leaves the date out, asked for stored DN without one
+        raise ConfigError(
+            "stored Sentinel-2 digital numbers carry +1000 from 2022-01-25, and neither an S2 "
+            "input nor a date says which applies; give date='YYYY-MM-DD' (CLI --date) or "
+            "s2_dn='reflectance'"
+        )
     return S2_OFFSET_DN if when >= S2_OFFSET_START else 0
 
 
