@@ -11,6 +11,8 @@ real rasters are translated through
 physical units on each generated slot's native grid, on the pixels valid in the truth:
 
 * the model as the mean of the 4 samples, and best-of-4 (the sample with the lowest error);
+* **first guess alone**: the same model with its backbone's output set to zero, so it returns
+  its first guess (what the backbone adds is the difference between the two rows);
 * **training mean**: each band's mean over the training places that have it;
 * **ridge**: a per-pixel ridge regression from the condition's bands (every group, resampled to
   the target's grid) to the target's, fitted on the training places that have both;
@@ -46,6 +48,7 @@ from train_default_model import SETTINGS, build_model
 
 import geocopgen
 from geocopgen.copgen.layout import MODALITY_SLOTS, registry_band
+from geocopgen.copgen.model import CopgenModel
 from geocopgen.copgen.places import IMAGE_SLOTS, SlotPlace
 from geocopgen.translation.grouped import physical_from_model
 
@@ -57,6 +60,8 @@ DIRECTIONS = {
     "spain": [("s1rtc", "s2l1c"), ("s2l1c", "s1rtc")],
 }
 COPY = {"s2l2a": "s2l1c", "s2l1c": "s2l2a"}
+#: Rows that are the model (or its parts), not baselines.
+MODEL_ROWS = ("model, mean of 4", "model, each sample", "model, best of 4", "first guess alone")
 
 
 def source_file(place: str, modality: str) -> Path:
@@ -142,15 +147,15 @@ def combine(per_slot: Sequence[dict[str, float]]) -> dict[str, float]:
 
 
 def model_samples(
-    model_dir: Path, place: str, cond: str, target: str
+    model: Path | CopgenModel, place: str, cond: str, target: str, samples: int = SAMPLES
 ) -> list[dict[str, np.ndarray]]:
-    """4 translations (seeds 0-3) of the place's real ``cond`` raster: slot → (bands, H, W)."""
+    """Translations (seeds 0, 1, ...) of the place's real ``cond`` raster: slot → (bands, H, W)."""
     out = []
-    for seed in range(SAMPLES):
+    for seed in range(samples):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = geocopgen.translate(source_file(place, cond), target, modality=cond,
-                                         model=model_dir, seed=seed, grid="native",
+                                         model=model, seed=seed, grid="native",
                                          progress=False)  # fmt: skip
         arrays = result if isinstance(result, dict) else {MODALITY_SLOTS[target][0]: result}
         out.append({k: np.asarray(a.sel(band=_bands(k)).values) for k, a in arrays.items()})
@@ -162,9 +167,11 @@ def evaluate_direction(
 ) -> dict[str, dict[str, float]]:
     keys = MODALITY_SLOTS[target]
     samples = model_samples(model_dir, held.name, cond, target)
+    (guessed,) = model_samples(guess_only(model_dir), held.name, cond, target, samples=1)
     rows: dict[str, list[dict[str, float]]] = {}
     for key in keys:
         t, valid = truth(held, key)
+        rows.setdefault("first guess alone", []).append(errors(target, guessed[key], t, valid))
         per_sample = [errors(target, s[key], t, valid) for s in samples]
         mean = np.mean([s[key] for s in samples], axis=0)
         rows.setdefault("model, mean of 4", []).append(errors(target, mean, t, valid))
@@ -189,6 +196,15 @@ def evaluate_direction(
     return {name: combine(r) for name, r in rows.items()}
 
 
+def guess_only(model_dir: Path) -> CopgenModel:
+    """The model with its backbone's output layers zeroed: it returns its first guess."""
+    model = CopgenModel.read(model_dir)
+    with torch.no_grad():
+        for p in model.backbone.decoder_preds.parameters():
+            p.zero_()
+    return model
+
+
 def copied(place: SlotPlace, key: str) -> np.ndarray:
     """The other level's same bands on this slot's grid (L1C's B10 has no L2A twin)."""
     other_mod = COPY["s2l2a" if key.startswith("S2L2A") else "s2l1c"]
@@ -209,7 +225,7 @@ def verdicts(results: Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]
         key = {"dem": "relief_mae"}.get(target, "mae")
         for place, rows in by_place.items():
             model = rows["model, mean of 4"][key]
-            baselines = {m: r[key] for m, r in rows.items() if not m.startswith("model")}
+            baselines = {m: r[key] for m, r in rows.items() if m not in MODEL_ROWS}
             lost = [m for m, v in baselines.items() if not model < v]
             verdict = "beats every baseline" if not lost else f"does not beat {', '.join(lost)}"
             lines.append(f"- {direction}, {place}: {verdict}")

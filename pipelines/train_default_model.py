@@ -12,10 +12,13 @@ small backbone (192 wide, 6 blocks, 4 x 4 latent patches) instead of a 1024-wide
    9 DEMs; each slot in model units on its own grid.
 2. Codecs: one :class:`~geocopgen.copgen.codec.PatchCodec` per slot, fitted in closed form on
    every valid patch of every place that has the slot.
-3. First guess: one latent ridge map per (condition modality, target slot)
-   (:mod:`geocopgen.copgen.first_guess`), fitted in closed form on the paired places' chips.
+3. First guess: one latent map per (condition modality, target slot)
+   (:mod:`geocopgen.copgen.first_guess`), fitted in closed form on the paired places' chips,
+   its form (no map, an intercept, or a ridge strength) chosen by leave-one-place-out; and per
+   paired place the same maps fitted without it.
 4. Backbone: random roles per batch (:mod:`geocopgen.copgen.train`), predicting the clean latent
-   minus the first guess, for ``--steps`` steps, checkpointed every 100 steps.
+   minus the first guess fitted without the batch's place, for ``--steps`` steps, checkpointed
+   every 100 steps.
 5. Export: float16 safetensors + ``pipeline.json`` into ``geocopgen/weights/default`` (checked
    ≤ 30 MB).
 
@@ -64,6 +67,7 @@ from geocopgen.models.checkpoints import load_model, save_model
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE_LIMIT_MB = 30.0
+HELD_OUT = "held_out"
 #: The shipped model's backbone settings: a step budget (the same model on any machine), with
 #: a wall-time cap that keeps the whole recipe under two hours on the 2-core CPU.
 SETTINGS = BackboneSettings(max_steps=3600, minutes=100.0)
@@ -83,15 +87,19 @@ def codecs_stage(places: Sequence[SlotPlace], folder: Path) -> dict[str, PatchCo
 
 def first_guess_stage(
     places: Sequence[SlotPlace], codecs: dict[str, PatchCodec], folder: Path
-) -> FirstGuess:
-    """Fit the latent first guess once; a rerun loads it from ``folder``."""
+) -> tuple[FirstGuess, dict[str, FirstGuess]]:
+    """Fit the latent first guess and its held-out versions once; a rerun loads them from
+    ``folder`` (the guess) and ``folder/held_out/<place>``."""
     if folder.is_dir():
-        return load_model(FirstGuess, folder)
-    guess = fit_first_guess(places, codecs)
+        held = sorted((folder / HELD_OUT).glob("*/"))
+        return load_model(FirstGuess, folder), {p.name: load_model(FirstGuess, p) for p in held}
+    guess, held_out = fit_first_guess(places, codecs)
     tmp = folder.with_name(folder.name + ".partial")
     save_model(guess, tmp)
+    for name, fold in held_out.items():
+        save_model(fold, tmp / HELD_OUT / name)
     tmp.replace(folder)
-    return guess
+    return guess, held_out
 
 
 def build_model(
@@ -103,12 +111,11 @@ def build_model(
     codecs = codecs_stage(places, work / "codecs")
     times["codecs"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    first_guess = first_guess_stage(places, codecs, work / "first_guess")
+    first_guess, held_out = first_guess_stage(places, codecs, work / "first_guess")
     times["first guess"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    backbone = train_backbone(
-        places, codecs, settings, work / "backbone", first_guess=first_guess
-    )
+    backbone = train_backbone(places, codecs, settings, work / "backbone",
+                              first_guess=first_guess, held_out_guesses=held_out)  # fmt: skip
     times["backbone"] = time.perf_counter() - t0
     provenance = {
         "recipe": "pipelines/train_default_model.py",

@@ -20,7 +20,12 @@ from conftest import PLACE, TERRAMIND, terramind
 
 from geocopgen import api
 from geocopgen.copgen.codec import PatchCodec
-from geocopgen.copgen.first_guess import FirstGuess
+from geocopgen.copgen.first_guess import (
+    MEAN,
+    FirstGuess,
+    GuessStatistics,
+    features,
+)
 from geocopgen.copgen.layout import COPGEN_SLOTS, MODALITY_SLOTS
 from geocopgen.copgen.model import CopgenModel, check_slots
 from geocopgen.copgen.places import SlotPlace, slot_place
@@ -147,7 +152,9 @@ def test_training_resumes_exactly_where_it_stopped(places, codecs, tmp_path: Pat
 # --- a whole model ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def first_guess(places, codecs) -> FirstGuess:
-    return fit_first_guess(places[:1], codecs, per_place=16, log=lambda _: None)
+    guess, held_out = fit_first_guess(places[:1], codecs, per_place=16, log=lambda _: None)
+    assert list(held_out) == [places[0].name]
+    return guess
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +180,36 @@ def test_first_guess_maps_every_pair_and_guesses_from_what_is_given(first_guess,
     guess = first_guess.guess(l1c, key, z[key])
     # L1C says most of L2A on a tile it never saw: far better than the mean (zero)
     assert float(((guess - z[key]) ** 2).mean()) < 0.5 * float((z[key] ** 2).mean())
+
+
+def test_first_guess_forms_are_chosen_by_leave_one_place_out() -> None:
+    """A map that carries across places is kept as a ridge; one that only fits noise is dropped
+    for the mean (zero latent); held-out versions are fitted without their place."""
+    gen = torch.Generator().manual_seed(0)
+
+    def place(offset: float) -> dict[str, torch.Tensor]:
+        sizes = (24, 12, 4)  # the 10, 20 and 60 m latent sides
+        l1c = {k: torch.randn(4, 8, n, n, generator=gen) + offset
+               for k, n in zip(MODALITY_SLOTS["s2l1c"], sizes, strict=True)}  # fmt: skip
+        x = {n: features(l1c, "s2l1c", (n, n)) for n in sizes}
+        l2a = {k: 0.5 * x[n][:, :8] - 0.25 * x[n][:, 8:16]  # linear in L1C at every place
+               for k, n in zip(MODALITY_SLOTS["s2l2a"], sizes, strict=True)}  # fmt: skip
+        dem = torch.randn(4, 8, 8, 8, generator=gen)  # unrelated to L1C
+        return {**l1c, **l2a, "DEM_DEM": dem}
+
+    chips = {name: [place(offset)] for name, offset in (("a", 0.0), ("b", 1.0), ("c", -1.0))}
+    stats = GuessStatistics.collect(chips)
+    forms = stats.forms()
+    assert isinstance(forms[("s2l1c", "S2L2A_B02_B03_B04_B08")], float)
+    assert forms[("s2l1c", "DEM_DEM")] == MEAN
+    guess = stats.fit(forms)
+    assert ("s2l1c", "DEM_DEM") not in guess.pairs
+    assert guess.config.forms["s2l1c→DEM_DEM"] == MEAN
+    without_a = stats.fit(forms, without="a")
+    only_bc = GuessStatistics({p: stats.by_place[p] for p in ("b", "c")}).fit(forms)
+    key = ("s2l1c", "S2L2A_B02_B03_B04_B08")
+    torch.testing.assert_close(without_a.weights(*key), only_bc.weights(*key))
+    assert not torch.allclose(without_a.weights(*key), guess.weights(*key))
 
 
 def test_first_guess_on_a_canvas_equals_it_chip_by_chip(first_guess, codecs, places) -> None:

@@ -35,7 +35,7 @@ from torch import nn
 from geocopgen.copgen import normalisation as norm
 from geocopgen.copgen.backbone import layout_config
 from geocopgen.copgen.codec import PatchCodec
-from geocopgen.copgen.first_guess import FirstGuess
+from geocopgen.copgen.first_guess import MEAN, FirstGuess, GuessStatistics
 from geocopgen.copgen.layout import (
     COPGEN_SLOTS,
     DATE_SLOT,
@@ -78,6 +78,9 @@ class BackboneSettings:
     p_drop_condition: float = 0.15
     p_drop_scalar: float = 0.1
     prediction: str = "sample"
+    #: Train on each place's residual over a first guess fitted without that place (the
+    #: errors a guess makes where it is used), not over the guess that saw it.
+    cross_fitted_guess: bool = True
     seed: int = 0
     checkpoint_every: int = 100
 
@@ -157,7 +160,8 @@ class Batch:
 class BatchDrawer:
     """Random batches from the places, encoded by the codecs (deterministic per step); with a
     ``first_guess``, a clean-latent target is the latent minus the guess from the batch's
-    conditions."""
+    conditions: the place's own entry of ``held_out_guesses`` (a guess fitted without it) when
+    there is one."""
 
     def __init__(
         self,
@@ -165,6 +169,7 @@ class BatchDrawer:
         codecs: Mapping[str, PatchCodec],
         s: BackboneSettings,
         first_guess: FirstGuess | None = None,
+        held_out_guesses: Mapping[str, FirstGuess] | None = None,
     ) -> None:
         usable = [(p, origins) for p in places if (origins := p.chip_origins())]
         self.places = [p for p, _ in usable]
@@ -174,6 +179,7 @@ class BatchDrawer:
         self.codecs = codecs
         self.settings = s
         self.first_guess = first_guess
+        self.held_out_guesses = dict(held_out_guesses or {})
         self.alphas_bar = torch.cumprod(1 - copgen_betas(), dim=0).float()
 
     def draw(self, step: int) -> Batch:
@@ -222,7 +228,7 @@ class BatchDrawer:
                 eps = torch.randn(latents[k].shape, generator=gen)
                 inputs[k] = ab.sqrt() * latents[k] + (1 - ab).sqrt() * eps
                 times[k] = t.float()
-                targets[k] = self._target(latents[k], eps, known, k)
+                targets[k] = self._target(latents[k], eps, known, k, place.name)
         if rng.random() >= self.settings.p_drop_scalar:
             lon, lat = zip(*centres, strict=True)
             inputs[LATLON_SLOT] = norm.encode_latlon(list(lat), list(lon)).reshape(n, 1, 1, 3)
@@ -234,13 +240,19 @@ class BatchDrawer:
         return Batch(inputs, times, targets)
 
     def _target(
-        self, z: torch.Tensor, eps: torch.Tensor, known: Mapping[str, torch.Tensor], key: str
+        self,
+        z: torch.Tensor,
+        eps: torch.Tensor,
+        known: Mapping[str, torch.Tensor],
+        key: str,
+        place: str,
     ) -> torch.Tensor:
         if self.settings.prediction != "sample":
             return eps
-        if self.first_guess is None:
+        guess = self.held_out_guesses.get(place, self.first_guess)
+        if guess is None:
             return z
-        return z - self.first_guess.guess(known, key, z)
+        return z - guess.guess(known, key, z)
 
 
 def _augment(chip: Mapping[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
@@ -270,9 +282,12 @@ def train_backbone(
     work: str | os.PathLike,
     *,
     first_guess: FirstGuess | None = None,
+    held_out_guesses: Mapping[str, FirstGuess] | None = None,
     log: Log = print,
 ) -> MultimodalUViT:
-    """Train (or resume) the backbone in ``work``; returns the EMA weights."""
+    """Train (or resume) the backbone in ``work``; returns the EMA weights. With
+    ``settings.cross_fitted_guess``, each place's targets are over ``held_out_guesses[place]``
+    (see :class:`BatchDrawer`)."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
@@ -280,7 +295,8 @@ def train_backbone(
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     step, seconds = _resume(work / CHECKPOINT, settings, model, ema, opt, log)
-    drawer = BatchDrawer(places, codecs, settings, first_guess)
+    held = held_out_guesses if settings.cross_fitted_guess else None
+    drawer = BatchDrawer(places, codecs, settings, first_guess, held)
     budget = settings.minutes * 60.0
     start, last_log, running = time.perf_counter() - seconds, 0.0, []
     while seconds < budget and (settings.max_steps is None or step < settings.max_steps):
@@ -351,24 +367,32 @@ def fit_first_guess(
     per_place: int = 256,
     seed: int = 0,
     log: Log = print,
-) -> FirstGuess:
-    """The latent ridge maps, fitted on up to ``per_place`` chips of every place with two or more
-    modalities (seeded origins)."""
+) -> tuple[FirstGuess, dict[str, FirstGuess]]:
+    """The latent first guess, each map's form chosen by leave-one-place-out, fitted on up to
+    ``per_place`` chips of every place with two or more modalities (seeded origins); and per
+    such place the same maps fitted without it (for :class:`BatchDrawer`)."""
     rng = np.random.default_rng(seed)
 
-    def chips() -> Iterator[dict[str, torch.Tensor]]:
-        for place in places:
-            origins = place.chip_origins() if len(place.modalities) > 1 else []
-            if len(origins) > per_place:
-                origins = [origins[i] for i in rng.choice(len(origins), per_place, replace=False)]
-            for r, c in origins:
-                chip = place.chip(r, c)
-                with torch.no_grad():
-                    yield {k: codecs[k].encode(x[None]).latent_dist.mean for k, x in chip.items()}
+    def chips(place: SlotPlace) -> Iterator[dict[str, torch.Tensor]]:
+        origins = place.chip_origins()
+        if len(origins) > per_place:
+            origins = [origins[i] for i in rng.choice(len(origins), per_place, replace=False)]
+        for r, c in origins:
+            chip = place.chip(r, c)
+            with torch.no_grad():
+                yield {k: codecs[k].encode(x[None]).latent_dist.mean for k, x in chip.items()}
 
-    guess = FirstGuess.fit(chips())
-    log(f"[first guess] {len(guess.pairs)} condition → slot maps")
-    return guess
+    paired = [p for p in places if len(p.modalities) > 1]
+    stats = GuessStatistics.collect({p.name: chips(p) for p in paired})
+    forms = stats.forms()
+    guess = stats.fit(forms)
+    mapped = sum(1 for f in forms.values() if f != MEAN)
+    log(f"[first guess] {mapped} of {len(forms)} condition → slot maps kept by leave-one-place-out")
+    for (modality, key), form in forms.items():
+        scores = stats.held_out_errors((modality, key))
+        record = f" (held-out MSE {scores[form]:.3f}; no map {scores[MEAN]:.3f})" if scores else ""
+        log(f"[first guess]   {modality} → {key}: {form}{record}")
+    return guess, {name: stats.fit(forms, without=name) for name in stats.by_place}
 
 
 def assemble(
