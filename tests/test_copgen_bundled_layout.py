@@ -230,7 +230,7 @@ def test_model_folder_round_trips_with_its_own_layout(tiny_model: Path) -> None:
     assert model.s2_dn == "reflectance" and model.ignored == "omit"
     assert isinstance(model.vae("DEM_DEM"), PatchCodec)
     assert model.scale_factor("DEM_DEM") == 1.0
-    assert model.prediction == "sample" and isinstance(model.first_guess, FirstGuess)
+    assert model.prediction == "v_prediction" and isinstance(model.first_guess, FirstGuess)
     assert set(model.encodable) == {k for keys in MODALITY_SLOTS.values() for k in keys} - {
         "S2L1C_cloud_mask"
     }

@@ -17,6 +17,7 @@ from geocopgen.copgen.sampler import (
     CopgenSamplerPreset,
     DiscreteVPSchedule,
     DPMSolverFast,
+    as_noise,
     copgen_betas,
     copgen_sample,
 )
@@ -211,3 +212,30 @@ def test_short_presets_follow_the_official_order_rule():
     """DPM-Solver-fast's rule (K = steps // 3 + 1) for the few-call presets benchmarks use."""
     orders = {n: CopgenSamplerPreset(steps=n).step_orders() for n in (1, 2, 3, 4, 5, 6)}
     assert orders == {1: [1], 2: [2], 3: [2, 1], 4: [3, 1], 5: [3, 2], 6: [3, 2, 1]}
+
+
+@pytest.mark.parametrize("prediction", ["sample", "v_prediction"])
+def test_every_prediction_type_hands_the_solver_the_true_noise(prediction):
+    """A backbone that predicts exactly what it was trained on (the residual over a first guess,
+    or that residual's velocity) gives the solver the exact noise, at every time."""
+    gen = torch.Generator().manual_seed(0)
+    z, eps, guess = (torch.randn(3, 16, generator=gen) for _ in range(3))
+    schedule = DiscreteVPSchedule.copgen()
+    t = torch.tensor([0.001, 0.5, 1.0])
+    alpha, sigma = schedule.alpha(t)[:, None], schedule.sigma(t)[:, None]
+    x = alpha * z + sigma * eps
+    residual = z - guess
+    out = residual if prediction == "sample" else alpha * eps - sigma * residual
+    noise = as_noise(out, x, t, schedule, prediction, guess)
+    torch.testing.assert_close(noise, eps, atol=2e-4, rtol=1e-4)
+
+
+def test_a_velocity_backbone_returns_its_input_at_low_noise():
+    """Why the bundled model predicts a velocity: with a zero output, its data prediction at the
+    last solver time is (almost) the input itself, not zero or the guess."""
+    schedule = DiscreteVPSchedule.copgen()
+    t = torch.tensor([0.001])
+    x = torch.randn(1, 16, generator=torch.Generator().manual_seed(1))
+    noise = as_noise(torch.zeros_like(x), x, t, schedule, "v_prediction", torch.zeros_like(x))
+    x0 = (x - schedule.sigma(t) * noise) / schedule.alpha(t)
+    torch.testing.assert_close(x0, x, atol=0.05, rtol=0.05)

@@ -36,6 +36,7 @@ from geocopgen.copgen.first_guess import FirstGuess
 from geocopgen.copgen.layout import COPGEN_SLOTS, MODALITY_SLOTS, SLOT_NAMES, CopgenSlot
 from geocopgen.copgen.sampler import (
     COPGEN_SAMPLER,
+    PREDICTIONS,
     CopgenSamplerPreset,
     Prediction,
     copgen_sample,
@@ -90,9 +91,10 @@ class CopgenModel:
     behaviour; ``"omit"`` leaves them out). ``s2_dn`` says which Sentinel-2 digital numbers the
     model was trained on (``"stored"``: as products deliver them, the official; ``"reflectance"``:
     reflectance x 10 000). ``prediction`` is what the backbone outputs: the noise
-    (``"epsilon"``, the published) or the clean latent (``"sample"``, see
-    :func:`~geocopgen.copgen.sampler.as_noise`); ``first_guess`` (optional) is the latent
-    regression the backbone's prediction is added to (:mod:`geocopgen.copgen.first_guess`).
+    (``"epsilon"``, the published), the clean latent (``"sample"``) or the velocity
+    (``"v_prediction"``, see :func:`~geocopgen.copgen.sampler.as_noise`); ``first_guess``
+    (optional) is the latent regression the backbone predicts the residual of
+    (:mod:`geocopgen.copgen.first_guess`).
     ``default_grid`` is where translations go when the caller does not say: ``"native"`` (each
     group at its own resolution, the published model's) or ``"input"`` (every group resampled
     onto the input's grid, one array, the bundled model's).
@@ -123,8 +125,8 @@ class CopgenModel:
             raise CheckpointError(
                 f"unknown COP-GEN sampler preset {sampler!r}; known: {', '.join(SAMPLER_PRESETS)}"
             )
-        if prediction not in ("epsilon", "sample"):
-            raise CheckpointError(f"prediction must be 'epsilon' or 'sample', got {prediction!r}")
+        if prediction not in PREDICTIONS:
+            raise CheckpointError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         if default_grid not in ("native", "input", "model"):
             raise CheckpointError(
                 f"default_grid must be 'native', 'input' or 'model', got {default_grid!r}"
@@ -146,8 +148,8 @@ class CopgenModel:
         self.s2_dn = s2_dn
         self.default_grid = default_grid
         self.prediction: Prediction = prediction
-        if first_guess is not None and prediction != "sample":
-            raise CheckpointError("a first guess adds to a clean-latent prediction ('sample')")
+        if first_guess is not None and prediction == "epsilon":
+            raise CheckpointError("a first guess needs a 'sample' or 'v_prediction' backbone")
         self.first_guess = first_guess.eval() if first_guess is not None else None
         self.provenance = dict(provenance or {})
 

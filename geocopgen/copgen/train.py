@@ -11,8 +11,9 @@ flips and quarter turns, and one role per modality for the batch: *condition* (c
 (the ``ignored="omit"`` treatment, also used to drop conditions at random). Lat/lon and date
 are conditions when known, each left out with a small probability, so the model works without
 them. The loss is the mean squared error of the prediction, averaged per generated slot; the
-prediction is the clean latent (``prediction="sample"``, see
-:func:`~geocopgen.copgen.sampler.as_noise` for why), or COP-GEN's noise with ``"epsilon"``.
+prediction is the velocity of the residual over the first guess (``"v_prediction"``, see
+:func:`~geocopgen.copgen.sampler.as_noise` for why), the residual itself (``"sample"``), or
+COP-GEN's noise (``"epsilon"``).
 
 Resuming: a checkpoint (weights, EMA, optimiser, step, training seconds) is written atomically
 every ``checkpoint_every`` steps and at the end; every random draw of step ``k`` comes from a
@@ -46,6 +47,7 @@ from geocopgen.copgen.layout import (
 from geocopgen.copgen.model import CopgenModel
 from geocopgen.copgen.places import IMAGE_SLOTS, SlotPlace
 from geocopgen.copgen.sampler import copgen_betas
+from geocopgen.errors import ConfigError
 from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.schedule import NUM_TRAIN_TIMESTEPS
 
@@ -77,7 +79,7 @@ class BackboneSettings:
     max_steps: int | None = None
     p_drop_condition: float = 0.15
     p_drop_scalar: float = 0.1
-    prediction: str = "sample"
+    prediction: str = "v_prediction"
     #: Train on each place's residual over a first guess fitted without that place (the
     #: errors a guess makes where it is used), not over the guess that saw it.
     cross_fitted_guess: bool = True
@@ -228,7 +230,7 @@ class BatchDrawer:
                 eps = torch.randn(latents[k].shape, generator=gen)
                 inputs[k] = ab.sqrt() * latents[k] + (1 - ab).sqrt() * eps
                 times[k] = t.float()
-                targets[k] = self._target(latents[k], eps, known, k, place.name)
+                targets[k] = self._target(latents[k], eps, ab, known, k, place.name)
         if rng.random() >= self.settings.p_drop_scalar:
             lon, lat = zip(*centres, strict=True)
             inputs[LATLON_SLOT] = norm.encode_latlon(list(lat), list(lon)).reshape(n, 1, 1, 3)
@@ -243,16 +245,23 @@ class BatchDrawer:
         self,
         z: torch.Tensor,
         eps: torch.Tensor,
+        alpha_bar: torch.Tensor,
         known: Mapping[str, torch.Tensor],
         key: str,
         place: str,
     ) -> torch.Tensor:
-        if self.settings.prediction != "sample":
+        """What the backbone should output (see :func:`~geocopgen.copgen.sampler.as_noise`):
+        the noise, or the clean latent's residual over the guess, or that residual's velocity."""
+        prediction = self.settings.prediction
+        if prediction == "epsilon":
             return eps
         guess = self.held_out_guesses.get(place, self.first_guess)
-        if guess is None:
-            return z
-        return z - guess.guess(known, key, z)
+        residual = z if guess is None else z - guess.guess(known, key, z)
+        if prediction == "sample":
+            return residual
+        if prediction != "v_prediction":
+            raise ConfigError(f"unknown prediction {prediction!r}")
+        return alpha_bar.sqrt() * eps - (1 - alpha_bar).sqrt() * residual
 
 
 def _augment(chip: Mapping[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:

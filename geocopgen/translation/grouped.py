@@ -358,7 +358,7 @@ def denoise_groups(
                 _blend(pred[k], canvases[k], batch, out[k], samples)
             bar.update(1)
         out = torch.cat([(pred[k] / weights[k]).reshape(samples, -1) for k in plan.targets], 1)
-        return as_noise(out if guess is None else out + guess, x, t, schedule, model.prediction)
+        return as_noise(out, x, t, schedule, model.prediction, guess)
 
     schedule = DiscreteVPSchedule.copgen()
     solver = DPMSolverFast(noise, schedule)
