@@ -30,6 +30,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -163,11 +164,11 @@ def model_samples(
 
 
 def evaluate_direction(
-    model_dir: Path, held: SlotPlace, train: Sequence[SlotPlace], cond: str, target: str
+    model: CopgenModel, held: SlotPlace, train: Sequence[SlotPlace], cond: str, target: str
 ) -> dict[str, dict[str, float]]:
     keys = MODALITY_SLOTS[target]
-    samples = model_samples(model_dir, held.name, cond, target)
-    (guessed,) = model_samples(guess_only(model_dir), held.name, cond, target, samples=1)
+    samples = model_samples(model, held.name, cond, target)
+    (guessed,) = model_samples(guess_only(model), held.name, cond, target, samples=1)
     rows: dict[str, list[dict[str, float]]] = {}
     for key in keys:
         t, valid = truth(held, key)
@@ -196,12 +197,14 @@ def evaluate_direction(
     return {name: combine(r) for name, r in rows.items()}
 
 
-def guess_only(model_dir: Path) -> CopgenModel:
-    """The model with its backbone's output layers zeroed: it returns its first guess."""
-    model = CopgenModel.read(model_dir)
+def guess_only(model: CopgenModel) -> CopgenModel:
+    """A copy of ``model`` that returns its first guess: the backbone's output layers zeroed
+    and read as the residual over the guess (``"sample"``), sampled from pure noise."""
+    model = copy.deepcopy(model)
     with torch.no_grad():
         for p in model.backbone.decoder_preds.parameters():
             p.zero_()
+    model.prediction, model.strength = "sample", 1.0
     return model
 
 
@@ -247,6 +250,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--places", nargs="*", default=list(shared_places.PAIRED_PLACES))
     parser.add_argument("--work", type=Path, default=REPO / "work" / "lopo")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--strength", type=float, default=None,
+                        help="Sample every fold's model from this strength (default: the "
+                        "recipe's); reruns reuse the trained folds.")  # fmt: skip
     parser.add_argument("--report", type=Path, nargs="+", default=None, metavar="JSON",
                         help="Only print the tables and verdicts of earlier runs' JSON files.")
     args = parser.parse_args(argv)
@@ -261,11 +267,11 @@ def main(argv: list[str] | None = None) -> None:
         held = next(p for p in places if p.name == name)
         train = [p for p in places if p is not held]
         model, _ = build_model(train, args.work / name, replace(SETTINGS, max_steps=args.steps))
-        model_dir = args.work / name / "model"
-        model.save_pretrained(model_dir)
+        if args.strength is not None:
+            model.strength = args.strength
         kind = "spain" if name == shared_places.SPAIN else "terramind"
         for cond, target in DIRECTIONS[kind]:
-            rows = evaluate_direction(model_dir, held, train, cond, target)
+            rows = evaluate_direction(model, held, train, cond, target)
             results.setdefault(f"{cond} → {target}", {})[name] = rows
             print(f"[lopo] {name} {cond} → {target}: " + "; ".join(
                 f"{k} {_headline(target, v)}" for k, v in rows.items()), flush=True)  # fmt: skip

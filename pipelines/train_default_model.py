@@ -71,6 +71,9 @@ HELD_OUT = "held_out"
 #: The shipped model's backbone settings: a step budget (the same model on any machine), with
 #: a wall-time cap that keeps the whole recipe under two hours on the 2-core CPU.
 SETTINGS = BackboneSettings(max_steps=3600, minutes=100.0)
+#: Where sampling starts (``CopgenModel.strength``): chosen by ``lopo_default_model.py
+#: --strength`` (docs/model-card.md).
+STRENGTH = 1.0
 
 
 def codecs_stage(places: Sequence[SlotPlace], folder: Path) -> dict[str, PatchCodec]:
@@ -125,7 +128,7 @@ def build_model(
         "places": [p.name for p in places],
         "backbone_parameters": parameter_count(backbone),
     }
-    return assemble(backbone, codecs, settings, provenance, first_guess), times
+    return assemble(backbone, codecs, settings, provenance, first_guess, STRENGTH), times
 
 
 def export(model: CopgenModel, target: Path) -> float:

@@ -20,6 +20,7 @@ from geocopgen.copgen.sampler import (
     as_noise,
     copgen_betas,
     copgen_sample,
+    initial_state,
 )
 from geocopgen.errors import ConfigError, ModalityError
 from geocopgen.models.schedule import model_timestep, official_scheduler
@@ -239,3 +240,17 @@ def test_a_velocity_backbone_returns_its_input_at_low_noise():
     noise = as_noise(torch.zeros_like(x), x, t, schedule, "v_prediction", torch.zeros_like(x))
     x0 = (x - schedule.sigma(t) * noise) / schedule.alpha(t)
     torch.testing.assert_close(x0, x, atol=0.05, rtol=0.05)
+
+
+def test_a_strength_below_one_starts_from_the_noised_guess():
+    schedule = DiscreteVPSchedule.copgen()
+    noise = torch.randn(2, 16, generator=torch.Generator().manual_seed(2))
+    guess = torch.full_like(noise, 3.0)
+    assert torch.equal(initial_state(noise, guess, COPGEN_SAMPLER, schedule), noise)
+    low = CopgenSamplerPreset(t_start=0.2)
+    t = torch.tensor([0.2])
+    expected = schedule.alpha(t) * guess + schedule.sigma(t) * noise
+    torch.testing.assert_close(initial_state(noise, guess, low, schedule), expected)
+    torch.testing.assert_close(
+        initial_state(noise, None, low, schedule), schedule.sigma(t) * noise
+    )

@@ -97,8 +97,11 @@ class CopgenModel:
     (:mod:`geocopgen.copgen.first_guess`).
     ``default_grid`` is where translations go when the caller does not say: ``"native"`` (each
     group at its own resolution, the published model's) or ``"input"`` (every group resampled
-    onto the input's grid, one array, the bundled model's).
-    ``provenance`` records where the weights came from.
+    onto the input's grid, one array, the bundled model's). ``strength`` is where sampling
+    starts: 1 from pure noise (the published), below 1 from the first guess noised to
+    ``t = strength`` (SDEdit: the backbone may change the guess less; see
+    :func:`~geocopgen.copgen.sampler.initial_state`). ``provenance`` records where the
+    weights came from.
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class CopgenModel:
         prediction: Prediction = "epsilon",
         first_guess: FirstGuess | None = None,
         default_grid: str = "native",
+        strength: float = 1.0,
         provenance: Mapping[str, Any] | None = None,
     ) -> None:
         if tuple(backbone.modality_names) != SLOT_NAMES:
@@ -133,6 +137,8 @@ class CopgenModel:
             )
         if s2_dn not in S2_DN_CHOICES:
             raise CheckpointError(f"s2_dn must be one of {S2_DN_CHOICES}, got {s2_dn!r}")
+        if not 0.0 < strength <= 1.0:
+            raise CheckpointError(f"strength must be in (0, 1], got {strength!r}")
         self.layout = check_slots(slots if slots is not None else COPGEN_SLOTS)
         self._by_key = {s.key: s for s in self.layout}
         vaes = dict(vaes or {})
@@ -151,6 +157,7 @@ class CopgenModel:
         if first_guess is not None and prediction == "epsilon":
             raise CheckpointError("a first guess needs a 'sample' or 'v_prediction' backbone")
         self.first_guess = first_guess.eval() if first_guess is not None else None
+        self.strength = float(strength)
         self.provenance = dict(provenance or {})
 
     # --- layout ----------------------------------------------------------------------------------
@@ -172,8 +179,11 @@ class CopgenModel:
 
     @property
     def preset(self) -> CopgenSamplerPreset:
-        """The sampler settings named by :attr:`sampler`."""
-        return SAMPLER_PRESETS[self.sampler]
+        """The sampler settings named by :attr:`sampler`, starting at ``t = strength``."""
+        preset = SAMPLER_PRESETS[self.sampler]
+        if self.strength == 1.0:
+            return preset
+        return dataclasses.replace(preset, t_start=self.strength)
 
     def slot(self, key: str) -> CopgenSlot:
         """The slot ``key``; a :class:`ModalityError` naming the slots otherwise."""
@@ -263,6 +273,7 @@ class CopgenModel:
             "prediction_type": self.prediction,
             "first_guess": self.first_guess is not None,
             "default_grid": self.default_grid,
+            "strength": self.strength,
             "slots": [{**slot_record(s), "vae": s.key in self.vaes} for s in self.layout],
             "vaes": list(self.vaes),
             "provenance": self.provenance,
@@ -320,6 +331,7 @@ class CopgenModel:
                 prediction=config.get("prediction_type", "epsilon"),
                 first_guess=first_guess,
                 default_grid=config.get("default_grid", "native"),
+                strength=config.get("strength", 1.0),
                 size=config.get("size"),
                 sampler=config.get("sampler", "copgen"),
                 ignored=config.get("ignored", "noise"),

@@ -410,8 +410,10 @@ def assemble(
     settings: BackboneSettings,
     provenance: Mapping[str, object] | None = None,
     first_guess: FirstGuess | None = None,
+    strength: float = 1.0,
 ) -> CopgenModel:
-    """The trained parts as one :class:`CopgenModel` (left-out slots omitted, S2 as reflectance)."""
+    """The trained parts as one :class:`CopgenModel` (left-out slots omitted, S2 as reflectance,
+    sampling from ``strength``)."""
     return CopgenModel(
         backbone,
         dict(codecs),
@@ -421,6 +423,7 @@ def assemble(
         prediction=settings.prediction,
         first_guess=first_guess,
         default_grid="input",
+        strength=strength,
         provenance=provenance,
     )
 

@@ -48,6 +48,7 @@ from geocopgen.copgen.sampler import (
     DPMSolverFast,
     as_noise,
     flat_guesses,
+    initial_state,
 )
 from geocopgen.errors import ConfigError, GeoCopGenWarning, ModalityError, NoValidDataError
 from geocopgen.io.align import reproject
@@ -216,7 +217,8 @@ def plan_grouped(
         "COPGEN_S2_DN_OFFSET": offset,
         "COPGEN_S2_DN_POLICY": dn_policy,
         "SAMPLER": f"COP-GEN DPM-Solver preset, {preset.steps} model calls"
-        + ("" if preset == model.preset else f" (the published preset makes {model.preset.steps})"),
+        + ("" if preset == model.preset else f" (the published preset makes {model.preset.steps})")
+        + (f", from the first guess at t = {preset.t_start:g}" if preset.t_start < 1 else ""),
         "IGNORED_SLOTS": model.ignored,
         "SEED": options.seed,
         "SAMPLES": options.samples,
@@ -364,7 +366,7 @@ def denoise_groups(
     solver = DPMSolverFast(noise, schedule)
     with bar, torch.inference_mode():
         x0 = torch.cat([z.to(device).reshape(samples, -1) for z in start], dim=1)
-        final = solver.sample(x0, plan.preset)
+        final = solver.sample(initial_state(x0, guess, plan.preset, schedule), plan.preset)
     return {
         k: z.reshape(shapes[k]) for k, z in zip(plan.targets, final.split(sizes, 1), strict=True)
     }
