@@ -306,3 +306,32 @@ def test_stored_dn_without_a_date_or_an_s2_input_is_refused(tiny_model: Path) ->
     with pytest.raises(ConfigError, match="give date='YYYY-MM-DD'"):
         api.translate(terramind("DEM"), "s2l2a", model=tiny_model, s2_dn="stored", steps=1,
                       progress=False)  # fmt: skip
+
+
+def test_a_model_with_a_strength_below_one_starts_from_its_first_guess(tiny_model, tmp_path):
+    """``strength`` is recorded in ``pipeline.json``, tagged on the output, and brings the
+    output towards the first guess: a zero-output velocity backbone started at t = 0.05 ends
+    within the noise left there of the guess, started at t = 1 it does not."""
+    model = CopgenModel.read(tiny_model)
+    model.strength = 0.05
+    model.save_pretrained(tmp_path / "low")
+    assert CopgenModel.read(tmp_path / "low").strength == 0.05
+    out = tmp_path / "l2a.tif"
+    api.translate(terramind("S2L1C"), "s2l2a", model=tmp_path / "low", output=out, steps=2,
+                  progress=False)  # fmt: skip
+    with rasterio.open(out) as dst:
+        assert "from the first guess at t = 0.05" in dst.tags()["SAMPLER"]
+    with torch.no_grad():
+        for head in model.backbone.decoder_preds:
+            head.weight.zero_()
+            head.bias.zero_()
+    chip = {k: model.encode(k, x[None]) for k, x in _place(PLACE).chip(0, 0).items()}
+    l1c = {k: chip[k] for k in MODALITY_SLOTS["s2l1c"]}
+    key = "S2L2A_B02_B03_B04_B08"
+    guess = model.first_guess.guess(l1c, key, chip[key])
+    gaps = {}
+    for strength in (0.05, 1.0):
+        model.strength = strength
+        z = model.sample([key], l1c, generator=torch.Generator().manual_seed(0)).latents[key]
+        gaps[strength] = float((z - guess).abs().mean())
+    assert gaps[0.05] < 0.25 < gaps[1.0]
