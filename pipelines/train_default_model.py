@@ -73,7 +73,7 @@ HELD_OUT = "held_out"
 SETTINGS = BackboneSettings(max_steps=3600, minutes=100.0)
 #: Where sampling starts (``CopgenModel.strength``): chosen by ``lopo_default_model.py
 #: --strength`` (docs/model-card.md).
-STRENGTH = 1.0
+STRENGTH = 0.02
 
 
 def codecs_stage(places: Sequence[SlotPlace], folder: Path) -> dict[str, PatchCodec]:
