@@ -196,18 +196,23 @@ class GuessStatistics:
         for form in (MEAN, INTERCEPT, *RIDGES):
             errors = []
             for held in places:
-                fit = _total([self.by_place[p][pair] for p in places if p != held])
+                fit = _total(self.by_place[p][pair] for p in places if p != held)
                 errors.append(self.by_place[held][pair].error(fit.solve(form)))
             scores[form] = sum(errors) / len(errors)
         return scores
 
-    def forms(self) -> dict[Pair, Form]:
-        """Every pair's form: the lowest held-out error, or :data:`RIDGE` when unvalidated."""
-        out: dict[Pair, Form] = {}
-        for pair in self.pairs:
-            scores = self.held_out_errors(pair)
-            out[pair] = min(scores, key=scores.__getitem__) if scores else RIDGE
-        return out
+    def held_out_scores(self) -> dict[Pair, dict[Form, float]]:
+        """:meth:`held_out_errors` of every pair."""
+        return {pair: self.held_out_errors(pair) for pair in self.pairs}
+
+    def forms(self, scores: Mapping[Pair, Mapping[Form, float]] | None = None) -> dict[Pair, Form]:
+        """Every pair's form: the lowest held-out error, or :data:`RIDGE` when unvalidated;
+        ``scores`` (:meth:`held_out_scores`, when the caller has them) are not recomputed."""
+        scores = self.held_out_scores() if scores is None else scores
+        return {
+            pair: min(s, key=s.__getitem__) if (s := scores[pair]) else RIDGE
+            for pair in self.pairs
+        }
 
     def fit(self, forms: Mapping[Pair, Form], *, without: str | None = None) -> FirstGuess:
         """The maps in ``forms`` fitted on every place (or every place but ``without``)."""
@@ -224,11 +229,9 @@ class GuessStatistics:
         return model.eval()
 
 
-def _total(moments: Sequence[Moments]) -> Moments:
-    total = moments[0]
-    for m in moments[1:]:
-        total = total + m
-    return total
+def _total(moments: Iterable[Moments]) -> Moments:
+    first, *rest = moments
+    return sum(rest, start=first)
 
 
 def _name(modality: str, key: str) -> str:

@@ -292,7 +292,7 @@ def as_noise(
         raise ConfigError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
     alpha = _col(schedule.alpha(t), x)
     sigma = _col(schedule.sigma(t), x)
-    base = torch.zeros_like(x) if guess is None else guess
+    base = 0.0 if guess is None else guess
     velocity = prediction == "v_prediction"
     x0 = base + (alpha * (x - alpha * base) - sigma * out if velocity else out)
     return (x - alpha * x0) / sigma
@@ -314,7 +314,7 @@ def initial_state(
     if preset.t_start >= 1.0:
         return noise
     t = torch.full((noise.shape[0],), preset.t_start, device=noise.device)
-    base = torch.zeros_like(noise) if guess is None else guess
+    base = 0.0 if guess is None else guess
     return _col(schedule.alpha(t), noise) * base + _col(schedule.sigma(t), noise) * noise
 
 

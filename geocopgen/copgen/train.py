@@ -393,13 +393,14 @@ def fit_first_guess(
 
     paired = [p for p in places if len(p.modalities) > 1]
     stats = GuessStatistics.collect({p.name: chips(p) for p in paired})
-    forms = stats.forms()
+    scores = stats.held_out_scores()
+    forms = stats.forms(scores)
     guess = stats.fit(forms)
     mapped = sum(1 for f in forms.values() if f != MEAN)
     log(f"[first guess] {mapped} of {len(forms)} condition → slot maps kept by leave-one-place-out")
     for (modality, key), form in forms.items():
-        scores = stats.held_out_errors((modality, key))
-        record = f" (held-out MSE {scores[form]:.3f}; no map {scores[MEAN]:.3f})" if scores else ""
+        s = scores[(modality, key)]
+        record = f" (held-out MSE {s[form]:.3f}; no map {s[MEAN]:.3f})" if s else ""
         log(f"[first guess]   {modality} → {key}: {form}{record}")
     return guess, {name: stats.fit(forms, without=name) for name in stats.by_place}
 
