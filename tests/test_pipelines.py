@@ -109,3 +109,27 @@ def test_default_model_recipes_record_one_work_path(tmp_path: Path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     assert work_folder("work/v6") == work_folder(str(tmp_path / "work" / "v6"))
     assert work_folder("work/v6") == tmp_path.resolve() / "work" / "v6"
+
+
+def test_lopo_verdicts_count_every_some_and_no_baseline(monkeypatch) -> None:
+    """The LOPO verdicts judge the DEM on relief and the rest on MAE, a tie is not a win, and
+    the counts line says how many cases beat every baseline and at least one."""
+    monkeypatch.syspath_prepend(str(ROOT / "pipelines"))
+    from lopo_default_model import verdicts
+
+    results = {
+        "s2l2a → dem": {"A": {"model, mean of 4": {"relief_mae": 2.0, "mae": 9.0},
+                              "flat": {"relief_mae": 2.0, "mae": 2.0}}},
+        "s2l1c → s2l2a": {"A": {"model, mean of 4": {"mae": 0.02}, "first guess alone":
+                                {"mae": 0.01}, "ridge": {"mae": 0.03}, "copy": {"mae": 0.04}},
+                          "B": {"model, mean of 4": {"mae": 0.05}, "ridge": {"mae": 0.03},
+                                "copy": {"mae": 0.06}}},
+    }  # fmt: skip
+    text = verdicts(results)
+    assert "- s2l2a → dem, A: beats no baseline" in text
+    assert "- s2l1c → s2l2a, A: beats every baseline" in text  # model rows are not baselines
+    assert "- s2l1c → s2l2a, B: does not beat ridge" in text
+    assert text.endswith("beats every baseline in 1 of 3 cases, at least one baseline in 2 of 3.")
+    picked = verdicts({"s2l1c → s2l2a": {"B": {"choice": {"mae": 0.02}, "ridge": {"mae": 0.03}}}},
+                      model="choice")  # fmt: skip
+    assert "B: beats every baseline" in picked
