@@ -80,7 +80,10 @@ class TranslateOptions:
     ``reduce``: with several samples, write per-pixel mean and standard deviation
     (``"mean_std"``) or every sample (``"samples"``); ``posterior``: a COP-GEN model encodes
     conditions with the posterior mean (``"mean"``, deterministic) or, as the official code
-    does, a posterior sample (``"sample"``, seeded by ``seed``)."""
+    does, a posterior sample (``"sample"``, seeded by ``seed``); ``strength``: where a COP-GEN
+    model's sampling starts, in (0, 1] (``None``: the model's; 1 is pure noise, the published
+    sampler; below 1 the model's first guess noised to that time, as diffusers' img2img
+    ``strength``)."""
 
     steps: int | None = None
     samples: int = 1
@@ -91,8 +94,11 @@ class TranslateOptions:
     reduce: Reduce = "mean_std"
     progress: bool = True
     posterior: str = "mean"
+    strength: float | None = None
 
     def __post_init__(self) -> None:
+        if self.strength is not None and not 0.0 < self.strength <= 1.0:
+            raise ConfigError(f"strength must be in (0, 1], got {self.strength!r}")
         if self.posterior not in ("mean", "sample"):
             raise ConfigError(f"posterior must be 'mean' or 'sample', got {self.posterior!r}")
         if self.samples < 1:

@@ -261,3 +261,54 @@ def test_on_the_input_grid_on_request_and_the_official_posterior_sample(copgen_m
     np.testing.assert_array_equal(sampled.values, again.values)  # seeded
     assert not np.array_equal(sampled.values, mean.values)
     assert sampled.attrs["condition_latents"] == "posterior sample (official)"
+
+
+def test_every_sample_is_written_on_request_and_they_reduce_to_the_mean_and_std(copgen_model):
+    """``reduce="samples"`` keeps each sample's bands, sample-major; they are the very samples
+    whose per-pixel mean and standard deviation the default writes."""
+    opts = dict(model=copgen_model, samples=2, seed=3, **FAST)
+    reduced = api.translate(terramind("S2L2A"), "dem", **opts)
+    every = api.translate(terramind("S2L2A"), "dem", reduce="samples", **opts)
+    assert list(every.band.values) == ["elevation_s0", "elevation_s1"]
+    assert every.rio.transform() == reduced.rio.transform() and every.shape == reduced.shape
+    mean, std = reduced.values
+    np.testing.assert_allclose(every.values.mean(axis=0), mean, rtol=1e-5, atol=1e-3)
+    # the std is taken per chip and blended like any band: the samples' std where one chip
+    # covers a pixel, the chips' weighted mean std in overlaps (as the 4-modality translator)
+    scene = grid_of(api.open_inputs(terramind("S2L2A"))["s2l2a"])
+    canvas = GroupLayout.for_scene(scene, ["DEM_DEM"]).canvases["DEM_DEM"]
+    count = np.zeros(canvas.grid.shape, dtype=int)
+    for chip in canvas.pixel_chips:
+        count[chip.slices] += 1
+    once = count == 1
+    assert once.sum() > 400  # 9 % of this small tile's 30 m pixels
+    expected = every.values.std(axis=0, ddof=1)
+    np.testing.assert_allclose(std[once], expected[once], rtol=1e-4, atol=1e-3)
+    merged = api.translate(terramind("S1RTC"), "s2l2a", grid="input", reduce="samples", **opts)
+    bands = merged.band.values.tolist()
+    assert bands[:3] == ["B01_s0", "B02_s0", "B03_s0"] and bands[-1] == "B12_s1"
+    assert len(bands) == 2 * 12
+    with pytest.raises(ConfigError, match="class slots"):
+        api.translate(terramind("S2L2A"), "lulc", reduce="samples", **opts)
+
+
+def test_strength_starts_part_way_and_is_tagged(copgen_model, tmp_path):
+    """``strength`` (API and ``--strength``) overrides the model's start: below 1 the sampler
+    starts from the first guess (for the published layout without one, the latents' mean)
+    noised to that time, and the output's SAMPLER tag says so."""
+    full = api.translate(terramind("S2L2A"), "dem", model=copgen_model, **FAST)
+    part = api.translate(terramind("S2L2A"), "dem", model=copgen_model, strength=0.3, **FAST)
+    assert "from the first guess" not in full.attrs["sampler"]
+    assert part.attrs["sampler"].endswith("from the first guess at t = 0.3")
+    assert part.rio.transform() == full.rio.transform() and part.shape == full.shape
+    assert not np.array_equal(part.values, full.values)
+    out = tmp_path / "cli.tif"
+    args = ["translate", str(terramind("S2L2A")), "--to", "dem", "-o", str(out), "--strength"]
+    args += ["0.3", "--model", str(copgen_model), "--date", "2021-07-15"]
+    result = CliRunner().invoke(app, ["-q", *args])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as src:
+        np.testing.assert_array_equal(src.read(), part.values)
+        assert src.tags()["SAMPLER"] == part.attrs["sampler"]
+    with pytest.raises(ConfigError, match=r"strength must be in \(0, 1\]"):
+        api.translate(terramind("S2L2A"), "dem", model=copgen_model, strength=0.0, **FAST)

@@ -12,7 +12,7 @@ import torch
 from _translate_fixtures import grid_facts, one_torch_thread, tiny_pipeline  # noqa: F401
 from conftest import EXPLORADORES, VIRGINIA, leftovers, terramind, write_variant
 
-from geocopgen.errors import ModalityError, NoValidDataError
+from geocopgen.errors import ConfigError, ModalityError, NoValidDataError
 from geocopgen.io import grid_of, open_raster
 from geocopgen.raster.grid import at_resolution, make_grid, sub_grid
 from geocopgen.translation import (
@@ -280,3 +280,10 @@ def test_translate_arrays_is_the_evaluation_interface(pipe):
     assert np.isfinite(out).all() and not np.allclose(out[0], out[1])
     again = translate_arrays(pipe, {"s2l2a": s2}, "s1rtc", num_samples=2, seed=3)
     assert np.array_equal(out, again)
+
+
+def test_strength_is_refused_for_a_model_that_has_no_first_guess_to_start_from(pipe, s2):
+    """``strength`` moves a COP-GEN-layout model's start; the 4-modality translator has none, so
+    the option is refused with a one-line reason instead of being ignored."""
+    with pytest.raises(ConfigError, match="strength applies to COP-GEN-layout models"):
+        _run(pipe, "dem", {"s2l2a": s2}, None, strength=0.5)

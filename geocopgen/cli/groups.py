@@ -81,6 +81,15 @@ SeamlessOpt = Annotated[
         help="Blend chips at every denoising step (default); --no-seamless only to compare.",
     ),
 ]
+StrengthOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--strength", min=0.0, max=1.0,
+        help="COP-GEN-layout models: where sampling starts, in (0, 1]; 1 is pure noise (the "
+        "published sampler), lower stays closer to the model's first guess (default: the "
+        "model's).",
+    ),
+]  # fmt: skip
 BatchOpt = Annotated[
     int, typer.Option("--batch-size", min=1, help="Chips per backbone call (memory vs speed).")
 ]
@@ -113,6 +122,7 @@ SAMPLING = OptionGroup(
         _flag("seed", SeedOpt, 0),
         _flag("overlap", TranslateOverlapOpt, None),
         _flag("seamless", SeamlessOpt, True),
+        _flag("strength", StrengthOpt, None),
         _flag("batch_size", BatchOpt, 8),
         _flag("posterior", PosteriorOpt, Posterior.mean),
     ),

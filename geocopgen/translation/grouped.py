@@ -193,8 +193,8 @@ def plan_grouped(
     tags: Mapping[str, Any] | None = None,
 ) -> GroupedPlan:
     """Check the request against the model and lay out every group's canvas, once."""
-    _refuse_unsupported(options)
     targets = target_slots(model, to)
+    _refuse_unsupported(options, targets)
     condition_slots: dict[str, tuple[str, ...]] = {}
     for name in conditions:
         keys = tuple(k for k in MODALITY_SLOTS.get(name, ()) if k in model.encodable)
@@ -206,7 +206,7 @@ def plan_grouped(
     day = acquisition_date(conditions, when, required=model.ignored != "omit")
     dn_policy = model.s2_dn if dn_policy == "model" else dn_policy
     offset = dn_offset_for(conditions, day, dn_policy)
-    preset = model.preset if options.steps is None else replace(model.preset, steps=options.steps)
+    preset = sampler_preset(model, options)
     canvases = [*targets, *(k for keys in condition_slots.values() for k in keys)]
     layout = GroupLayout.for_scene(scene, canvases, overlap_m)
     all_tags = {
@@ -217,7 +217,8 @@ def plan_grouped(
         "COPGEN_S2_DN_OFFSET": offset,
         "COPGEN_S2_DN_POLICY": dn_policy,
         "SAMPLER": f"COP-GEN DPM-Solver preset, {preset.steps} model calls"
-        + ("" if preset == model.preset else f" (the published preset makes {model.preset.steps})")
+        + ("" if preset.steps == model.preset.steps
+           else f" (the published preset makes {model.preset.steps})")
         + (f", from the first guess at t = {preset.t_start:g}" if preset.t_start < 1 else ""),
         "IGNORED_SLOTS": model.ignored,
         "SEED": options.seed,
@@ -232,17 +233,24 @@ def plan_grouped(
                        preset, all_tags)  # fmt: skip
 
 
-def _refuse_unsupported(options: TranslateOptions) -> None:
+def sampler_preset(model: CopgenModel, options: TranslateOptions) -> CopgenSamplerPreset:
+    """The model's sampler with the request's ``steps`` and ``strength`` where given."""
+    preset = model.preset if options.steps is None else replace(model.preset, steps=options.steps)
+    return preset if options.strength is None else replace(preset, t_start=options.strength)
+
+
+def _refuse_unsupported(options: TranslateOptions, targets: Sequence[str]) -> None:
     """Options the 4-modality translator has and this one does not yet: refused, not ignored."""
     if not options.seamless:
         raise ConfigError(
             "seamless=False (--no-seamless) is not supported for COP-GEN models yet; their chips "
             "are always blended (overlap=0 denoises chips without overlap)"
         )
-    if options.reduce != "mean_std":
+    classes = [k for k in targets if k in CATEGORIES]
+    if options.reduce == "samples" and options.samples > 1 and classes:
         raise ConfigError(
-            f"reduce={options.reduce!r} is not supported for COP-GEN models yet; several "
-            "samples give per-pixel mean and standard deviation bands"
+            f"reduce='samples' is not supported for class slots ({', '.join(classes)}): their "
+            "samples' class scores are averaged into one map; generate one seed at a time"
         )
 
 
@@ -496,7 +504,7 @@ def decode_group(
     def reduce(x: np.ndarray) -> np.ndarray:
         if key in CATEGORIES:
             return x.mean(axis=0).astype(np.float32)
-        return reduce_samples(x, "mean_std")
+        return reduce_samples(x, plan.options.reduce)
 
     chips = decode_chips(decode, latents, canvas, valid=valid, reduce=reduce,
                          progress=plan.options.progress, desc=f"decoding {key}")  # fmt: skip

@@ -30,6 +30,7 @@ from geocopgen.raster.grid import GeoBox, pixel_size
 from geocopgen.raster.mosaic import GDAL_CACHE_MB, MosaicWriter
 from geocopgen.translation.grouped import CATEGORIES, GroupedPlan, plan_grouped, run_grouped
 from geocopgen.translation.output import mosaic_data, mosaic_source, stand_in_arrays
+from geocopgen.translation.plan import reduced_bands
 
 UNITS = {"S2": "reflectance", "S1": "dB", "DEM": "m"}
 
@@ -78,14 +79,16 @@ def _merged(
     model: CopgenModel, plan: GroupedPlan, writing: WriteOptions, out_grid: GeoBox
 ) -> xr.DataArray:
     """Every generated group resampled onto ``out_grid``, stacked in the registry's band order
-    (then the ``_std`` bands), in memory or written atomically as one GeoTIFF."""
+    (reduced over samples as the groups are: then the ``_std`` bands, or sample by sample), in
+    memory or written atomically as one GeoTIFF."""
     if writing.path is not None:
         check_output(writing.path, overwrite=writing.overwrite)
     parts = _run_groups(model, plan, replace(writing, path=None, cog=False), out_grid)
     modality = MODALITIES[modality_of_slot(plan.targets[0])]
     arrays = {str(b): a for a in parts.values() for b in a.band.values}
-    names = [b for b in modality.band_names if b in arrays]
-    names += [f"{b}_std" for b in names if f"{b}_std" in arrays]
+    generated = {b for k in plan.targets for b in plan.output_bands(k)}
+    bands = [b for b in modality.band_names if b in generated]
+    names = reduced_bands(bands, plan.options.samples, plan.options.reduce)[0]
     data = np.stack([_onto(arrays[n].sel(band=n), out_grid) for n in names])
     limits: dict[str, int] = {}
     for a in parts.values():  # each group's codec-limit counts, summed
@@ -156,9 +159,9 @@ def _resampling(grid: GeoBox, out_grid: GeoBox | None) -> Resampling | None:
 
 def _band_names(plan: GroupedPlan, key: str) -> list[str]:
     bands = list(plan.output_bands(key))
-    if plan.options.samples == 1 or key in CATEGORIES:
+    if key in CATEGORIES:
         return bands
-    return bands + [f"{b}_std" for b in bands]
+    return reduced_bands(bands, plan.options.samples, plan.options.reduce)[0]
 
 
 def _units(key: str) -> str:

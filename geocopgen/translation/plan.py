@@ -8,7 +8,7 @@ layout is computed once, whatever the surface (API, accessor, CLI) that asked.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,9 +85,20 @@ def check_codec(pipeline: CopGenPipeline, name: str) -> ModalityAutoencoder:
 def output_bands(name: str, samples: int, reduce: Reduce) -> tuple[list[str], list[str]]:
     """Band names and descriptions of a translation's output."""
     modality = get_modality(name)
-    bands = list(modality.band_names)
     if samples == 1:
-        return bands, [b.description or b.name for b in modality.bands]
+        return list(modality.band_names), [b.description or b.name for b in modality.bands]
+    return reduced_bands(modality.band_names, samples, reduce)
+
+
+def reduced_bands(
+    bands: Sequence[str], samples: int, reduce: Reduce
+) -> tuple[list[str], list[str]]:
+    """Names and descriptions of ``bands`` after ``samples`` are reduced: the bands themselves
+    for one sample; each band's mean then each one's standard deviation; or every sample,
+    sample-major (``B04_s0, B08_s0, B04_s1, ...``)."""
+    bands = list(bands)
+    if samples == 1:
+        return bands, bands
     if reduce == "samples":
         names = [f"{b}_s{k}" for k in range(samples) for b in bands]
         return names, [f"{b}, sample {k}" for k in range(samples) for b in bands]
@@ -158,6 +169,11 @@ def plan_translation(
     Conditions on another grid are resampled onto ``grid`` (:func:`geocopgen.io.align`, with a
     warning each); those already on it are used as they are.
     """
+    if options.strength is not None:
+        raise ConfigError(
+            "strength applies to COP-GEN-layout models (the bundled model, converted COP-GEN "
+            "weights); this 4-modality model always samples from pure noise"
+        )
     target = pipeline.backbone.canonical(target)
     check_codec(pipeline, target)
     names = check_conditions(pipeline, target, list(conditions))
