@@ -38,7 +38,7 @@ from geocopgen.copgen.train import (
     fit_first_guess,
     train_backbone,
 )
-from geocopgen.errors import CheckpointError
+from geocopgen.errors import CheckpointError, ConfigError
 from geocopgen.io import open_raster
 from geocopgen.raster.grid import pixel_size
 from geocopgen.translation.grouped import physical_from_model
@@ -335,3 +335,9 @@ def test_a_model_with_a_strength_below_one_starts_from_its_first_guess(tiny_mode
         z = model.sample([key], l1c, generator=torch.Generator().manual_seed(0)).latents[key]
         gaps[strength] = float((z - guess).abs().mean())
     assert gaps[0.05] < 0.25 < gaps[1.0]
+
+
+def test_backbone_settings_refuse_an_unknown_prediction_before_training():
+    """A misspelt prediction type fails when the settings are made, not at the first batch."""
+    with pytest.raises(ConfigError, match="prediction must be one of"):
+        BackboneSettings(prediction="velocity")

@@ -46,7 +46,7 @@ from geocopgen.copgen.layout import (
 )
 from geocopgen.copgen.model import CopgenModel
 from geocopgen.copgen.places import IMAGE_SLOTS, SlotPlace
-from geocopgen.copgen.sampler import copgen_betas
+from geocopgen.copgen.sampler import PREDICTIONS, copgen_betas
 from geocopgen.errors import ConfigError
 from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.schedule import NUM_TRAIN_TIMESTEPS
@@ -85,6 +85,10 @@ class BackboneSettings:
     cross_fitted_guess: bool = True
     seed: int = 0
     checkpoint_every: int = 100
+
+    def __post_init__(self) -> None:
+        if self.prediction not in PREDICTIONS:
+            raise ConfigError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
 
 
 # --- layout -----------------------------------------------------------------------------------
@@ -259,8 +263,6 @@ class BatchDrawer:
         residual = z if guess is None else z - guess.guess(known, key, z)
         if prediction == "sample":
             return residual
-        if prediction != "v_prediction":
-            raise ConfigError(f"unknown prediction {prediction!r}")
         return alpha_bar.sqrt() * eps - (1 - alpha_bar).sqrt() * residual
 
 
