@@ -135,7 +135,8 @@ def reproject(
     out = xr_reproject(array, grid, resampling=method, dst_nodata=np.float32(np.nan))
     attrs = {k: v for k, v in array.attrs.items() if k not in ("modality", "units", "source")}
     attrs.pop("_FillValue", None)
-    return modality_array(out.data.astype(np.float32), grid, m, source=source, **attrs)
+    bands = [str(b) for b in array.band.values]
+    return modality_array(out.data.astype(np.float32), grid, m, source=source, bands=bands, **attrs)
 
 
 def align(

@@ -22,11 +22,19 @@ DEFAULT_CHUNK = 1024
 
 
 def modality_array(
-    data: Any, grid: GeoBox, modality: Modality, *, source: str, **attrs: Any
+    data: Any,
+    grid: GeoBox,
+    modality: Modality,
+    *,
+    source: str,
+    bands: Sequence[str] | None = None,
+    **attrs: Any,
 ) -> xr.DataArray:
-    """Wrap a ``(band, y, x)`` float32 array as a georeferenced ModalityArray."""
+    """Wrap a ``(band, y, x)`` float32 array as a georeferenced ModalityArray: every band of
+    ``modality``, or the subset ``bands`` (one resolution group of it, say)."""
     attrs = {"modality": modality.name, "units": modality.units, "source": source, **attrs}
-    return band_array(data, grid, modality.band_names, name=modality.name, attrs=attrs)
+    names = modality.band_names if bands is None else bands
+    return band_array(data, grid, names, name=modality.name, attrs=attrs)
 
 
 def band_array(

@@ -277,12 +277,11 @@ def encode_condition(
     its grid hold data."""
     canvas = plan.layout.canvases[key]
     s = slot(key)
-    array = plan.conditions[name]
+    bands = [registry_band(s, b) for b in s.bands]
+    array = plan.conditions[name].sel(band=bands)  # before resampling: only the group's bands
     with warnings.catch_warnings():  # an announced derivation, not a surprise resampling
         warnings.simplefilter("ignore")
-        on_grid = reproject(array, canvas.grid, warn=False)
-    bands = [registry_band(s, b) for b in s.bands]
-    sub = on_grid.sel(band=bands)
+        sub = reproject(array, canvas.grid, warn=False)
     device = next(model.backbone.parameters()).device
     floored = int((sub <= 0).sum().compute()) if key == "DEM_DEM" else 0
     sample = plan.options.posterior == "sample"  # the official posterior sample, on request
