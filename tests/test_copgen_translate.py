@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from conftest import terramind
+from conftest import VIRGINIA, terramind
 from diffusers import AutoencoderKL
 from typer.testing import CliRunner
 
@@ -28,6 +28,7 @@ from geocopgen.copgen.layout import COPGEN_SLOTS, MODALITY_SLOTS
 from geocopgen.copgen.model import CopgenModel
 from geocopgen.errors import ConfigError, ModalityError
 from geocopgen.raster.grid import at_resolution, grid_of
+from geocopgen.translation.grouped import group_pixels
 from geocopgen.translation.groups import GroupLayout
 
 REF = Path(__file__).parents[1] / ".." / "shared" / "reference" / "copgen-parity"
@@ -312,3 +313,45 @@ def test_strength_starts_part_way_and_is_tagged(copgen_model, tmp_path):
         assert src.tags()["SAMPLER"] == part.attrs["sampler"]
     with pytest.raises(ConfigError, match=r"strength must be in \(0, 1\]"):
         api.translate(terramind("S2L2A"), "dem", model=copgen_model, strength=0.0, **FAST)
+
+
+def _aligned_s2_folder(folder: Path) -> Path:
+    """Virginia's 13 L1C band files cropped so that the 10, 20 and 60 m files share one origin,
+    as the bands of a Sentinel-2 tile do (Virginia's own crops are offset by 10-20 m)."""
+    folder.mkdir()
+    starts = {10: (4, 5), 20: (2, 3), 60: (1, 1)}  # (row, col) of 435780 E, 4179420 N
+    sizes = {10: 300, 20: 150, 60: 50}
+    for path in sorted(VIRGINIA.glob("B*.tif")):
+        with rasterio.open(path) as src:
+            res = round(src.res[0])
+            (r, c), n = starts[res], sizes[res]
+            window = rasterio.windows.Window(c, r, n, n)
+            profile = src.profile | {"width": n, "height": n,
+                                     "transform": src.window_transform(window)}  # fmt: skip
+            with rasterio.open(folder / path.name, "w", **profile) as dst:
+                dst.write(src.read(window=window))
+    return folder
+
+
+def test_a_group_stored_at_its_resolution_is_read_as_stored(tmp_path):
+    """A condition's 20 m and 60 m groups come from its band files straight onto each group's
+    grid: bands stored there are read as stored, not resampled to 10 m and back."""
+    folder = _aligned_s2_folder(tmp_path / "l1c")
+    s2 = api.open_inputs(folder)["s2l1c"]
+    scene = grid_of(s2)
+    for res, bands in ((20, ["B05", "B06", "B07", "B8A", "B11", "B12"]),
+                       (60, ["B01", "B09", "B10"])):  # fmt: skip
+        group = group_pixels(s2, bands, at_resolution(scene, res))
+        offset = int(s2.attrs["s2_offset"])
+        for name in bands:
+            with rasterio.open(folder / f"{name}.tif") as src:
+                assert grid_of(src) == at_resolution(scene, res)
+                stored = src.read(1).astype(np.float64)
+            expected = np.where(stored == 0, np.nan, (stored + offset) / 10000).astype(np.float32)
+            np.testing.assert_array_equal(group.sel(band=name).values, expected)
+    # an array that is not an opened file (here loaded into memory) is resampled from its own
+    # 10 m grid instead; on a grid aligned with the files that gives the same pixels, slowly
+    g20 = at_resolution(scene, 20)
+    resampled = group_pixels(s2.load(), ["B05"], g20)
+    assert grid_of(resampled) == g20
+    np.testing.assert_allclose(resampled.values, group_pixels(s2, ["B05"], g20).values, atol=1e-6)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,18 +95,10 @@ class InputPlan:
 
     def open(self, chunks: int = DEFAULT_CHUNK) -> xr.DataArray:
         """The lazy ModalityArray."""
-        src = self.raster_source()
-        data = dsa.from_array(
-            src,
-            chunks=(_file_runs(self.bands), chunks, chunks),
-            asarray=False,
-            meta=np.empty((0, 0, 0), dtype=np.float32),
-            name=f"geocopgen-read-{tokenize(src)}",
-        )
         attrs: dict[str, Any] = self.codec.reading_attrs()
         if self.datetime:
             attrs["datetime"] = self.datetime
-        return modality_array(data, self.grid, self.modality, source=self.source, **attrs)
+        return open_source(self.raster_source(), self.modality, attrs, chunks)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description (what ``geocopgen info --json`` prints)."""
@@ -138,6 +131,55 @@ class InputPlan:
             out["datetime"] = self.datetime
         out.update({f"{k}_evidence": v for k, v in self.evidence.items()})
         return out
+
+
+#: The RasterSource behind every array :func:`open_source` made, by the array's dask name; weak,
+#: so an entry lives as long as an array reading through that source.
+_OPENED: weakref.WeakValueDictionary[str, RasterSource] = weakref.WeakValueDictionary()
+
+
+def open_source(
+    src: RasterSource, modality: Modality, attrs: Mapping[str, Any], chunks: int = DEFAULT_CHUNK
+) -> xr.DataArray:
+    """``src`` as a lazy ModalityArray (its bands; one dask chunk per file per window)."""
+    name = f"geocopgen-read-{tokenize(src)}"
+    data = dsa.from_array(
+        src,
+        chunks=(_file_runs(src.bands), chunks, chunks),
+        asarray=False,
+        meta=np.empty((0, 0, 0), dtype=np.float32),
+        name=name,
+    )
+    _OPENED[name] = src
+    bands = [b.name for b in src.bands]
+    return modality_array(data, src.grid, modality, source=src.source, bands=bands, **attrs)
+
+
+def bands_on_grid(array: xr.DataArray, bands: Sequence[str], grid: GeoBox) -> xr.DataArray | None:
+    """``bands`` of an opened input read straight onto ``grid``, with the decisions it was read
+    with (S2 offset, S1 scale, nodata): each band from its own file, resampled once, from its
+    native grid, and only if that differs (a 20 m band of a SAFE onto a 20 m grid: the stored
+    pixels). ``None`` unless ``array`` is an opened input itself (not a crop, a resampling or a
+    computation of one), which the caller then resamples as an array."""
+    name = getattr(array.data, "name", None)
+    src = _OPENED.get(name) if isinstance(name, str) else None
+    if src is None or list(array.band.values) != [b.name for b in src.bands]:
+        return None
+    by_name = {b.name: b for b in src.bands}
+    native: dict[str, tuple[GeoBox, Any]] = {}
+    refs = []
+    for band in bands:
+        ref = by_name[band]
+        if ref.path not in native:
+            ds = src.opener(ref.path)
+            native[ref.path] = (grid_of(ds, source=ref.path), ds)
+        grid_in, ds = native[ref.path]
+        refs.append(_place(BandRef(ref.name, ref.path, ref.index), grid_in, grid, src.codec, ds))
+    spare = {path: ds for path, (_, ds) in native.items()}
+    moved = RasterSource(refs, grid, src.codec, src.source, src.opener, spare=spare)
+    attrs = {k: v for k, v in array.attrs.items() if k not in ("modality", "units", "source")}
+    attrs.pop("_FillValue", None)
+    return open_source(moved, get_modality(array.attrs["modality"]), attrs)
 
 
 def _file_runs(bands: Sequence[BandRef]) -> tuple[int, ...]:

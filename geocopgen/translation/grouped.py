@@ -52,6 +52,7 @@ from geocopgen.copgen.sampler import (
 )
 from geocopgen.errors import ConfigError, GeoCopGenWarning, ModalityError, NoValidDataError
 from geocopgen.io.align import reproject
+from geocopgen.io.readers import bands_on_grid
 from geocopgen.modalities import S2_OFFSET_DN, S2_OFFSET_START
 from geocopgen.options import TranslateOptions
 from geocopgen.raster.categories import Categories
@@ -278,10 +279,7 @@ def encode_condition(
     canvas = plan.layout.canvases[key]
     s = slot(key)
     bands = [registry_band(s, b) for b in s.bands]
-    array = plan.conditions[name].sel(band=bands)  # before resampling: only the group's bands
-    with warnings.catch_warnings():  # an announced derivation, not a surprise resampling
-        warnings.simplefilter("ignore")
-        sub = reproject(array, canvas.grid, warn=False)
+    sub = group_pixels(plan.conditions[name], bands, canvas.grid)
     device = next(model.backbone.parameters()).device
     floored = int((sub <= 0).sum().compute()) if key == "DEM_DEM" else 0
     sample = plan.options.posterior == "sample"  # the official posterior sample, on request
@@ -302,6 +300,18 @@ def encode_condition(
         desc=f"encoding {key}",
     )
     return latents, has_data, floored, GridMask(observed, pixel_size(canvas.grid)[0])
+
+
+def group_pixels(array: xr.DataArray, bands: Sequence[str], grid: GeoBox) -> xr.DataArray:
+    """One resolution group's ``bands`` of a condition on the group's ``grid``: read from the
+    input's files straight onto it (a band stored at the group's resolution is read as stored),
+    or, for an array that is not an opened file, its bands resampled from its own grid."""
+    direct = bands_on_grid(array, bands, grid)
+    if direct is not None:
+        return direct
+    with warnings.catch_warnings():  # an announced derivation, not a surprise resampling
+        warnings.simplefilter("ignore")
+        return reproject(array.sel(band=list(bands)), grid, warn=False)
 
 
 # --- 2. denoise -----------------------------------------------------------------------------
