@@ -355,3 +355,17 @@ def test_a_group_stored_at_its_resolution_is_read_as_stored(tmp_path):
     resampled = group_pixels(s2.load(), ["B05"], g20)
     assert grid_of(resampled) == g20
     np.testing.assert_allclose(resampled.values, group_pixels(s2, ["B05"], g20).values, atol=1e-6)
+
+
+def test_a_coarse_group_pixel_partly_outside_the_raster_is_nodata():
+    """A 224 px TerraMind tile is 37 1/3 pixels of 60 m: the last row and column of its 60 m
+    group also cover ground beyond the raster and are nodata; the others are the mean of their
+    6 x 6 pixels of 10 m (the tile stores every band at 10 m)."""
+    s2 = api.open_inputs(terramind("S2L2A"))["s2l2a"]
+    grid = at_resolution(grid_of(s2), 60)
+    group = group_pixels(s2, ["B01", "B09"], grid).values
+    assert group.shape == (2, 38, 38)
+    assert np.isnan(group[:, -1]).all() and np.isnan(group[:, :, -1]).all()
+    tenths = s2.sel(band=["B01", "B09"]).values[:, :222, :222]
+    means = tenths.reshape(2, 37, 6, 37, 6).mean(axis=(2, 4))
+    np.testing.assert_allclose(group[:, :37, :37], means, rtol=1e-6)

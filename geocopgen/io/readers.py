@@ -176,10 +176,27 @@ def bands_on_grid(array: xr.DataArray, bands: Sequence[str], grid: GeoBox) -> xr
         grid_in, ds = native[ref.path]
         refs.append(_place(BandRef(ref.name, ref.path, ref.index), grid_in, grid, src.codec, ds))
     spare = {path: ds for path, (_, ds) in native.items()}
-    moved = RasterSource(refs, grid, src.codec, src.source, src.opener, spare=spare)
+    inside = _inside(grid, src.grid)
+    moved = RasterSource(refs, grid, src.codec, src.source, src.opener, spare=spare, inside=inside)
     attrs = {k: v for k, v in array.attrs.items() if k not in ("modality", "units", "source")}
     attrs.pop("_FillValue", None)
     return open_source(moved, get_modality(array.attrs["modality"]), attrs)
+
+
+def _inside(grid: GeoBox, raster: GeoBox) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows and columns of ``grid`` whose pixels lie wholly inside ``raster`` (same CRS, north
+    up): a coarser group's edge pixel that also covers ground beyond the raster is nodata, as a
+    resampling of the whole array makes it. ``None`` (every pixel) across CRSs."""
+    if rasterio_crs(grid) != rasterio_crs(raster):
+        return None
+    left, bottom, right, top = raster.boundingbox.bbox
+    t = grid.affine
+    xs = t.c + t.a * np.arange(grid.width + 1)
+    ys = t.f + t.e * np.arange(grid.height + 1)
+    tol = 1e-6 * abs(t.a)
+    cols = (xs[:-1] >= left - tol) & (xs[1:] <= right + tol)
+    rows = (ys[:-1] <= top + tol) & (ys[1:] >= bottom - tol)
+    return (rows, cols) if not (rows.all() and cols.all()) else None
 
 
 def _file_runs(bands: Sequence[BandRef]) -> tuple[int, ...]:

@@ -176,12 +176,16 @@ class RasterSource:
         opener: Opener | None = None,
         *,
         spare: Mapping[str, Any] | None = None,
+        inside: tuple[np.ndarray, np.ndarray] | None = None,
     ):
         self.bands = tuple(bands)
         self.grid = grid
         self.codec = codec
         self.source = source
         self.opener = opener or open_dataset
+        #: (rows, cols) of ``grid`` wholly inside the input's raster; the others read as nodata
+        #: (None: every pixel)
+        self.inside = inside
         self._local = threading.local()
         # datasets the planner already opened: the first thread to need a file takes its
         # handle, so a file planned and then read is opened once (never pickled or shared)
@@ -225,7 +229,9 @@ class RasterSource:
         return out.squeeze(axis=ints) if ints else out
 
     def __dask_tokenize__(self) -> tuple:
-        return (type(self).__name__, self.bands, self.grid, self.codec, self.source, self.opener)
+        inside = None if self.inside is None else tuple(a.tobytes() for a in self.inside)
+        return (type(self).__name__, self.bands, self.grid, self.codec, self.source, self.opener,
+                inside)  # fmt: skip
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -261,6 +267,11 @@ class RasterSource:
                 extra = tuple(r.dst_nodata for r in refs if r.dst_nodata is not None)
                 codec = _with_nodata(replace(codec, nan_is_nodata=True), extra)
             out[positions] = codec.decode(raw)
+        if self.inside is not None:
+            rows, cols = self.inside
+            r0, c0 = int(window.row_off), int(window.col_off)
+            out[:, ~rows[r0 : r0 + out.shape[1]], :] = np.nan
+            out[:, :, ~cols[c0 : c0 + out.shape[2]]] = np.nan
         return out
 
     def _read_raw(self, path: str, refs: Sequence[BandRef], window: Window) -> np.ndarray:

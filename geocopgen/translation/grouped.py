@@ -560,7 +560,7 @@ def run_grouped(
             active &= has_data
             floored += low
             if key == keys[0]:  # the finest group says where the data is (a coarser one's
-                masks.append(mask)  # edge pixel half outside the raster averages to nodata)
+                masks.append(mask)  # edge pixel also covers ground outside the raster)
     if not active.any():
         raise NoValidDataError(
             "no part of the scene has valid data in every condition, so there is nothing to "
