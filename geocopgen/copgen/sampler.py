@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
@@ -40,7 +40,7 @@ CallHook = Callable[[torch.Tensor, Mapping[str, torch.Tensor]], None]
 #: What a backbone predicts: the noise (the published COP-GEN), the clean latent, or the
 #: velocity ``v = α ε - σ x0`` (see :func:`as_noise`).
 Prediction = Literal["epsilon", "sample", "v_prediction"]
-PREDICTIONS = ("epsilon", "sample", "v_prediction")
+PREDICTIONS: tuple[str, ...] = get_args(Prediction)
 
 
 def copgen_betas(num_train_timesteps: int = NUM_TRAIN_TIMESTEPS) -> torch.Tensor:
