@@ -43,19 +43,29 @@ MODES = {"seamless": dict(seamless=True), "tiles": dict(seamless=False, overlap=
 
 
 class Timer:
-    """Seconds spent inside a module's forward, via forward hooks."""
+    """Seconds spent inside a module's forward, via forward hooks; ``sync`` waits for the GPU
+    at both ends, so the seconds are the device's, not the launch's."""
 
-    def __init__(self, *modules) -> None:
+    def __init__(self, *modules, sync: bool = False) -> None:
         self.seconds = 0.0
         self._start = 0.0
+        self.sync = sync
         for module in modules:
             module.register_forward_pre_hook(self._enter)
             module.register_forward_hook(self._leave)
 
+    def _wait(self) -> None:
+        if self.sync:
+            import torch
+
+            torch.cuda.synchronize()
+
     def _enter(self, *_args) -> None:
+        self._wait()
         self._start = time.perf_counter()
 
     def _leave(self, *_args) -> None:
+        self._wait()
         self.seconds += time.perf_counter() - self._start
 
 

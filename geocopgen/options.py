@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from geocopgen.errors import ConfigError
+from geocopgen.precision import check_precision
 
 Reduce = Literal["mean_std", "samples"]
 #: Sentinel-2 DN offsets geocopgen knows: none, or the +1000 of processing baseline 04.00+.
@@ -83,18 +84,22 @@ class TranslateOptions:
     does, a posterior sample (``"sample"``, seeded by ``seed``); ``strength``: where a COP-GEN
     model's sampling starts, in (0, 1] (``None``: the model's; 1 is pure noise, the published
     sampler; below 1 the model's first guess noised to that time, as diffusers' img2img
-    ``strength``)."""
+    ``strength``); ``precision``: ``"auto"`` (what the official code runs on the device, where
+    the hardware does it natively), ``"fp32"`` (the exact reference), ``"bf16"`` or ``"fp16"``
+    (see :mod:`geocopgen.precision`); ``batch_size="auto"`` takes the largest batch the
+    device's free memory holds."""
 
     steps: int | None = None
     samples: int = 1
     seed: int = 0
     overlap: int | None = None
     seamless: bool = True
-    batch_size: int = 8
+    batch_size: int | Literal["auto"] = 8
     reduce: Reduce = "mean_std"
     progress: bool = True
     posterior: str = "mean"
     strength: float | None = None
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.strength is not None and not 0.0 < self.strength <= 1.0:
@@ -105,8 +110,11 @@ class TranslateOptions:
             raise ConfigError(f"samples must be at least 1, got {self.samples}")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"steps must be at least 1, got {self.steps}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.batch_size != "auto" and not (
+            isinstance(self.batch_size, int) and self.batch_size >= 1
+        ):
+            raise ConfigError(f"batch_size must be 'auto' or at least 1, got {self.batch_size!r}")
+        check_precision(self.precision)
         if self.reduce not in ("mean_std", "samples"):
             raise ConfigError(f"reduce must be 'mean_std' or 'samples', got {self.reduce!r}")
 

@@ -55,7 +55,9 @@ class Stub:
 def oracle(offset: float = 0.0):
     """A translator that returns the observed target (plus ``offset``) for every sample."""
 
-    def translate(pipeline, conditions, target, *, num_samples, seed, num_inference_steps):
+    def translate(
+        pipeline, conditions, target, *, num_samples, seed, num_inference_steps, precision
+    ):
         truth = next(p for p in ORACLE_TRUTH if p[0] == target)[1]
         return np.repeat((truth + offset)[None], num_samples, axis=0)
 

@@ -15,7 +15,13 @@ from typing import Annotated
 import typer
 
 from geocopgen.cli._common import VERBOSITY, echo
-from geocopgen.cli.options import OverwriteOpt, command, output_ready
+from geocopgen.cli.options import (
+    OverwriteOpt,
+    PrecisionChoice,
+    PrecisionOpt,
+    command,
+    output_ready,
+)
 from geocopgen.errors import ConfigError, OffsetWarning
 
 
@@ -45,6 +51,7 @@ def evaluate(
     samples: Annotated[int, typer.Option(min=1, help="Samples per place (spread, best-of-N).")] = 4,
     steps: Annotated[int | None, typer.Option(min=1, help="Sampler steps (model default).")] = None,
     seed: Annotated[int, typer.Option(help="Base seed of the samples.")] = 0,
+    precision: PrecisionOpt = PrecisionChoice.auto,
     features: Annotated[
         list[str] | None,
         typer.Option(
@@ -104,6 +111,7 @@ def evaluate(
         features=extractors,
         model_name=str(path),
         progress=VERBOSITY.progress,
+        precision=precision.value,
     )
     typer.echo(report.table())
     if json_out is not None:

@@ -21,7 +21,13 @@ import typer
 
 from geocopgen.cli._common import VERBOSITY
 from geocopgen.cli.engine import S1Scale, S1ScaleOpt, S2OffsetOpt
-from geocopgen.cli.options import DeviceOpt, OverwriteOpt, TranslateOverlapOpt
+from geocopgen.cli.options import (
+    DeviceOpt,
+    OverwriteOpt,
+    PrecisionChoice,
+    PrecisionOpt,
+    TranslateOverlapOpt,
+)
 from geocopgen.options import ReadOptions, TranslateOptions
 
 
@@ -90,9 +96,29 @@ StrengthOpt = Annotated[
         "model's).",
     ),
 ]  # fmt: skip
+def _batch_size(value: str) -> int | str:
+    """``--batch-size``: a positive count, or ``auto`` (a usage error, exit 2, otherwise)."""
+    if value == "auto":
+        return value
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise typer.BadParameter(f"{value!r}: give a number of chips (>= 1) or 'auto'")
+    return count
+
+
 BatchOpt = Annotated[
-    int, typer.Option("--batch-size", min=1, help="Chips per backbone call (memory vs speed).")
-]
+    str,
+    typer.Option(
+        "--batch-size", metavar="N|auto", callback=_batch_size,
+        help="Chips per backbone call (memory vs speed); auto: the largest batch the device's "
+        "free memory holds.",
+    ),
+]  # fmt: skip
+
+
 
 
 class Posterior(StrEnum):
@@ -110,8 +136,10 @@ PosteriorOpt = Annotated[
 ]
 
 
-def _sampling(posterior: Posterior, **flags: Any) -> TranslateOptions:
-    return TranslateOptions(**flags, posterior=posterior.value, progress=VERBOSITY.progress)
+def _sampling(posterior: Posterior, precision: PrecisionChoice, **flags: Any) -> TranslateOptions:
+    return TranslateOptions(
+        **flags, posterior=posterior.value, precision=precision.value, progress=VERBOSITY.progress
+    )
 
 
 SAMPLING = OptionGroup(
@@ -123,8 +151,9 @@ SAMPLING = OptionGroup(
         _flag("overlap", TranslateOverlapOpt, None),
         _flag("seamless", SeamlessOpt, True),
         _flag("strength", StrengthOpt, None),
-        _flag("batch_size", BatchOpt, 8),
+        _flag("batch_size", BatchOpt, "8"),
         _flag("posterior", PosteriorOpt, Posterior.mean),
+        _flag("precision", PrecisionOpt, PrecisionChoice.auto),
     ),
     _sampling,
 )

@@ -4,7 +4,8 @@
   report); an existing output is refused unless ``--overwrite`` is given (rio's and GDAL's habit);
   missing parent folders are created and named on stderr.
 * ``--bbox W,S,E,N``: one comma-separated value, longitude/latitude degrees.
-* ``--device auto|cpu|cuda[:N]|mps``: checked as a usage error (exit 2) in every command.
+* ``--device auto|cpu|cuda[:N]|mps``: checked as a usage error (exit 2) in every command;
+  ``--precision auto|fp32|bf16|fp16`` says what the model computes in there.
 * ``--overlap`` (pixels): each command kind has its own default, for its own reason, stated in
   its help: a translation 64 px (the denoiser predicts a chip's outer latent cells worst, so
   chips share 8 latent cells), the raster engine's round trip 32 px (only resampling has to be
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -173,6 +175,24 @@ DeviceOpt = Annotated[
         help="Where the model runs; auto picks CUDA, then MPS, then the CPU.",
     ),
 ]  # fmt: skip
+
+
+class PrecisionChoice(StrEnum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+PrecisionOpt = Annotated[
+    PrecisionChoice,
+    typer.Option(
+        "--precision",
+        help="What the backbone computes in: auto (as the official code does on this device, "
+        "where the hardware does it natively: float16 on CUDA, bfloat16 on a CPU with native "
+        "bfloat16, else float32), fp32 (the exact reference), bf16 or fp16.",
+    ),
+]
 
 
 # --- chips ----------------------------------------------------------------------------------------

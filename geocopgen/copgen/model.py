@@ -243,7 +243,10 @@ class CopgenModel:
         conditions: Mapping[str, torch.Tensor] | None = None,
         **kwargs: Any,
     ) -> SamplingOutput:
-        """Generate latents with this model's preset (see :func:`copgen_sample`)."""
+        """Generate latents with this model's preset (see :func:`copgen_sample`), in the
+        precision the official code runs on this device unless ``precision=`` says otherwise
+        (:mod:`geocopgen.precision`)."""
+        kwargs.setdefault("precision", "auto")
         kwargs.setdefault("ignored", self.ignored)
         kwargs.setdefault("prediction", self.prediction)
         kwargs.setdefault("first_guess", self.first_guess)

@@ -33,6 +33,7 @@ from geocopgen.errors import ConfigError, ModalityError
 from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.sampling import Ignored, SamplingOutput
 from geocopgen.models.schedule import NUM_TRAIN_TIMESTEPS, SCHEDULE
+from geocopgen.precision import resolve_precision
 
 #: Called before every network evaluation with the network times (``N t``, shape ``(B,)``) and
 #: the full input dict (slot → latent); for traces and tests.
@@ -209,6 +210,7 @@ def copgen_sample(
     on_call: CallHook | None = None,
     prediction: Prediction = "epsilon",
     first_guess: FirstGuess | None = None,
+    precision: str = "fp32",
 ) -> SamplingOutput:
     """Generate the slots ``generate`` from ``conditions`` (slot → clean latent ``(B, C, H, W)``)
     with COP-GEN's sampler; returns the generated latents and the conditions, unchanged.
@@ -217,11 +219,15 @@ def copgen_sample(
     ``ignored="noise"`` (official), the per-call noise of the ignored slots; ``ignored="omit"``
     leaves them out instead (deterministic, not the official behaviour). ``x_init`` replaces the
     initial noise (slot → latent). Without conditions, ``batch_size`` items (default 1) are drawn.
+    ``precision`` is what the backbone runs in (:mod:`geocopgen.precision`; default ``"fp32"``,
+    the exact reference; the official ``_sample_batch`` runs ``"bf16"`` on a CPU and ``"fp16"``
+    on CUDA); the solver's arithmetic stays float32.
     """
     conditions = {backbone.canonical(k): v for k, v in (conditions or {}).items()}
     names = backbone.present(generate)
     _check_roles(names, conditions, ignored)
     param = next(backbone.parameters())
+    policy = resolve_precision(precision, param.device)
     batch = _batch(conditions, batch_size)
     shapes = {n: (batch, *backbone.latent_shape_of(n)) for n in backbone.modality_names}
     given = {backbone.canonical(k): v for k, v in (x_init or {}).items()}
@@ -249,8 +255,9 @@ def copgen_sample(
                 times[n] = torch.zeros_like(t_net)
         if on_call is not None:
             on_call(t_net, inputs)
-        out = backbone(inputs, times).sample
-        flat = torch.cat([out[n].reshape(batch, -1) for n in names], dim=1)
+        with policy.for_backbone():
+            out = backbone(inputs, times).sample
+        flat = torch.cat([out[n].reshape(batch, -1) for n in names], dim=1).float()
         return as_noise(flat, x, t, schedule, prediction, guess)
 
     schedule = DiscreteVPSchedule.copgen()

@@ -316,6 +316,7 @@ def evaluate_direction(
     seed: int,
     extractor: torch.nn.Module | None = None,
     translator: Translator | None = None,
+    precision: str = "auto",
 ) -> DirectionResult:
     """Score one direction on every test place (model, mean baseline, linear baseline)."""
     target = get_modality(direction.target)
@@ -341,6 +342,7 @@ def evaluate_direction(
             num_samples=num_samples,
             seed=seed + 1000 * k,
             num_inference_steps=num_inference_steps,
+            precision=precision,
         )
         mean_pred = samples.mean(axis=0)
         stats = paired_metrics(target, mean_pred, true)
@@ -394,12 +396,14 @@ def evaluate(
     translator: Translator | None = None,
     model_name: str = "",
     progress: bool = True,
+    precision: str = "auto",
 ) -> EvaluationReport:
     """Evaluate ``pipeline`` on ``test_places`` (:class:`~geocopgen.latents.Place` objects).
 
     Baselines are fitted on ``train_places``; with none, on the test places themselves, which
     the report flags as in-sample. ``features`` maps a target modality to a local feature
-    extractor (:func:`~geocopgen.evaluation.features.load_feature_extractor`).
+    extractor (:func:`~geocopgen.evaluation.features.load_feature_extractor`). ``precision``
+    is the translations' (:mod:`geocopgen.precision`), recorded in the report.
     """
     if not test_places:
         raise ConfigError("nothing to evaluate: no test place")
@@ -428,6 +432,7 @@ def evaluate(
                 seed=seed,
                 extractor=extractor,
                 translator=translator,
+                precision=precision,
             )
         )
     meta = {
@@ -436,6 +441,7 @@ def evaluate(
         "num_inference_steps": num_inference_steps
         or getattr(pipeline, "num_inference_steps", None),
         "seed": seed,
+        "precision": precision,
         "test_places": list(test),
         "train_places": list(train),
         "baselines_in_sample": in_sample,

@@ -55,6 +55,8 @@ from geocopgen.io.align import reproject
 from geocopgen.io.readers import bands_on_grid
 from geocopgen.modalities import S2_OFFSET_DN, S2_OFFSET_START
 from geocopgen.options import TranslateOptions
+from geocopgen.precision import PrecisionPolicy
+from geocopgen.prefetch import to_device
 from geocopgen.raster.categories import Categories
 from geocopgen.raster.chips import Chip
 from geocopgen.raster.grid import GeoBox, pixel_size
@@ -64,6 +66,8 @@ from geocopgen.translation.canvas import (
     positional_noise,
     weight_sum,
 )
+from geocopgen.translation.cost import DenoiseClock
+from geocopgen.translation.device import device_of, resolve_device_options
 from geocopgen.translation.groups import GroupLayout
 from geocopgen.translation.translator import (
     ChipSink,
@@ -106,6 +110,7 @@ class GroupedPlan:
     when: date | None
     dn_offset: int
     preset: CopgenSamplerPreset
+    precision: PrecisionPolicy
     tags: Mapping[str, Any] = field(default_factory=dict)
 
     def output_bands(self, key: str) -> tuple[str, ...]:
@@ -204,6 +209,7 @@ def plan_grouped(
         if set(keys) & set(targets):
             raise ModalityError(f"the input is already {name}; translate it to another modality")
         condition_slots[name] = keys
+    options, precision = resolve_device_options(options, model.backbone)
     day = acquisition_date(conditions, when, required=model.ignored != "omit")
     dn_policy = model.s2_dn if dn_policy == "model" else dn_policy
     offset = dn_offset_for(conditions, day, dn_policy)
@@ -222,6 +228,7 @@ def plan_grouped(
            else f" (the published preset makes {model.preset.steps})")
         + (f", from the first guess at t = {preset.t_start:g}" if preset.t_start < 1 else ""),
         "IGNORED_SLOTS": model.ignored,
+        "PRECISION": precision.tag,
         "SEED": options.seed,
         "SAMPLES": options.samples,
         "CONDITION_LATENTS": "posterior mean" if options.posterior == "mean"
@@ -231,7 +238,7 @@ def plan_grouped(
         **(tags or {}),
     }  # fmt: skip
     return GroupedPlan(targets, dict(conditions), condition_slots, layout, options, day, offset,
-                       preset, all_tags)  # fmt: skip
+                       preset, precision, all_tags)  # fmt: skip
 
 
 def sampler_preset(model: CopgenModel, options: TranslateOptions) -> CopgenSamplerPreset:
@@ -280,14 +287,15 @@ def encode_condition(
     s = slot(key)
     bands = [registry_band(s, b) for b in s.bands]
     sub = group_pixels(plan.conditions[name], bands, canvas.grid)
-    device = next(model.backbone.parameters()).device
+    device = device_of(model.backbone)
     floored = int((sub <= 0).sum().compute()) if key == "DEM_DEM" else 0
     sample = plan.options.posterior == "sample"  # the official posterior sample, on request
     generator = torch.Generator(device=device).manual_seed(plan.options.seed) if sample else None
 
     def encode(x: np.ndarray, finite: np.ndarray) -> torch.Tensor:
-        y = to_model_units(key, x, plan.dn_offset).to(device)
-        return model.encode(key, y, sample=sample, generator=generator)
+        y = to_device(to_model_units(key, x, plan.dn_offset), device)
+        with plan.precision.for_codecs():
+            return model.encode(key, y, sample=sample, generator=generator).float()
 
     latents, has_data, observed = encode_chips(
         encode,
@@ -332,7 +340,7 @@ def denoise_groups(
 ) -> dict[str, torch.Tensor]:
     """The generated slots' final canvases ``(samples, 8, H, W)`` each."""
     opts, canvases = plan.options, plan.layout.canvases
-    device = next(model.backbone.parameters()).device
+    device = device_of(model.backbone)
     samples = opts.samples
     lonlat = plan.layout.chip_centres_lonlat()
     chips = _Chips(
@@ -364,6 +372,10 @@ def denoise_groups(
         total=plan.preset.steps * len(batches), desc="denoising", unit="batch",
         disable=not opts.progress,
     )  # fmt: skip
+    clock = DenoiseClock(
+        chips=len(chips.positions), calls=plan.preset.steps, batches=len(batches),
+        batch_size=per_call * samples, precision=plan.precision, progress=opts.progress,
+    )  # fmt: skip
 
     def noise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         state = {
@@ -372,9 +384,10 @@ def denoise_groups(
         pred = {k: torch.zeros(shapes[k], device=device) for k in plan.targets}
         for batch in batches:
             inputs, times = _chip_inputs(model, plan, state, conditions, chips, batch, t, generator)
-            out = model.backbone(inputs, times).sample
+            with clock.batch(), plan.precision.for_backbone():
+                out = model.backbone(inputs, times).sample
             for k in plan.targets:
-                _blend(pred[k], canvases[k], batch, out[k], samples)
+                _blend(pred[k], canvases[k], batch, out[k].float(), samples)
             bar.update(1)
         out = torch.cat([(pred[k] / weights[k]).reshape(samples, -1) for k in plan.targets], 1)
         return as_noise(out, x, t, schedule, model.prediction, guess)
@@ -429,7 +442,7 @@ def _chip_inputs(
             if s.key not in inputs:
                 shape = (n, *model.backbone.latent_shape_of(s.key))
                 noise = torch.randn(shape, generator=generator)
-                inputs[s.key], times[s.key] = noise.to(t.device), zero
+                inputs[s.key], times[s.key] = to_device(noise, t.device), zero
     return inputs, times
 
 
@@ -506,7 +519,9 @@ def decode_group(
     limits: dict[str, int] = {}
 
     def decode(z: torch.Tensor) -> torch.Tensor:
-        values = physical_from_model(key, model.decode(key, z), plan.dn_offset)
+        with plan.precision.for_codecs():
+            y = model.decode(key, z).float()
+        values = physical_from_model(key, y, plan.dn_offset)
         _count_limits(key, values, limits)
         return values if index is None else values[:, index]
 

@@ -192,6 +192,7 @@ def translate_arrays_copgen(
     seed: int = 0,
     num_inference_steps: int | None = None,
     progress: bool = False,
+    precision: str = "auto",
     **_: object,
 ) -> np.ndarray:
     """The evaluation's translator for a COP-GEN model: ``num_samples`` translations
@@ -207,7 +208,9 @@ def translate_arrays_copgen(
     bands = get_modality(target).band_names
     out = []
     for i in range(num_samples):
-        options = TranslateOptions(steps=num_inference_steps, seed=seed + i, progress=progress)
+        options = TranslateOptions(
+            steps=num_inference_steps, seed=seed + i, progress=progress, precision=precision
+        )
         plan = plan_grouped(model, target, grid, arrays, options)
         result = run_grouped_into(model, plan, WriteOptions(), out_grid=grid)  # one array
         out.append(result.sel(band=list(bands)).values)

@@ -137,6 +137,7 @@ def translate_arrays(
     chip_size: int | None = None,
     overlap: int | None = None,
     progress: bool = False,
+    precision: str = "auto",
 ) -> np.ndarray:
     """``num_samples`` seamless translations ``(N, C, H, W)`` of co-registered condition arrays
     ``(C, H, W)`` (physical units, NaN invalid), of any size.
@@ -155,6 +156,7 @@ def translate_arrays(
         overlap=overlap,
         reduce="samples",
         progress=progress,
+        precision=precision,
     )
     translator = CanvasTranslator(pipeline, target, options)
     plan = translator.plan(grid, arrays)

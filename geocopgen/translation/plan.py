@@ -21,8 +21,10 @@ from geocopgen.modalities import get_modality
 from geocopgen.models.autoencoder import ModalityAutoencoder
 from geocopgen.models.pipeline import CopGenPipeline
 from geocopgen.options import Reduce, TranslateOptions
+from geocopgen.precision import PrecisionPolicy
 from geocopgen.raster.grid import GeoBox
 from geocopgen.translation.canvas import CanvasLayout
+from geocopgen.translation.device import resolve_device_options
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class TranslationPlan:
     options: TranslateOptions
     bands: tuple[str, ...]
     descriptions: tuple[str, ...]
+    precision: PrecisionPolicy
     tags: Mapping[str, Any] = field(default_factory=dict)
     out_grid: GeoBox | None = None
 
@@ -176,6 +179,7 @@ def plan_translation(
         )
     target = pipeline.backbone.canonical(target)
     check_codec(pipeline, target)
+    options, precision = resolve_device_options(options, pipeline.backbone)
     names = check_conditions(pipeline, target, list(conditions))
     conditions = (
         align(dict(zip(names, conditions.values(), strict=True)), like=grid) if names else {}
@@ -184,6 +188,7 @@ def plan_translation(
     bands, descriptions = output_bands(target, options.samples, options.reduce)
     all_tags = {
         **provenance(pipeline, target, conditions, options, model),
+        "PRECISION": precision.tag,
         "CHIP_SIZE": layout.chip_px,
         "OVERLAP": layout.overlap_px,
         **(tags or {}),
@@ -196,6 +201,7 @@ def plan_translation(
         options=options,
         bands=tuple(bands),
         descriptions=tuple(descriptions),
+        precision=precision,
         tags=all_tags,
         out_grid=None if out_grid == grid else out_grid,
     )

@@ -29,6 +29,7 @@ mask 15 MB.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import time
@@ -46,7 +47,8 @@ from geocopgen.errors import NoValidDataError
 from geocopgen.modalities import get_modality
 from geocopgen.models.pipeline import CopGenPipeline
 from geocopgen.options import Reduce, TranslateOptions
-from geocopgen.prefetch import prefetch
+from geocopgen.precision import PrecisionPolicy, resolve_precision
+from geocopgen.prefetch import prefetch, to_device
 from geocopgen.raster.chips import Chip, read_chips
 from geocopgen.raster.grid import GeoBox
 from geocopgen.translation.canvas import (
@@ -56,6 +58,7 @@ from geocopgen.translation.canvas import (
     positional_noise,
     weight_sum,
 )
+from geocopgen.translation.cost import DenoiseClock
 from geocopgen.translation.plan import (
     TranslationPlan,
     check_codec,
@@ -124,6 +127,10 @@ def _device_of(pipeline: CopGenPipeline) -> torch.device:
     return next(pipeline.backbone.parameters()).device
 
 
+def _codec_precision(precision: PrecisionPolicy | None) -> contextlib.AbstractContextManager:
+    return contextlib.nullcontext() if precision is None else precision.for_codecs()
+
+
 # --- 1. encode --------------------------------------------------------------------------------
 #: Physical pixels ``(chips, C, px, px)`` float32 (NaN invalid) → latents ``(chips, z, h, w)``.
 ChipEncoder = Callable[[np.ndarray, np.ndarray], torch.Tensor]
@@ -138,19 +145,23 @@ def encode_canvas(
     *,
     batch_size: int = 8,
     progress: bool = True,
+    precision: PrecisionPolicy | None = None,
 ) -> tuple[torch.Tensor, np.ndarray, PixelMask]:
     """A ModalityArray's latent canvas ``(1, C, H, W)``, per latent chip whether it holds any
     valid pixel, and which raster pixels hold data (at least one finite band).
 
     Chips with no valid pixel are not encoded (their cells stay 0 unless a neighbour covers them).
+    ``precision`` says what the codec runs in (``None``: float32).
     """
     name = array.attrs["modality"]
     codec = check_codec(pipeline, name)
     modality = get_modality(name)
+    device = _device_of(pipeline)
 
     def encode(x: np.ndarray, finite: np.ndarray) -> torch.Tensor:
         modality.model_input(x, axis=1, finite=finite)  # in place: no temporaries
-        return codec.to_latents(torch.from_numpy(x).to(_device_of(pipeline)).float())
+        with _codec_precision(precision):
+            return codec.to_latents(to_device(torch.from_numpy(x), device).float()).float()
 
     return encode_chips(
         encode,
@@ -221,8 +232,10 @@ def denoise_canvas(
     conditions: Mapping[str, torch.Tensor],
     active: np.ndarray,
     options: TranslateOptions,
+    precision: PrecisionPolicy | None = None,
 ) -> torch.Tensor:
-    """The target's final latent canvas ``(samples, C, H, W)``."""
+    """The target's final latent canvas ``(samples, C, H, W)``; ``precision`` says what the
+    backbone runs in (``None``: float32)."""
     device = _device_of(pipeline)
     steps = options.steps or pipeline.num_inference_steps
     scheduler = copy.deepcopy(pipeline.scheduler)
@@ -241,7 +254,11 @@ def denoise_canvas(
         unit="batch",
         disable=not options.progress,
     )
-    denoiser = _Denoiser(pipeline, target, layout, conditions, options.samples)
+    denoiser = _Denoiser(pipeline, target, layout, conditions, options.samples, precision)
+    clock = DenoiseClock(
+        chips=len(chips), calls=steps, batches=len(batches), batch_size=per_call * options.samples,
+        precision=precision or resolve_precision("fp32", device), progress=options.progress,
+    )  # fmt: skip
     with bar, torch.inference_mode():
         if options.seamless:
             latents = noise
@@ -250,7 +267,9 @@ def denoise_canvas(
                 x = scheduler.scale_model_input(latents, t)
                 pred = torch.zeros_like(latents)
                 for batch in batches:
-                    denoiser.blend_into(pred, batch, denoiser.predict(x, batch, t))
+                    with clock.batch():
+                        values = denoiser.predict(x, batch, t)
+                    denoiser.blend_into(pred, batch, values)
                     bar.update(1)
                 pred.div_(weight)
                 latents = scheduler.step(pred, t, latents, **step_kwargs).prev_sample
@@ -284,9 +303,11 @@ class _Denoiser:
         layout: CanvasLayout,
         conditions: Mapping[str, torch.Tensor],
         samples: int,
+        precision: PrecisionPolicy | None = None,
     ) -> None:
         self.pipeline, self.target, self.layout = pipeline, target, layout
         self.conditions, self.samples = conditions, samples
+        self.precision = contextlib.nullcontext if precision is None else precision.for_backbone
 
     def stack(self, canvas: torch.Tensor, batch: Sequence[Chip]) -> torch.Tensor:
         """``(chips * samples, C, h, w)``, chip-major, from a ``(samples, C, H, W)`` canvas."""
@@ -301,7 +322,9 @@ class _Denoiser:
             name: self.stack(z, batch).repeat_interleave(self.samples, dim=0)
             for name, z in self.conditions.items()
         }
-        return self.pipeline.predict_model_output({self.target: x}, cond, t)[self.target]
+        with self.precision():
+            out = self.pipeline.predict_model_output({self.target: x}, cond, t)[self.target]
+        return out.float()
 
     def predict(self, canvas: torch.Tensor, batch: Sequence[Chip], t: torch.Tensor) -> torch.Tensor:
         """``(chips, samples, C, h, w)`` model outputs for a batch of canvas chips."""
@@ -323,15 +346,19 @@ def decode_canvas(
     reduce: Reduce = "mean_std",
     progress: bool = True,
     guard: DomainGuard | None = None,
+    precision: PrecisionPolicy | None = None,
 ) -> Iterator[tuple[Chip, np.ndarray | None]]:
     """Decoded pixel chips in physical units, window-shaped, NaN where ``valid`` (the pixels
     where every condition has data, from :func:`encode_canvas`) is False; ``None`` for a chip
-    with no valid pixel. ``(bands, h, w)`` per chip, bands as :func:`output_bands` names them."""
+    with no valid pixel. ``(bands, h, w)`` per chip, bands as :func:`output_bands` names them.
+    ``precision`` says what the codec runs in (``None``: float32)."""
     codec = check_codec(pipeline, name)
     modality = get_modality(name)
 
     def decode(z: torch.Tensor) -> torch.Tensor:
-        return modality.denormalize(codec.from_latents(z).float(), axis=1)
+        with _codec_precision(precision):
+            image = codec.from_latents(z)
+        return modality.denormalize(image.float(), axis=1)
 
     return decode_chips(
         decode,
@@ -462,8 +489,9 @@ class CanvasTranslator:
         valid: PixelMask | None = None
         for name, array in conditions.items():
             latents[name], has_data, observed = encode_canvas(
-                self.pipeline, array, layout, batch_size=opts.batch_size, progress=opts.progress
-            )
+                self.pipeline, array, layout, batch_size=opts.batch_size, progress=opts.progress,
+                precision=plan.precision,
+            )  # fmt: skip
             active &= has_data
             valid = observed if valid is None else valid & observed
         if not active.any():
@@ -476,7 +504,9 @@ class CanvasTranslator:
         stats.seconds["encode"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        final = denoise_canvas(self.pipeline, self.target, layout, latents, active, opts)
+        final = denoise_canvas(
+            self.pipeline, self.target, layout, latents, active, opts, plan.precision
+        )
         stats.seconds["denoise"] = time.perf_counter() - clock
         del latents
 
@@ -491,6 +521,7 @@ class CanvasTranslator:
             reduce=opts.reduce,
             progress=opts.progress,
             guard=stats.domain,
+            precision=plan.precision,
         )
         for chip, values in chips:
             if values is None:
