@@ -28,6 +28,9 @@ the published preset (50 calls): wall + (50 - calls) x one measured denoising ca
 call end to end against the backbone's, and for a **full Sentinel-2 tile** (10 980 px square,
 default overlap) by the chips ratio. Extrapolations, not measurements.
 
+``--backbone-only REPS`` times the backbone alone instead, the precisions interleaved, best of
+REPS rounds each: the figure to compare precisions by on a machine shared with other jobs.
+
 Without a GPU, ``--gpu-projection`` adds rows for one H100 **projected from FLOPs, not
 measured**: the backbone's and the VAEs' FLOPs per chip are counted by
 ``torch.utils.flop_counter`` on one chip, and divided by an assumed sustained rate (see
@@ -266,6 +269,39 @@ def chip_flops(model, slots) -> dict[str, float]:
     return {"backbone": backbone.get_total_flops(), "vae": vaes.get_total_flops()}
 
 
+def backbone_only(size: str, precisions: list[str], batch: int, reps: int) -> None:
+    """The backbone alone, precisions interleaved, best of ``reps`` each: on a shared machine the
+    least disturbed run is the one closest to what the hardware does, and interleaving exposes
+    every precision to the same load."""
+    import torch
+
+    from geocopgen.precision import resolve_precision
+
+    model = build_model(size, ())
+    bb = model.backbone
+    generator = torch.Generator().manual_seed(0)
+    inputs = {n: torch.randn(batch, *bb.latent_shape_of(n), generator=generator)
+              for n in bb.modality_names}  # fmt: skip
+    times = {n: torch.full((batch,), 500.0) for n in bb.modality_names}
+    best = {p: float("inf") for p in precisions}
+    with torch.inference_mode():
+        for p in precisions:  # warm-up: first calls pay one-off costs
+            with resolve_precision(p, "cpu").for_backbone():
+                bb(inputs, times)
+        for _ in range(reps):
+            for p in precisions:
+                start = time.perf_counter()
+                with resolve_precision(p, "cpu").for_backbone():
+                    bb(inputs, times)
+                best[p] = min(best[p], time.perf_counter() - start)
+    reference = best[precisions[0]]
+    print(f"{size} backbone alone, all 12 slots, batch {batch}, {torch.get_num_threads()} "
+          f"threads, best of {reps}, precisions interleaved")  # fmt: skip
+    for p in precisions:
+        print(f"  {p:<5} {best[p] / batch:8.3f} s per chip per call   "
+              f"{reference / best[p]:5.2f}x {precisions[0]}'s speed")  # fmt: skip
+
+
 def report(results: list[dict], preset_calls: int) -> None:
     first = results[0]
     print(
@@ -330,11 +366,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1, help="model calls (the preset: 50)")
     parser.add_argument("--gpu-projection", action="store_true",
                         help="add H100 rows projected from counted FLOPs (not measured)")
+    parser.add_argument("--backbone-only", type=int, metavar="REPS",
+                        help="time the backbone alone, precisions interleaved, REPS rounds")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--scene", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(*args.worker, args)))
+        return
+    if args.backbone_only:
+        for size in args.models:
+            for batch in args.batch_sizes:
+                backbone_only(size, args.precisions, int(batch), args.backbone_only)
         return
 
     from geocopgen.copgen.sampler import COPGEN_SAMPLER
