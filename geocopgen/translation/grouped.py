@@ -56,7 +56,7 @@ from geocopgen.io.readers import bands_on_grid
 from geocopgen.modalities import S2_OFFSET_DN, S2_OFFSET_START
 from geocopgen.options import TranslateOptions
 from geocopgen.precision import PrecisionPolicy
-from geocopgen.prefetch import to_device
+from geocopgen.prefetch import prefetch, to_device
 from geocopgen.raster.categories import Categories
 from geocopgen.raster.chips import Chip
 from geocopgen.raster.grid import GeoBox, pixel_size
@@ -532,7 +532,7 @@ def decode_group(
 
     chips = decode_chips(decode, latents, canvas, valid=valid, reduce=reduce,
                          progress=plan.options.progress, desc=f"decoding {key}")  # fmt: skip
-    for chip, values in chips:
+    for chip, values in prefetch(chips, depth=2):  # the next chips decode while this one writes
         if values is None:
             sink.skip(chip)
         else:

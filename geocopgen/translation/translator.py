@@ -523,7 +523,7 @@ class CanvasTranslator:
             guard=stats.domain,
             precision=plan.precision,
         )
-        for chip, values in chips:
+        for chip, values in prefetch(chips, depth=2):  # the next decode while this one writes
             if values is None:
                 sink.skip(chip)
             else:
