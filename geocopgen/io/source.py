@@ -18,11 +18,15 @@ resampling and decoding, so a band reads the same whatever holds it.
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import rasterio
@@ -52,6 +56,22 @@ class BandRef:
 
 #: Opens the band named by a :class:`BandRef` ``path`` as a rasterio dataset (must pickle).
 Opener = Callable[[str], Any]
+
+#: A URL (``https://``, ``s3://``...) or a GDAL virtual path (``/vsicurl/``, ``/vsis3/``...).
+_REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.\-]*://|/vsi[a-z0-9_]+/)", re.IGNORECASE)
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a URL or GDAL virtual path, which rasterio opens as it is (a COG on
+    an object store is read by range requests) and ``pathlib`` would mangle (``https:/``)."""
+    return isinstance(path, str) and bool(_REMOTE.match(path))
+
+
+def name_path(location: str) -> PurePosixPath:
+    """The path part of a URL or GDAL virtual path (no scheme, host or query): the file and
+    folder names that carry modality words and product ids."""
+    rest = re.sub(r"^(?:/vsi[a-z0-9_]+/)+", "", location, flags=re.IGNORECASE)
+    return PurePosixPath(urlsplit(rest).path if "://" in rest else "/" + rest)
 
 
 def open_dataset(path: str) -> rasterio.DatasetReader:
