@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from _translate_fixtures import save_tiny
 from affine import Affine
 from conftest import MAJORTOM_0U, PLACE, TERRAMIND, terramind, write_variant
 from rasterio.windows import Window
 from typer.testing import CliRunner
 
+from geocopgen import api
 from geocopgen.cli import app
-from geocopgen.errors import GeoCopGenWarning, OffsetWarning
+from geocopgen.errors import GeoCopGenWarning, OffsetWarning, ResamplingWarning
 from geocopgen.io import open_raster, plan_input
 
 runner = CliRunner()
@@ -231,3 +233,38 @@ def test_a_missing_url_is_one_line(served):
     result = cli("info", f"{base}/S2L2A/nothing.tif")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.stderr.startswith(f"Error: {base}/S2L2A/nothing.tif: cannot open it")
+
+
+# --- row 1: across the antimeridian ------------------------------------------------------------
+def _at_longitude(tmp_path: Path, west: float) -> Path:
+    """The real S2 L2A tile in EPSG:4326, 224 px of 0.0001° from longitude ``west``."""
+    return write_variant(terramind("S2L2A"), tmp_path / f"s2l2a_{west:g}.tif", crs="EPSG:4326",
+                         transform=Affine(1e-4, 0, west, 0, -1e-4, -16.5))  # fmt: skip
+
+
+def _nodata_fraction(path: Path) -> float:
+    with rasterio.open(path) as src:
+        return float(np.isnan(src.read(1)).mean())
+
+
+def test_a_scene_across_the_antimeridian_is_translated_whole(tmp_path):
+    """Columns from 179.99° to 180.0124°: translated on a UTM grid that covers the whole scene,
+    with no more nodata than the same scene west of 180° (only the corners of the rotated
+    footprint)."""
+    across, west = _at_longitude(tmp_path, 179.99), _at_longitude(tmp_path, 179.97)
+    for src in (across, west):
+        result = cli("translate", src, "--to", "dem", "-o", src.with_suffix(".dem.tif"), *STEPS)
+        assert result.exit_code == 0, result.output
+    with rasterio.open(across.with_suffix(".dem.tif")) as dem:
+        assert dem.crs.to_epsg() == 32701 and dem.shape == (253, 244)
+    far, near = (_nodata_fraction(p.with_suffix(".dem.tif")) for p in (across, west))
+    assert far < 0.05 and abs(far - near) < 0.01
+
+
+def test_the_four_modality_path_reads_across_the_antimeridian_too(tmp_path):
+    model = save_tiny(tmp_path / "tiny")
+    with pytest.warns(ResamplingWarning, match="across the antimeridian"):
+        dem = api.translate(_at_longitude(tmp_path, 179.99), "dem", model=model, steps=1,
+                            device="cpu")  # fmt: skip
+    assert dem.rio.crs.to_epsg() == 32701
+    assert float(np.isnan(dem.values).mean()) < 0.05
