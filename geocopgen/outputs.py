@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import logging
 import os
 import re
@@ -153,7 +154,7 @@ def remove_stale(path: Path) -> list[Path]:
     """Delete the temporary files of ``path`` left by writers that are no longer running."""
     pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[^.]+\.tmp(\..+)?")
     removed = []
-    for leftover in path.parent.glob(f".{glob_escape(path.name)}.*.tmp*"):
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
         found = pattern.fullmatch(leftover.name)
         if found and not _alive(int(found.group(1))):
             with contextlib.suppress(OSError):
@@ -161,11 +162,6 @@ def remove_stale(path: Path) -> list[Path]:
                 removed.append(leftover)
                 log.info("removed %s, left by a run that no longer runs", leftover)
     return removed
-
-
-def glob_escape(name: str) -> str:
-    """``name`` with glob's special characters taken literally."""
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 def _alive(pid: int) -> bool:
