@@ -239,6 +239,8 @@ class MosaicWriter:
         except GeoCopGenError:
             raise
         except (RasterioError, OSError) as exc:
+            if self.path is None:  # in memory: nothing of ours on disk to blame
+                raise
             raise self._failed(exc) from None
 
     def _failed(self, why: BaseException | str) -> OutputError:
@@ -470,8 +472,8 @@ class MosaicWriter:
                 if self.cog:
                     final = self._to_cog(final)
                 _verify(final)
-            os.chmod(final, 0o666 & ~_umask())  # mkstemp made it private; use the usual mode
-            move_into_place(final, self.path, overwrite=self.overwrite)
+                os.chmod(final, 0o666 & ~_umask())  # mkstemp made it private; the usual mode
+                move_into_place(final, self.path, overwrite=self.overwrite)
         except BaseException:
             self.abort()
             raise
