@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -136,11 +137,12 @@ def remove_created(folders: Iterable[Path]) -> None:
 
 # --- temporary files and moving into place -------------------------------------------------
 def temporary_name(path: Path, suffix: str) -> Path:
-    """A new empty file beside ``path`` named ``.<name>.<pid>.<random><suffix>``: the pid lets
-    the next run tell a dead writer's leftover (:func:`remove_stale`) from a live one's."""
+    """A new empty file beside ``path`` named ``.<name>.<host>-<pid>.<random><suffix>``: host
+    and pid let the next run tell a dead writer's leftover (:func:`remove_stale`) from a live
+    one's, also on a folder that several machines share."""
     try:
         fd, name = tempfile.mkstemp(
-            prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent
+            prefix=f".{path.name}.{_owner()}.", suffix=suffix, dir=path.parent
         )
     except OSError as exc:
         raise OutputError(
@@ -151,17 +153,29 @@ def temporary_name(path: Path, suffix: str) -> Path:
 
 
 def remove_stale(path: Path) -> list[Path]:
-    """Delete the temporary files of ``path`` left by writers that are no longer running."""
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[^.]+\.tmp(\..+)?")
+    """Delete the temporary files of ``path`` left by writers of this machine that no longer
+    run (a ``kill -9``, a crash); another machine's are left alone, since their pids mean
+    nothing here."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.([A-Za-z0-9-]+)-(\d+)\.[^.]+\.tmp(\..+)?")
     removed = []
     for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
         found = pattern.fullmatch(leftover.name)
-        if found and not _alive(int(found.group(1))):
+        if found and found.group(1) == _host() and not _alive(int(found.group(2))):
             with contextlib.suppress(OSError):
                 leftover.unlink()
                 removed.append(leftover)
                 log.info("removed %s, left by a run that no longer runs", leftover)
     return removed
+
+
+def _host() -> str:
+    """This machine's short name, as it can stand in a file name."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+
+
+def _owner() -> str:
+    """``<host>-<pid>``: who writes a temporary file."""
+    return f"{_host()}-{os.getpid()}"
 
 
 def _alive(pid: int) -> bool:

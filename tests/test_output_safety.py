@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -158,22 +159,30 @@ def test_the_next_run_removes_the_temporary_file_of_a_killed_run(tmp_path):
                                str(out)], env=env, stderr=subprocess.PIPE)  # fmt: skip
     assert killed.wait(timeout=120) == -9, killed.stderr.read()
     stale = [p.name for p in leftovers(tmp_path) if p != out]
-    assert len(stale) == 1 and re.fullmatch(rf"\.dem\.tif\.{killed.pid}\.\w+\.tmp\.tif", stale[0])
+    owner = _owner(killed.pid)
+    assert len(stale) == 1 and re.fullmatch(rf"\.dem\.tif\.{owner}\.\w+\.tmp\.tif", stale[0])
     assert out.read_bytes() == before  # the old output is intact
-    live = tmp_path / f".dem.tif.{os.getpid()}.abcdefgh.tmp.tif"  # a run still working
+    live = tmp_path / f".dem.tif.{_owner(os.getpid())}.abcdefgh.tmp.tif"  # a run still working
     live.write_bytes(b"")
     result = cli("roundtrip", terramind("DEM"), "-o", out, "--overwrite")
     assert result.exit_code == 0, result.output
     assert leftovers(tmp_path) == sorted([out, live])
 
 
-def test_stale_temporaries_of_other_outputs_are_left_alone(tmp_path):
+def test_stale_temporaries_of_other_outputs_and_machines_are_left_alone(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
-    pid = int(dead.stdout)
-    mine = tmp_path / f".o.tif.{pid}.x1y2z3.tmp.agg.tif"
-    other = tmp_path / f".other.tif.{pid}.x1y2z3.tmp.tif"
-    for p in (mine, other):
+    owner = _owner(int(dead.stdout))
+    mine = tmp_path / f".o.tif.{owner}.x1y2z3.tmp.agg.tif"
+    other_output = tmp_path / f".other.tif.{owner}.x1y2z3.tmp.tif"
+    other_machine = tmp_path / f".o.tif.elsewhere-{dead.stdout.strip()}.x1y2z3.tmp.tif"
+    for p in (mine, other_output, other_machine):
         p.write_bytes(b"")
     assert remove_stale(tmp_path / "o.tif") == [mine]
-    assert leftovers(tmp_path) == [other]
+    assert leftovers(tmp_path) == sorted([other_output, other_machine])
+
+
+def _owner(pid: int) -> str:
+    """``<host>-<pid>`` as the writer names its temporary files."""
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0])
+    return f"{host}-{pid}"
