@@ -39,7 +39,7 @@ from geocopgen.errors import (
     ResamplingWarning,
 )
 from geocopgen.io import align, model_grid, open_raster, utm_grid
-from geocopgen.io.source import open_dataset
+from geocopgen.io.source import is_remote, open_dataset
 from geocopgen.modalities import get_modality
 from geocopgen.options import ReadOptions, TranslateOptions, WriteOptions, split_options
 from geocopgen.raster.grid import (
@@ -187,7 +187,7 @@ def _open_one(
         import rioxarray
 
         return open_raster(rioxarray.open_rasterio(obj, chunks=True), modality, **kwargs)
-    return open_raster(Path(obj), modality, nodata=nodata, **kwargs)
+    return open_raster(obj, modality, nodata=nodata, **kwargs)  # a str: a URL stays one
 
 
 def _is_modality_array(obj: xr.DataArray, modality: str | None) -> bool:
@@ -343,6 +343,8 @@ def _translate_copgen(
             f"grid (grid='model'); got {writing.grid!r}"
         )
     scene = model_grid(place, None)
+    _refuse_too_small(model, conditions)
+    _warn_off_the_scene(conditions, place, scene)
     overlap_m = None if sampling.overlap is None else sampling.overlap * pixel_size(scene)[0]
     plan = plan_grouped(
         model,
@@ -360,6 +362,64 @@ def _translate_copgen(
         _warn_not_projected(place, scene)
         out_grid = scene
     return run_grouped_into(model, plan, writing, out_grid=out_grid)
+
+
+def _warn_off_the_scene(
+    conditions: Mapping[str, xr.DataArray], place: GeoBox, scene: GeoBox
+) -> None:
+    """Say which conditions are reprojected: those in another CRS, or whose pixels do not line
+    up with the scene's (the first input's) lattice, as the 4-modality path's ``align`` does."""
+    for array in conditions.values():
+        grid = grid_of(array)
+        if grid == place or _lines_up(grid, scene):
+            continue
+        warnings.warn(
+            f"{array.attrs.get('source', 'a condition')}: on another grid than the scene "
+            f"({_where(grid)}; the scene: {_where(scene)}); reprojected onto each resolution "
+            "group's grid (bilinear, or average where coarser)",
+            ResamplingWarning,
+            stacklevel=5,
+        )
+
+
+def _where(grid: GeoBox) -> str:
+    """A grid's size, pixel size, CRS and upper-left corner, for messages."""
+    return f"{describe(grid)}, upper left ({grid.affine.c:.10g}, {grid.affine.f:.10g})"
+
+
+def _lines_up(grid: GeoBox, scene: GeoBox) -> bool:
+    """Same CRS, a pixel size that is a whole multiple of the scene's, and pixel corners on the
+    scene's lattice: such a raster is read onto the group grids without interpolating."""
+    if rasterio_crs(grid) != rasterio_crs(scene):
+        return False
+    a, s = grid.affine, scene.affine
+    steps = [a.a / s.a, a.e / s.e, (a.c - s.c) / s.a, (a.f - s.f) / s.e]
+    return steps[0] >= 1 and bool(np.allclose(steps, np.round(steps), atol=1e-3))
+
+
+def _refuse_too_small(model: CopgenModel, conditions: Mapping[str, xr.DataArray]) -> None:
+    """Refuse a condition smaller than one pixel of its coarsest resolution group: that group
+    would hold no pixel wholly inside it, and the run would end in "no valid data" instead."""
+    from geocopgen.copgen.layout import MODALITY_SLOTS, slot
+
+    for name, array in conditions.items():
+        keys = [k for k in MODALITY_SLOTS.get(name, ()) if k in model.encodable]
+        if not keys:
+            continue  # plan_grouped names what the model cannot encode
+        coarsest = max(keys, key=lambda k: slot(k).resolution or 0.0)
+        res = slot(coarsest).resolution or 0.0
+        grid = grid_of(array)
+        work = model_grid(grid)  # metres, also for a geographic input
+        if min(work.width, work.height) * pixel_size(work)[0] + 1e-6 >= res:
+            continue
+        step = pixel_size(grid)[0]
+        need = int(np.ceil(res / step - 1e-6)) if not rasterio_crs(grid).is_geographic else None
+        at_least = f"at least {need}x{need} px" if need else f"at least {res:g} m a side"
+        raise InputError(
+            f"{array.attrs.get('source', name)}: too small ({grid.width}x{grid.height} px); "
+            f"translating {get_modality(name).long_name} needs {at_least} (one {res:g} m pixel "
+            f"of its {coarsest} group). Give a larger area."
+        )
 
 
 def translate(
@@ -452,11 +512,11 @@ def _grid_of_any(like: InputLike | GeoBox) -> GeoBox:
         return grid_of(like, source=str(like.attrs.get("source", "xarray input")))
     if isinstance(like, rasterio.io.DatasetReaderBase):
         return grid_of(like)
-    path = Path(like)
-    if path.is_dir():
-        return grid_of(_open_one(path))
-    with open_dataset(str(path)) as src:
-        return grid_of(src, source=str(path))
+    location = like if is_remote(like) else str(Path(like))
+    if Path(location).is_dir():
+        return grid_of(_open_one(location))
+    with open_dataset(location) as src:
+        return grid_of(src, source=location)
 
 
 def generate(

@@ -292,7 +292,7 @@ def get_modality(name: str | Modality) -> Modality:
 
 # --- raw storage → physical units -----------------------------------------------------------
 _BASELINE_RE = re.compile(r"_N(\d{2})(\d{2})_")
-_PRODUCT_DATES_RE = re.compile(r"_(\d{8})T\d{6}_")
+_PRODUCT_DATES_RE = re.compile(r"(?:^|_)(\d{8})T\d{6}_")  # ESA and Earth Engine ids
 
 
 def s2_offset(

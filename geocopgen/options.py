@@ -143,7 +143,7 @@ class WriteOptions:
         if self.path is not None:
             from geocopgen.outputs import prepare_output
 
-            prepare_output(self.path, overwrite=self.overwrite, inputs=inputs)
+            prepare_output(self.path, overwrite=self.overwrite, inputs=inputs, raster=True)
 
 
 _VALUES = {"reading": ReadOptions, "sampling": TranslateOptions, "writing": WriteOptions}

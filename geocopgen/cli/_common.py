@@ -4,6 +4,7 @@
   an existing output names ``--overwrite``, the switch of this surface (Python's is
   ``overwrite=True``);
 * usage errors (bad option values) are click's: exit code 2;
+* a failed command removes the output folders it created (only those, and only if empty);
 * Ctrl-C prints that nothing was written (writers clean up their temporary files) and exits 130;
   SIGTERM (what ``timeout``, ``kill`` and batch schedulers send) takes the same clean-up path and
   exits 143 (128 + 15), so a killed job leaves no temporary file behind.
@@ -17,17 +18,23 @@ import sys
 import threading
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import click
 import typer
 from typer.core import TyperGroup
 
 from geocopgen.errors import GeoCopGenError, OutputExistsError
 from geocopgen.modalities import get_modality
+from geocopgen.outputs import remove_created
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM
+#: Output folders this command created, removed again if it fails (process-wide, like
+#: :data:`VERBOSITY`: one command runs at a time).
+CREATED_FOLDERS: list[Path] = []
 
 
 class Terminated(KeyboardInterrupt):
@@ -64,6 +71,17 @@ class GeoCopGenGroup(TyperGroup):
     """The root command group: maps geocopgen errors and Ctrl-C to clean exits."""
 
     def invoke(self, ctx: typer.Context) -> Any:
+        CREATED_FOLDERS.clear()
+        try:
+            return self._invoke_mapped(ctx)
+        except BaseException as exc:
+            if not (isinstance(exc, click.exceptions.Exit) and exc.exit_code == 0):
+                remove_created(CREATED_FOLDERS)
+            raise
+        finally:
+            CREATED_FOLDERS.clear()
+
+    def _invoke_mapped(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except OutputExistsError as exc:
@@ -78,6 +96,11 @@ class GeoCopGenGroup(TyperGroup):
         except KeyboardInterrupt:
             typer.echo("geocopgen: interrupted; no output was written.", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+
+
+def remember_created(folders: list[Path]) -> None:
+    """Note output folders this command created, so a failure removes them (and only them)."""
+    CREATED_FOLDERS.extend(folders)
 
 
 def configure(quiet: bool, verbose: int) -> None:

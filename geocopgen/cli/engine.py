@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -35,7 +34,11 @@ class S1Scale(StrEnum):
 
 # Options shared by the commands (the same flag means the same thing everywhere).
 Input = Annotated[
-    Path, typer.Argument(metavar="FILE", help="A GeoTIFF, or a folder with one file per band.")
+    str,  # not Path: pathlib would turn https://host/s2.tif into https:/host/s2.tif
+    typer.Argument(
+        metavar="FILE",
+        help="A GeoTIFF, a folder with one file per band, or a URL (https://, /vsicurl/...).",
+    ),
 ]
 ModalityOpt = Annotated[
     str | None,

@@ -74,7 +74,7 @@ def evaluate(
     from geocopgen.weights import resolve_model
 
     if json_out is not None:
-        output_ready(json_out, overwrite)
+        output_ready(json_out, overwrite, raster=False)
     path = resolve_model(model)
     pipeline = load_model(path, device="cpu")
     with warnings.catch_warnings():

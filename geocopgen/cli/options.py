@@ -25,7 +25,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperOption
 
-from geocopgen.cli._common import note
+from geocopgen.cli._common import note, remember_created
 from geocopgen.errors import GeoCopGenError
 from geocopgen.modalities import get_modality
 
@@ -111,12 +111,18 @@ RunOutputOpt = Annotated[
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 
 
-def output_ready(path: Path, overwrite: bool, inputs: Iterable[Any] = ()) -> Path:
-    """Check an output before any work (an input, or an existing file without --overwrite:
-    exit 1) and create its missing folders, saying which on stderr."""
+def output_ready(
+    path: Path, overwrite: bool, inputs: Iterable[Any] = (), *, raster: bool = True
+) -> Path:
+    """Check an output before any work (an input, an existing file without --overwrite, a
+    raster name that is not .tif: exit 1) and create its missing folders, saying which on
+    stderr; a failed run removes them again (``_common.GeoCopGenGroup``)."""
     from geocopgen.outputs import prepare_output
 
-    announce(prepare_output(path, overwrite=overwrite, inputs=[str(i) for i in inputs]))
+    inputs = [str(i) for i in inputs]
+    created = prepare_output(path, overwrite=overwrite, inputs=inputs, raster=raster)
+    remember_created(created)
+    announce(created)
     return path
 
 

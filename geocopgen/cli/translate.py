@@ -23,9 +23,10 @@ from geocopgen.errors import GeoCopGenError
 from geocopgen.options import ReadOptions, TranslateOptions
 
 
-def _conditions(values: list[str] | None) -> dict[str, Path]:
-    """``--cond MODALITY=FILE`` (repeatable) → {modality: path}; bad forms are usage errors."""
-    return {name: Path(path) for name, path in modality_pairs(values, "--cond").items()}
+def _conditions(values: list[str] | None) -> dict[str, str]:
+    """``--cond MODALITY=FILE`` (repeatable) → {modality: path or URL, as given}; bad forms are
+    usage errors."""
+    return dict(modality_pairs(values, "--cond"))
 
 
 # Options shared by translate and generate (the same flag means the same thing in both).
@@ -62,10 +63,10 @@ def translate(
     to: ToOpt,
     output: OutputOpt,
     path: Annotated[
-        Path | None,
+        str | None,  # not Path, which would mangle a URL
         typer.Argument(
             metavar="FILE",
-            help="Input GeoTIFF or band folder; the output is on its grid. Optional if --cond "
+            help="Input GeoTIFF, band folder or URL; the output is on its grid. Optional if --cond "
             "gives the inputs. --modality and --nodata apply to it alone; --s2-offset and "
             "--s1-scale to every Sentinel-2 / Sentinel-1 input, --cond rasters included.",
         ),

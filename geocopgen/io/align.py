@@ -23,7 +23,8 @@ from rasterio.warp import transform_bounds
 
 from geocopgen.errors import GridError, NoOverlapError, ResamplingWarning
 from geocopgen.io.array import modality_array
-from geocopgen.io.readers import choose_resampling
+from geocopgen.io.readers import bands_on_grid, choose_resampling
+from geocopgen.io.source import crosses_antimeridian
 from geocopgen.modalities import Modality, get_modality
 from geocopgen.raster.grid import (
     GeoBox,
@@ -117,6 +118,8 @@ def reproject(
             f"overlap the target grid ({describe(grid)}, bounds {_fmt(grid.boundingbox.bbox)}). "
             "Use inputs of the same place."
         )
+    if crosses_antimeridian(rasterio_crs(src_grid), *src_grid.boundingbox.bbox[::2]):
+        return _across_antimeridian(array, grid, warn)
     m = get_modality(array.attrs["modality"])
     method = resampling or _resampling_for(m, src_grid, grid)
     allowed = _CATEGORICAL if m.categorical else _ALLOWED  # class codes are not interpolated
@@ -152,6 +155,27 @@ def align(
     target = grid_of(like) if like is not None else grid_of(items[0][1])
     out = [(k, reproject(a, target, resampling=resampling)) for k, a in items]
     return dict(out) if isinstance(arrays, Mapping) else [a for _, a in out]
+
+
+def _across_antimeridian(array: xr.DataArray, grid: GeoBox, warn: bool) -> xr.DataArray:
+    """A raster whose columns run past 180°, read onto ``grid`` from its files, whose warper
+    takes longitudes around 180° (:func:`~geocopgen.io.source.warp_source_crs`); odc-geo's
+    footprint breaks there. An array with no files behind it is refused in one line."""
+    source = str(array.attrs.get("source", "array"))
+    moved = bands_on_grid(array, [str(b) for b in array.band.values], grid)
+    if moved is None:
+        raise GridError(
+            f"{source}: its columns cross the antimeridian (180°), which geocopgen reads only "
+            "from a file; write it to a GeoTIFF first, or reproject it to a projected CRS."
+        )
+    if warn:
+        warnings.warn(
+            f"{source}: resampled across the antimeridian from {describe(grid_of(array))} onto "
+            f"{describe(grid)}",
+            ResamplingWarning,
+            stacklevel=3,
+        )
+    return moved
 
 
 def _fmt(bounds: tuple[float, ...]) -> str:

@@ -81,7 +81,7 @@ class Codec:
                 )
             bad |= nan | np.isinf(raw)
         if self.encoding == S2_DN:
-            bad |= raw == S2_NODATA_DN
+            bad |= raw <= S2_NODATA_DN  # 0 is nodata; a negative DN cannot be a measurement
         elif self.encoding == S1_LINEAR:
             bad |= raw <= 0  # no dB for zero or negative power (NaN compares False)
         elif self.encoding == TERRAMIND_CLASSES:
@@ -136,7 +136,7 @@ class Codec:
     def describe(self) -> str:
         """One line saying exactly what decode does (for ``geocopgen info`` and logs)."""
         if self.encoding == S2_DN:
-            return f"reflectance = (DN {self.offset:+d}) / 10000; DN 0 is nodata"
+            return f"reflectance = (DN {self.offset:+d}) / 10000; DN 0 and negative DNs are nodata"
         if self.encoding == S1_LINEAR:
             return "dB = 10 * log10(linear power); power <= 0 is nodata"
         if self.encoding == TERRAMIND_CLASSES:

@@ -67,7 +67,7 @@ def _metadata_evidence(product_id: str | None, tags: Mapping[str, Any]) -> str:
         m = re.search(r"_N(\d{2})(\d{2})_", product_id)
         if m and m.group(1) != "99":
             return f"processing baseline N{m.group(1)}{m.group(2)} in the product id"
-        m = re.search(r"_(\d{8})T\d{6}_", product_id + "_")
+        m = re.search(r"(?:^|_)(\d{8})T\d{6}_", product_id + "_")
         if m:
             return f"acquisition date {m.group(1)} in the product id"
     return "acquisition date tag"

@@ -19,7 +19,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import dask.array as dsa
@@ -51,7 +51,15 @@ from geocopgen.io.evidence import (  # noqa: F401  (DARK_FRACTION: re-exported)
     decide_s1_scale,
     decide_s2_offset,
 )
-from geocopgen.io.source import BandRef, Opener, RasterSource, open_dataset, probe
+from geocopgen.io.source import (
+    BandRef,
+    Opener,
+    RasterSource,
+    is_remote,
+    name_path,
+    open_dataset,
+    probe,
+)
 from geocopgen.io.xarray_input import from_xarray
 from geocopgen.modalities import Modality, get_modality
 from geocopgen.raster.grid import GeoBox, at_resolution, describe, grid_of, pixel_size, rasterio_crs
@@ -227,18 +235,19 @@ def plan_input(
     lulc_scheme: str = "auto",
 ) -> InputPlan:
     """Inspect an input and decide how to read it (no pixel reads except small samples)."""
-    p = Path(path)
-    if not p.exists():
+    remote = is_remote(path)
+    p = name_path(str(path)) if remote else Path(path)
+    if not remote and not p.exists():
         raise UnreadableInputError(f"{p}: no such file or folder. Check the path.")
     if s1_scale not in ("auto", "db", "linear"):
         raise ValueError(f"s1_scale must be 'auto', 'db' or 'linear', got {s1_scale!r}")
     handles = _Handles()  # every step of the plan shares one open dataset per file
-    if p.is_dir():
+    source = str(path) if remote else str(p)
+    if not remote and p.is_dir():
         refs, detection, tags, product_id = _folder_bands(p, modality, handles)
     else:
-        refs, detection, tags, product_id = _file_bands(p, modality, handles)
+        refs, detection, tags, product_id = _file_bands(source, p, modality, handles)
     m = detection.modality
-    source = str(p)
 
     native = {
         path: _native_grid(handles(path), path) for path in dict.fromkeys(r.path for r in refs)
@@ -280,6 +289,10 @@ def plan_input(
         encoding, off = PHYSICAL, 0
         evidence["encoding"] = "ENCODING=physical tag (a geocopgen output)"
     codec = Codec(m, encoding, off, nodatas, nan_is_nodata, source)
+    if encoding == S2_DN and np.dtype(raw_dtype).kind in "if":
+        values = sample(m.band_names)
+        declared = np.isin(values, [v for v in nodatas if not np.isnan(v)])
+        _warn_negative_dns(values[~declared], source, decimated=_decimated(refs, handles))
 
     bands = tuple(_place(r, native[r.path], target, codec, handles(r.path)) for r in refs)
     when = _acquired(tags, product_id)
@@ -373,7 +386,7 @@ def _acquired(tags: Mapping[str, Any], product_id: str | None) -> str | None:
     for key in ("datetime", "DATETIME", "ACQUISITION_DATETIME"):
         if tags.get(key):
             return str(tags[key])
-    m = re.search(r"_(\d{8}T\d{6})_", (product_id or "") + "_")
+    m = re.search(r"(?:^|_)(\d{8}T\d{6})_", (product_id or "") + "_")
     if m:
         t = m.group(1)
         return f"{t[:4]}-{t[4:6]}-{t[6:8]}T{t[9:11]}:{t[11:13]}:{t[13:15]}"
@@ -387,10 +400,12 @@ def _native_grid(ds: Any, path: str) -> GeoBox:
 
 
 def _file_bands(
-    path: Path, stated: str | Modality | None, handles: _Handles
+    location: str, path: PurePath, stated: str | Modality | None, handles: _Handles
 ) -> tuple[list[BandRef], Detection, dict[str, str], str | None]:
-    ds = handles(str(path))
-    grid_of(ds, source=str(path))  # no CRS / rotated: say so first
+    """One file's bands; ``location`` is what GDAL opens (a local path, a URL), ``path`` its
+    file and folder names."""
+    ds = handles(location)
+    grid_of(ds, source=location)  # no CRS / rotated: say so first
     count = ds.count
     names = [d for d in ds.descriptions]
     tags = dict(ds.tags())
@@ -399,19 +414,19 @@ def _file_bands(
             path=path, count=count, band_names=names, tags=tags, stated=stated
         )
     except UnknownModalityError:
-        detection = _detect_by_values(ds, path, count)
+        detection = _detect_by_values(ds, location, count)
     m = detection.modality
     upper = [str(n).upper() if n else None for n in names]
     if all(upper) and set(upper) == {b.upper() for b in m.band_names}:
         order = [upper.index(b.upper()) + 1 for b in m.band_names]
     else:
         order = list(range(1, count + 1))
-    refs = [BandRef(b, str(path), i) for b, i in zip(m.band_names, order, strict=True)]
-    product_id = tags.get("PRODUCT_ID") or _product_id_in(path.stem)
+    refs = [BandRef(b, location, i) for b, i in zip(m.band_names, order, strict=True)]
+    product_id = tags.get("PRODUCT_ID") or _product_id_in(path.stem, path.parent.name)
     return refs, detection, tags, product_id
 
 
-def _detect_by_values(ds: Any, path: Path, count: int) -> Detection:
+def _detect_by_values(ds: Any, path: str, count: int) -> Detection:
     """Last evidence: a two-band float raster whose values are dB backscatter is Sentinel-1
     (with a warning, since the values decided it); anything else is refused as before."""
     floats = count == 2 and all(np.dtype(d).kind == "f" for d in ds.dtypes)
@@ -491,7 +506,8 @@ def _folder_bands(
         )
     refs = [BandRef(b, str(found[b.upper()]), 1) for b in m.band_names]
     tags = dict(handles(refs[0].path).tags())
-    product_id = tags.get("PRODUCT_ID") or _product_id_in(folder.name)
+    names = (folder.name, Path(refs[0].path).stem, folder.parent.name)
+    product_id = tags.get("PRODUCT_ID") or _product_id_in(*names)
     return refs, detection, tags, product_id
 
 
@@ -516,8 +532,18 @@ def _folder_by_subset(folder: Path, found: Mapping[str, Path]) -> Detection:
     )
 
 
-def _product_id_in(name: str) -> str | None:
-    return name if re.search(r"MSIL(1C|2A)", name, re.IGNORECASE) else None
+#: A name carrying a Sentinel-2 product's identity: an ESA product id (``S2B_MSIL2A_20180204T0940
+#: 29_N9999_...``; BigEarthNet patches keep it) or an Earth Engine asset id (``20200405T101021_
+#: 20200405T101022_T33UUP``; SSL4EO-S12 folders).
+_PRODUCT_IN_NAME = re.compile(
+    r"MSIL(1C|2A)|(?:^|_)\d{8}T\d{6}_\d{8}T\d{6}_T\d{2}[A-Z]{3}(?:_|$)", re.IGNORECASE
+)
+
+
+def _product_id_in(*names: str) -> str | None:
+    """The first of ``names`` (file, folder, band file and parent names) carrying a product id:
+    the acquisition date and processing baseline are read from it."""
+    return next((n for n in names if _PRODUCT_IN_NAME.search(n)), None)
 
 
 def _model_grid(refs: Sequence[BandRef], native: Mapping[str, GeoBox], m: Modality) -> GeoBox:
@@ -600,6 +626,28 @@ def _sampler(
         return np.concatenate([a.ravel() for a in out])
 
     return sample
+
+
+def _decimated(refs: Sequence[BandRef], handles: Callable[[str], Any]) -> bool:
+    """Whether :func:`_sampler` reads less than every pixel of these bands."""
+    return any(max(handles(r.path).height, handles(r.path).width) > _SAMPLE for r in refs)
+
+
+def _warn_negative_dns(values: np.ndarray, source: str, *, decimated: bool) -> None:
+    """Say how many Sentinel-2 digital numbers are negative: no product stores one (DNs are
+    unsigned), so a signed file holding them (besides its declared nodata) was made by a broken
+    step; they are read as nodata (:meth:`Codec.invalid`), not as negative reflectance."""
+    negative = values[values < 0]
+    if not negative.size:
+        return
+    where = "in a decimated sample" if decimated else "of its pixel values"
+    warnings.warn(
+        f"{source}: {negative.size} {where} ({negative.size / values.size:.2%}) are negative "
+        f"digital numbers (down to {negative.min():g}), which Sentinel-2 never stores; they are "
+        "read as nodata.",
+        GeoCopGenWarning,
+        stacklevel=4,
+    )
 
 
 def _looks_like_dn(sample: Callable[[Sequence[str]], np.ndarray], nodata: Sequence[float]) -> bool:

@@ -18,14 +18,19 @@ resampling and decoding, so a band reads the same whatever holds it.
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import rasterio
+from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.io import MemoryFile
@@ -52,6 +57,22 @@ class BandRef:
 
 #: Opens the band named by a :class:`BandRef` ``path`` as a rasterio dataset (must pickle).
 Opener = Callable[[str], Any]
+
+#: A URL (``https://``, ``s3://``...) or a GDAL virtual path (``/vsicurl/``, ``/vsis3/``...).
+_REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.\-]*://|/vsi[a-z0-9_]+/)", re.IGNORECASE)
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a URL or GDAL virtual path, which rasterio opens as it is (a COG on
+    an object store is read by range requests) and ``pathlib`` would mangle (``https:/``)."""
+    return isinstance(path, str) and bool(_REMOTE.match(path))
+
+
+def name_path(location: str) -> PurePosixPath:
+    """The path part of a URL or GDAL virtual path (no scheme, host or query): the file and
+    folder names that carry modality words and product ids."""
+    rest = re.sub(r"^(?:/vsi[a-z0-9_]+/)+", "", location, flags=re.IGNORECASE)
+    return PurePosixPath(urlsplit(rest).path if "://" in rest else "/" + rest)
 
 
 def open_dataset(path: str) -> rasterio.DatasetReader:
@@ -301,12 +322,31 @@ class RasterSource:
             else:
                 cache[key] = WarpedVRT(
                     src,
+                    src_crs=warp_source_crs(src),
                     **grid_profile(self.grid),
                     resampling=ref.resampling,
                     src_nodata=ref.src_nodata,
                     nodata=ref.dst_nodata,
                 )
         return cache[key]
+
+
+def warp_source_crs(src: Any) -> CRS | None:
+    """The CRS to warp ``src`` from: its own (``None``), except for a geographic raster whose
+    columns run past ±180° (origin 179.99°, say), whose longitudes are then taken around that
+    meridian (``+lon_wrap``). Otherwise the warper folds a projected grid's longitudes east of
+    180° back to -180° and finds no source pixel there: half the scene would come out nodata."""
+    crs, (left, right) = src.crs, (src.bounds.left, src.bounds.right)
+    if not crosses_antimeridian(crs, left, right):
+        return None
+    return CRS.from_proj4(f"{crs.to_proj4()} +lon_wrap={180 if right > 180 else -180}")
+
+
+def crosses_antimeridian(crs: Any, left: float, right: float) -> bool:
+    """Whether a raster in ``crs`` spanning ``left`` to ``right`` runs past ±180° longitude."""
+    return (
+        crs is not None and CRS.from_user_input(crs).is_geographic and (left < -180 or right > 180)
+    )
 
 
 def _one_wide(index: int, size: int) -> slice:

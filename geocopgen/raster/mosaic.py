@@ -31,7 +31,7 @@ import logging
 import os
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,18 @@ from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from geocopgen._version import __version__
-from geocopgen.errors import GridError, NoValidDataError, OutputError
+from geocopgen.errors import GeoCopGenError, GridError, NoValidDataError, OutputError
 from geocopgen.io.codecs import reading_tags
 from geocopgen.modalities import Modality, get_modality
-from geocopgen.outputs import prepare_output, refuse_inputs
+from geocopgen.outputs import (
+    disk_full,
+    move_into_place,
+    prepare_output,
+    refuse_inputs,
+    remove_stale,
+    temporary_name,
+    write_failure,
+)
 from geocopgen.raster.categories import Categories
 from geocopgen.raster.chips import Chip, ChipData, ChipGrid, iter_chips
 from geocopgen.raster.grid import GeoBox, describe, grid_of, grid_profile, rasterio_crs
@@ -207,26 +215,39 @@ class MosaicWriter:
             self._units, self._descriptions, self._tags = units_list, descriptions, dict(tags or {})
             self._dst = _ArrayTarget(len(self.bands), grid.height, grid.width, self._dtype)
             return
+        self.overwrite = overwrite
         self._prepare_path(overwrite)
         self._tmp = self._tmp_name(".tmp.tif")
         self._dst = self._open(self._tmp, grid, units_list, descriptions, tags or {})
 
     # --- setup ---------------------------------------------------------------------------------
     def _prepare_path(self, overwrite: bool) -> None:
-        prepare_output(self.path, overwrite=overwrite)
+        prepare_output(self.path, overwrite=overwrite, raster=True)
+        remove_stale(self.path)
 
     def _tmp_name(self, suffix: str) -> Path:
+        name = temporary_name(self.path, suffix)
+        self._temps.append(name)
+        return name
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Disk trouble while writing (a full disk, an I/O error) becomes one
+        :class:`OutputError` naming the output, after the temporary files are removed."""
         try:
-            fd, name = tempfile.mkstemp(
-                prefix=f".{self.path.stem}.", suffix=suffix, dir=self.path.parent
-            )
-        except OSError as exc:
-            raise OutputError(
-                f"cannot write in {self.path.parent} ({exc.strerror}); choose a writable location."
-            ) from None
-        os.close(fd)
-        self._temps.append(Path(name))
-        return Path(name)
+            yield
+        except GeoCopGenError:
+            raise
+        except (RasterioError, OSError) as exc:
+            if self.path is None:  # in memory: nothing of ours on disk to blame
+                raise
+            raise self._failed(exc) from None
+
+    def _failed(self, why: BaseException | str) -> OutputError:
+        """Abort, and say why (a full disk is checked before the temporaries free their room)."""
+        full = disk_full(self.path.parent)
+        self.abort()
+        return write_failure(self.path, why, full=full)
 
     def _profile(self, grid: GeoBox) -> dict[str, Any]:
         profile: dict[str, Any] = {
@@ -258,7 +279,7 @@ class MosaicWriter:
             dst = rasterio.open(path, "w", **self._profile(grid))
         except (RasterioError, OSError) as exc:
             path.unlink(missing_ok=True)
-            raise OutputError(f"cannot write {self.path}: {exc}") from None
+            raise write_failure(self.path, exc) from None
         self._write_metadata(dst, units, descriptions, tags)
         return dst
 
@@ -350,14 +371,16 @@ class MosaicWriter:
                 touched.append((ti, tj))
         self.chips_added += 1
         self.peak_accumulator_bytes = max(self.peak_accumulator_bytes, self._live_bytes)
-        self._chip_done(rows, cols)
-        self._keep_within_budget(set(touched))
+        with self._writing():
+            self._chip_done(rows, cols)
+            self._keep_within_budget(set(touched))
 
     def skip(self, chip: Chip) -> None:
         """Account for a chip that contributes nothing (all nodata), so its tiles can finish."""
         self._check_open()
         self.chips_skipped += 1
-        self._chip_done(*self._tile_span(chip.window))
+        with self._writing():
+            self._chip_done(*self._tile_span(chip.window))
 
     def _accumulator(self, ti: int, tj: int, r0: int, r1: int) -> _TileAccumulator:
         key = (ti, tj)
@@ -439,16 +462,18 @@ class MosaicWriter:
         if self.path is None:
             return self._close_in_memory()
         try:
-            self._flush_all()
-            self._dst.close()
-            self._close_scratch()
-            final = self._tmp
-            if self.out_grid != self.grid:
-                final = self._aggregate(final)
-            if self.cog:
-                final = self._to_cog(final)
-            os.chmod(final, 0o666 & ~_umask())  # mkstemp made it private; use the usual mode
-            os.replace(final, self.path)
+            with self._writing():
+                self._flush_all()
+                self._dst.close()
+                self._close_scratch()
+                final = self._tmp
+                if self.out_grid != self.grid:
+                    final = self._aggregate(final)
+                if self.cog:
+                    final = self._to_cog(final)
+                _verify(final)
+                os.chmod(final, 0o666 & ~_umask())  # mkstemp made it private; the usual mode
+                move_into_place(final, self.path, overwrite=self.overwrite)
         except BaseException:
             self.abort()
             raise
@@ -575,6 +600,16 @@ def _aggregate_array(
     return out
 
 
+def _verify(path: Path) -> None:
+    """Reopen a finished file and read its last tile: on a full disk GDAL may fail to write
+    tiles and the header yet close the file without an error, and a broken file must not be
+    renamed into place (the read raises instead)."""
+    with rasterio.open(path) as src:
+        bh, bw = src.block_shapes[0]
+        r0, c0 = (src.height - 1) // bh * bh, (src.width - 1) // bw * bw
+        src.read(window=Window(c0, r0, src.width - c0, src.height - r0))
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -688,4 +723,3 @@ def apply_chipwise(
                 "input's nodata value (API nodata=, CLI --nodata) or pick another file."
             )
     return Path(out_path)
-
