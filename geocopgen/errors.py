@@ -8,6 +8,10 @@ say what to do about it.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 
 class GeoCopGenError(Exception):
     """Root of every error geocopgen raises on purpose."""
@@ -106,3 +110,16 @@ class ResamplingWarning(GeoCopGenWarning):
 
 class OffsetWarning(GeoCopGenWarning):
     """The Sentinel-2 radiometric offset could not be decided from metadata."""
+
+
+def warn(message: str, category: type[Warning] = GeoCopGenWarning) -> None:
+    """``warnings.warn`` attributed to the first frame outside geocopgen: the user's own line,
+    however deep in the package the warning is raised (what ``stacklevel=N`` gets wrong as soon
+    as a call path changes; Python 3.12's ``skip_file_prefixes`` does the same)."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
