@@ -113,13 +113,16 @@ class OffsetWarning(GeoCopGenWarning):
 
 
 def warn(message: str, category: type[Warning] = GeoCopGenWarning) -> None:
-    """``warnings.warn`` attributed to the first frame outside geocopgen: the user's own line,
-    however deep in the package the warning is raised (what ``stacklevel=N`` gets wrong as soon
-    as a call path changes; Python 3.12's ``skip_file_prefixes`` does the same)."""
-    frame, level = sys._getframe(1), 2
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    """``warnings.warn`` attributed to the line that called into geocopgen: the frame just
+    outside the outermost geocopgen frame, however deep the warning is raised and whatever
+    library code (``dataclasses.replace``, dask) lies between (``stacklevel=N`` goes wrong as
+    soon as a call path changes)."""
+    frame, level, outermost = sys._getframe(1), 2, 2
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(_PACKAGE):
+            outermost = level
         frame, level = frame.f_back, level + 1
-    warnings.warn(message, category, stacklevel=level)
+    warnings.warn(message, category, stacklevel=outermost + 1)
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
