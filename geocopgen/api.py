@@ -324,6 +324,10 @@ def _translate(
             pipeline, target, conditions, place, reading, sampling, writing, _model_name(model)
         )
     target = get_modality(target).name  # a COP-GEN-only modality is not one of this model's
+    if sampling.steps is not None:  # a COP-GEN model's preset checks its own
+        from geocopgen.copgen.sampler import check_steps
+
+        check_steps(sampling.steps)
     work, out_grid = _work_and_out_grids(place, target, writing.grid or "input")
     translator = CanvasTranslator(pipeline, target, sampling)
     plan = translator.plan(work, conditions, out_grid=out_grid, model=_model_name(model))

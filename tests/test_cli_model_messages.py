@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from _translate_fixtures import save_tiny
 from conftest import DATA, terramind
 from typer.testing import CliRunner
 
@@ -113,3 +114,36 @@ def test_a_bbox_names_the_value_out_of_range_before_the_order(tmp_path, bbox, re
     assert result.exit_code == 2 and reason in result.output, result.output
     with pytest.raises(GridError, match=reason.replace("[", r"\[").replace("]", r"\]")):
         api.grid_for(bbox=[float(v) for v in bbox.split(",")])
+
+
+def test_a_library_log_line_is_printed_once():
+    """Issue 27 row 12: huggingface_hub's retry lines came out twice, from its own handler and
+    again from geocopgen's root handler; a record a library's handler printed is not repeated,
+    and one without a handler of its own is still shown, once."""
+    code = (
+        "import logging; from geocopgen.cli._common import configure\n"
+        "configure(False, 0)\n"
+        "own = logging.getLogger('somelib.http'); logging.getLogger('somelib').addHandler("
+        "logging.StreamHandler())\n"
+        "own.warning('Retrying in 1s'); logging.getLogger('bare').warning('no handler')"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)  # fmt: skip
+    assert run.stderr.splitlines() == ["Retrying in 1s", "geocopgen: no handler"], run.stderr
+
+
+def test_a_4_modality_pipeline_warns_about_steps_too(tmp_path, monkeypatch):
+    """Row 16 for the other model kind: its scheduler is DPM-Solver++ as well."""
+    from geocopgen.translation import CanvasTranslator
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(CanvasTranslator, "plan", stop)  # warn, then stop before sampling
+    tiny = save_tiny(tmp_path / "tiny")
+    with pytest.warns(UserWarning, match="100000 sampler steps") as caught, pytest.raises(
+        KeyboardInterrupt
+    ):
+        api.translate(terramind("S2L2A"), "dem", model=tiny, steps=100000, progress=False)
+    steps = [w for w in caught if "sampler steps" in str(w.message)]
+    assert len(steps) == 1 and steps[0].filename == __file__

@@ -107,9 +107,9 @@ def check_steps(steps: int) -> None:
     """Warn (attributed to the caller) when ``steps`` is above :data:`USEFUL_STEPS`."""
     if steps > USEFUL_STEPS:
         warn(
-            f"{steps} sampler steps is far above the useful range of COP-GEN's DPM-Solver (the "
+            f"{steps} sampler steps is far above the useful range of DPM-Solver (COP-GEN's "
             f"published preset makes 50 model calls; beyond {USEFUL_STEPS} samples hardly "
-            f"change) and costs {steps} backbone calls per chip batch; 50 is the default"
+            f"change) and costs {steps} backbone calls per chip batch"
         )
 
 
