@@ -17,8 +17,9 @@ resampled onto the working grid, with a :class:`~geocopgen.errors.ResamplingWarn
 
 from __future__ import annotations
 
+import json
 import os
-import warnings
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +32,14 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from geocopgen.errors import (
+    CheckpointError,
     ConfigError,
     GeoCopGenError,
     GridError,
     InputError,
     ModalityError,
     ResamplingWarning,
+    warn,
 )
 from geocopgen.io import align, model_grid, open_raster, utm_grid
 from geocopgen.io.source import is_remote, open_dataset
@@ -67,9 +70,11 @@ ModelLike = "str | os.PathLike | CopGenPipeline | None"
 __all__ = [
     "Capabilities",
     "capabilities",
+    "check_model",
     "decode",
     "encode",
     "generate",
+    "has_valid_pixels",
     "load_model",
     "open_inputs",
     "resolve_device",
@@ -135,6 +140,26 @@ def load_model(
         loader = load_copgen if is_copgen_model(path) else CopGenPipeline.from_pretrained
         _MODELS[key] = loader(path).to(dev)
     return _MODELS[key]
+
+
+def check_model(model: ModelLike, *, bundled: str = "model='default'") -> None:
+    """Refuse, before anything is read or created, a model that is neither ``"default"``, a
+    model object, an existing folder nor a hub id (``owner/name``), saying how to make the
+    folder: the usual slip is naming a COP-GEN folder before converting into it. ``bundled``
+    is how the caller's surface names the bundled model (the CLI: ``--model default``)."""
+    if model is None or not isinstance(model, (str, os.PathLike)) or str(model) == "default":
+        return
+    if Path(model).expanduser().exists() or _HUB_ID.fullmatch(str(model)):
+        return
+    raise CheckpointError(
+        f"{model}: no such model folder. To make it from the published COP-GEN run "
+        f"`geocopgen convert copgen --hub -o {model}` (or `geocopgen convert copgen "
+        f"BACKBONE.pth VAE_FOLDER -o {model}` from downloaded files); or use the bundled model "
+        f"({bundled})"
+    )
+
+
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
 def _canvas_model(model: ModelLike, device: str | torch.device | None) -> CopGenPipeline:
@@ -266,11 +291,10 @@ def _work_and_out_grids(
 
 def _warn_not_projected(reference: GeoBox, work: GeoBox) -> None:
     """A geographic input grid: the output goes on the projected working grid instead."""
-    warnings.warn(
+    warn(
         f"the input grid is in {rasterio_crs(reference)}, which is not projected; the output "
         f"is written on the {rasterio_crs(work)} grid the model works on ({describe(work)})",
         ResamplingWarning,
-        stacklevel=4,
     )
 
 
@@ -292,6 +316,7 @@ def _translate(
     from geocopgen.translation import CanvasTranslator, result_array, run_plan
 
     sources = [str(a.attrs.get("source", "")) for a in conditions.values()]
+    check_model(model)  # a missing folder: nothing created
     writing.prepare(inputs=sources)  # before the model loads: a refused output costs nothing
     pipeline = load_model(model, device=device)  # everything a user can get wrong is checked
     if not isinstance(pipeline, CanvasModel):
@@ -299,6 +324,10 @@ def _translate(
             pipeline, target, conditions, place, reading, sampling, writing, _model_name(model)
         )
     target = get_modality(target).name  # a COP-GEN-only modality is not one of this model's
+    if sampling.steps is not None:  # a COP-GEN model's preset checks its own
+        from geocopgen.copgen.sampler import check_steps
+
+        check_steps(sampling.steps)
     work, out_grid = _work_and_out_grids(place, target, writing.grid or "input")
     translator = CanvasTranslator(pipeline, target, sampling)
     plan = translator.plan(work, conditions, out_grid=out_grid, model=_model_name(model))
@@ -492,15 +521,32 @@ def grid_for(
 
         return product_grid(cell, resolution=resolution)
     if bbox is not None:
+        problem = bbox_problem(bbox)
+        if problem:
+            raise GridError(f"bbox {tuple(bbox)}: {problem}")
         west, south, east, north = (float(v) for v in bbox)
-        if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
-            raise GridError(
-                f"bbox {tuple(bbox)} is not (west, south, east, north) in degrees with "
-                "west < east and south < north"
-            )
         extent = Affine(east - west, 0, west, 0, south - north, north)
         return utm_grid(GeoBox((1, 1), extent, CRS.from_epsg(4326)), resolution)
     return _grid_of_any(like)
+
+
+def bbox_problem(bbox: Sequence[float]) -> str | None:
+    """What is wrong with a (west, south, east, north) box in degrees, or ``None``: a value out
+    of range first (200 is no longitude, whatever the order), then the order."""
+    if len(bbox) != 4:
+        return f"give 4 numbers (west, south, east, north), not {len(bbox)}"
+    west, south, east, north = (float(v) for v in bbox)
+    for name, value, limit in (
+        ("longitude", west, 180), ("latitude", south, 90),
+        ("longitude", east, 180), ("latitude", north, 90),
+    ):  # fmt: skip
+        if not -limit <= value <= limit:
+            return f"{name} {value:g} is outside [{-limit}, {limit}] degrees"
+    if not west < east:
+        return f"west {west:g} is not less than east {east:g}; give west,south,east,north"
+    if not south < north:
+        return f"south {south:g} is not less than north {north:g}; give west,south,east,north"
+    return None
 
 
 def _grid_of_any(like: InputLike | GeoBox) -> GeoBox:
@@ -692,6 +738,19 @@ def decode(
 
 
 # --- what a model can do with an input ---------------------------------------------------------
+def has_valid_pixels(array: xr.DataArray) -> bool:
+    """Whether any pixel of a ModalityArray holds data (nodata reads as NaN). Reads block by
+    block and stops at the first valid one, so a usual raster costs one block; only an
+    all-nodata one is read whole, which is what saying so takes."""
+    data = array.data
+    if not hasattr(data, "blocks"):  # in memory
+        return bool(np.isfinite(data).any())
+    return any(
+        bool(np.isfinite(data.blocks[index].compute()).any())
+        for index in np.ndindex(*data.numblocks)
+    )
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a model can make from an input of one modality (``geocopgen info``)."""
@@ -712,40 +771,107 @@ class Capabilities:
 
 
 def capabilities(modality: str, model: ModelLike = None) -> Capabilities:
-    """Which modalities ``model`` can translate an input of ``modality`` into."""
+    """Which modalities ``model`` can translate an input of ``modality`` into.
+
+    A model folder answers from its JSON configs alone (milliseconds, no torch: ``geocopgen
+    info`` must not load weights to say this); a hub id or a model object is loaded."""
+    name = get_modality(modality).name
+    label = _model_name(model)
+    check_model(model)
+    config = _folder_config(model)
+    if config is not None:
+        folder, pipeline_json = config
+        if pipeline_json.get("kind") == "copgen":
+            return _copgen_capabilities(pipeline_json.get("vaes", []), name, label)
+        return _pipeline_capabilities(folder, pipeline_json, name, label)
     from geocopgen.copgen.model import CopgenModel
-    from geocopgen.translation.plan import check_codec
 
     pipeline = load_model(model, device="cpu")
-    name = get_modality(modality).name
     if isinstance(pipeline, CopgenModel):
-        return _copgen_capabilities(pipeline, name, _model_name(model))
-    have = set(pipeline.autoencoders)
-    targets = tuple(m for m in pipeline.modalities if m != name and m in have)
-    if name not in pipeline.modalities or name not in have:
+        return _copgen_capabilities(pipeline.encodable, name, label)
+    codecs = {k: type(v).__name__ for k, v in pipeline.autoencoders.items()}
+    downsampling = {k: v.downsampling for k, v in pipeline.autoencoders.items()}
+    latent = pipeline.backbone.config.latent_size
+    return _canvas_capabilities(pipeline.modalities, codecs, downsampling, latent, name, label)
+
+
+def _folder_config(model: ModelLike) -> tuple[Path, dict[str, Any]] | None:
+    """``(folder, its pipeline.json)`` for a local model folder; ``None`` for anything else."""
+    from geocopgen.weights import resolve_model
+
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        return None
+    folder = Path(resolve_model("default" if model is None else model))
+    try:
+        return folder, json.loads((folder / "pipeline.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _pipeline_capabilities(
+    folder: Path, config: Mapping[str, Any], name: str, label: str
+) -> Capabilities:
+    """A one-canvas pipeline folder's capabilities from its ``pipeline.json`` and the codec and
+    backbone ``config.json`` files (the chip size is latent size x codec downsampling)."""
+    import json
+
+    def read(path: Path) -> dict[str, Any]:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise CheckpointError(
+                f"{path}: unreadable ({err}); the model folder is damaged"
+            ) from None
+
+    codecs = dict(config.get("autoencoders", {}))
+    downsampling = {
+        k: 2 ** (len(read(folder / "autoencoders" / k / "config.json")["block_out_channels"]) - 1)
+        for k in codecs
+    }
+    latent = read(folder / "backbone" / "config.json")["latent_size"]
+    modalities = tuple(config.get("modalities", ()))
+    return _canvas_capabilities(modalities, codecs, downsampling, latent, name, label)
+
+
+def _canvas_capabilities(
+    modalities: Sequence[str],
+    codecs: Mapping[str, str],
+    downsampling: Mapping[str, int],
+    latent_size: int,
+    name: str,
+    label: str,
+) -> Capabilities:
+    """A one-canvas model makes every modality with a codec; it takes ``name`` if it has a
+    raster codec for it (a thumbnail codec works on RGB pictures, not rasters)."""
+    if name not in modalities or name not in codecs:
         raise ModalityError(
-            f"the model ({_model_name(model)}) does not take {get_modality(name).long_name} "
-            f"inputs; it has {', '.join(sorted(have))}"
+            f"the model ({label}) does not take {get_modality(name).long_name} inputs; it has "
+            f"{', '.join(sorted(codecs))}"
+        )
+    if codecs[name] != "ModalityAutoencoder":
+        raise ModalityError(
+            f"the model's {name} autoencoder is a {codecs[name]}, which works on RGB thumbnails, "
+            "not on rasters in physical units; use a geocopgen model (e.g. the bundled default)"
         )
     return Capabilities(
-        model=_model_name(model),
-        model_modalities=pipeline.modalities,
+        model=label,
+        model_modalities=tuple(modalities),
         modality=name,
-        translate_to=targets,
-        chip_size=pipeline.backbone.config.latent_size * check_codec(pipeline, name).downsampling,
+        translate_to=tuple(m for m in modalities if m != name and m in codecs),
+        chip_size=latent_size * downsampling[name],
     )
 
 
-def _copgen_capabilities(model: CopgenModel, name: str, label: str) -> Capabilities:
-    """A COP-GEN model makes every modality whose slots all have a VAE; an input counts if at
-    least one of its slots can be encoded."""
+def _copgen_capabilities(encodable: Sequence[str], name: str, label: str) -> Capabilities:
+    """A COP-GEN model makes every modality whose slots all have a VAE (``encodable``); an
+    input counts if at least one of its slots can be encoded."""
     from geocopgen.copgen.layout import MODALITY_SLOTS
 
-    whole = tuple(m for m, keys in MODALITY_SLOTS.items() if set(keys) <= set(model.encodable))
-    if not set(MODALITY_SLOTS.get(name, ())) & set(model.encodable):
+    whole = tuple(m for m, keys in MODALITY_SLOTS.items() if set(keys) <= set(encodable))
+    if not set(MODALITY_SLOTS.get(name, ())) & set(encodable):
         raise ModalityError(
             f"the model ({label}) cannot encode {get_modality(name).long_name}: it has VAEs for "
-            f"{', '.join(model.encodable) or 'no slot'}"
+            f"{', '.join(encodable) or 'no slot'}"
         )
     return Capabilities(
         model=label,

@@ -14,14 +14,13 @@ it several times (a pixel counts in the chip whose share of the overlap holds it
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
 
 import numpy as np
 
-from geocopgen.errors import GeoCopGenWarning
+from geocopgen.errors import GeoCopGenWarning, warn
 from geocopgen.modalities import Modality, get_modality
 from geocopgen.raster.chips import Chip, ChipGrid
 
@@ -81,10 +80,9 @@ class DomainGuard:
         if self.clipped:
             low, high = self.modality.domain
             share = self.clipped / max(self.values, 1)
-            warnings.warn(
+            warn(
                 f"{self.clipped} decoded {self.modality.long_name} values ({share:.2%}) fell "
                 f"outside its physical range ({low:g} to {high:g} {self.modality.units}) and "
                 f"were clipped to it (tag {TAG}); the model is unsure there.",
                 DomainWarning,
-                stacklevel=2,
             )

@@ -8,6 +8,10 @@ say what to do about it.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 
 class GeoCopGenError(Exception):
     """Root of every error geocopgen raises on purpose."""
@@ -106,3 +110,19 @@ class ResamplingWarning(GeoCopGenWarning):
 
 class OffsetWarning(GeoCopGenWarning):
     """The Sentinel-2 radiometric offset could not be decided from metadata."""
+
+
+def warn(message: str, category: type[Warning] = GeoCopGenWarning) -> None:
+    """``warnings.warn`` attributed to the line that called into geocopgen: the frame just
+    outside the outermost geocopgen frame, however deep the warning is raised and whatever
+    library code (``dataclasses.replace``, dask) lies between (``stacklevel=N`` goes wrong as
+    soon as a call path changes)."""
+    frame, level, outermost = sys._getframe(1), 2, 2
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(_PACKAGE):
+            outermost = level
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=outermost + 1)
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep

@@ -16,7 +16,6 @@ bottom of this module, so the raw-to-physical step is explicit and overridable.
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -24,7 +23,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from geocopgen.errors import BandMismatchError, OffsetWarning, UnknownModalityError
+from geocopgen.errors import BandMismatchError, OffsetWarning, UnknownModalityError, warn
 
 ArrayT = TypeVar("ArrayT")
 
@@ -330,12 +329,11 @@ def s2_offset(
     acquired = acquired or tags.get("datetime") or tags.get("DATETIME")
     if acquired:
         return S2_OFFSET_DN if _to_date(acquired) >= S2_OFFSET_START else 0
-    warnings.warn(
+    warn(
         f"{source}: cannot tell whether the Sentinel-2 digital numbers carry the +1000 offset of "
         "processing baseline 04.00 (no offset tag, product id or date); assuming none. "
         "Pass offset=-1000 (CLI: --s2-offset -1000) if the product is from 2022-01-25 or later.",
         OffsetWarning,
-        stacklevel=2,
     )
     return 0
 

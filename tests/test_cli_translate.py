@@ -171,7 +171,7 @@ def test_errors_are_one_line_and_exit_1(tmp_path, tiny):
         (["translate", terramind("DEM"), "--to", "dem", "-o", tmp_path / "a.tif"], "already"),
         (["translate", terramind("S2L2A"), "--to", "dem", "-o", blocker / "a.tif"], "Error"),
         (["translate", terramind("S2L2A"), "--to", "dem", "-o", tmp_path / "a.tif",
-          "--model", tmp_path / "nowhere"], "no such folder"),
+          "--model", tmp_path / "nowhere"], "no such model folder"),
         (["translate", terramind("S2L2A"), "--to", "dem", "-o", tmp_path / "a.tif",
           "--cond", f"s1rtc={terramind('S1RTC', place='637U_59R_1_3')}"], "does not overlap"),
     ]  # fmt: skip

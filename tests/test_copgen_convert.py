@@ -6,7 +6,12 @@ download functions replaced by local files (no network)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import huggingface_hub
@@ -336,7 +341,9 @@ def test_a_vae_of_the_wrong_group_is_refused(tmp_path):
 
 def test_unplaceable_and_doubled_vae_files_are_refused(tmp_path):
     vaes = _flat(tmp_path / "a", {"sar.pth": "S1RTC_vh_vv"})
-    assert "cannot tell which COP-GEN slot" in _refused(tmp_path, vaes=vaes)
+    assert "no VAE .pth file named after a COP-GEN slot" in _refused(tmp_path, vaes=vaes)
+    with pytest.raises(CheckpointError, match="cannot tell which COP-GEN slot"):
+        slot_of_vae_file(Path("sar.pth"))
     vaes = _flat(tmp_path / "b", {"DEM_DEM.pth": "DEM_DEM", "vae_tiny_DEM_DEM.pth": "DEM_DEM"})
     assert "a second VAE for DEM_DEM" in _refused(tmp_path, vaes=vaes)
     (tmp_path / "c").mkdir()
@@ -362,6 +369,20 @@ def test_the_file_to_slot_rule(path, key):
 def test_a_name_that_fits_two_slots_is_refused():
     with pytest.raises(CheckpointError, match="fits several slots"):
         slot_of_vae_file(Path("DEM_DEM+S1RTC_vh_vv.pth"))
+
+
+def test_a_whole_clone_of_the_official_vaes_converts_and_an_unslotted_vae_is_noted(tmp_path):
+    """Issue 27 row 18: the official README clones all of copgen-vaes, whose configs also define
+    GOOGLE_EMBEDS, a modality the COP-GEN layout has no slot for: skipped with a note."""
+    vaes = _hub_layout(tmp_path / "clone")
+    embeds = vaes / "GOOGLE_EMBEDS_192x192_latent_8"
+    embeds.mkdir()
+    (embeds / "model-50-ema.pth").symlink_to(REF / "vae_tiny_DEM_DEM.pth")
+    notes: list[str] = []
+    model = convert_copgen(BACKBONE, vaes, tmp_path / "m", config=CONFIG, progress=notes.append)
+    assert model.encodable == TINY_VAES
+    skipped = [n for n in notes if n.startswith("skipped")]
+    assert skipped == [f"skipped {embeds / 'model-50-ema.pth'}: its name names no COP-GEN slot"]
 
 
 def test_vae_files_come_in_slot_order_and_hidden_folders_are_skipped(tmp_path):
@@ -465,6 +486,7 @@ def fake_hub(monkeypatch, tmp_path):
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.setattr("geocopgen.copgen.convert.hub_unreachable", lambda: None)
     return calls
 
 
@@ -508,7 +530,33 @@ def test_a_failed_download_says_what_to_do(monkeypatch, tmp_path):
         raise OSError("We couldn't connect to 'https://huggingface.co'.\nmore detail")
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    monkeypatch.setattr("geocopgen.copgen.convert.hub_unreachable", lambda: None)
     with pytest.raises(CheckpointError) as err:
         convert_copgen_from_hub(tmp_path / "m")
     _one_line(err, "couldn't connect", "geocopgen convert copgen BACKBONE.pth VAE_FOLDER")
     assert not (tmp_path / "m").exists()
+
+
+def test_an_unreachable_hub_fails_in_seconds_with_one_line(tmp_path):
+    """Issue 27 row 12: offline, ``convert copgen --hub`` said each of the hub client's retries
+    twice for 47 s. Pointed at a loopback port nothing listens on (and an empty hub cache), it
+    now prints one error line within seconds, exits 1 and creates nothing."""
+    with socket.socket() as s:  # a free port: bound, then closed, so nothing listens on it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")}
+    env.update(PYTHONPATH=str(Path(__file__).parents[1]))
+    out = tmp_path / "m"
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "geocopgen", "convert", "copgen", "--hub", "-o", str(out)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    elapsed = time.monotonic() - start
+    assert result.returncode == 1, result.stderr
+    lines = (result.stdout + result.stderr).splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("Error: ") and f"127.0.0.1:{port}" in lines[0]
+    assert "geocopgen convert copgen BACKBONE.pth VAE_FOLDER -o OUT" in lines[0]
+    assert elapsed < 15, elapsed  # importing torch is most of it; the retries took 47 s
+    assert not out.exists()

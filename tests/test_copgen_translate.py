@@ -11,6 +11,8 @@ determinism, not quality.
 from __future__ import annotations
 
 import shutil
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -369,3 +371,77 @@ def test_a_coarse_group_pixel_partly_outside_the_raster_is_nodata():
     tenths = s2.sel(band=["B01", "B09"]).values[:, :222, :222]
     means = tenths.reshape(2, 37, 6, 37, 6).mean(axis=(2, 4))
     np.testing.assert_allclose(group[:, :37, :37], means, rtol=1e-6)
+
+
+def test_native_20m_bands_come_in_band_number_order_holding_their_own_values(
+    copgen_model, tmp_path, monkeypatch
+):
+    """Issue 27 row 17: the native 20 m group came out as B05 B06 B07 B11 B12 B8A. It comes in
+    band-number order (B8A in B08's place), as the registry and the merged outputs list them,
+    and each band holds its own channel: decoding is replaced by "VAE channel i is i + 1"."""
+    from geocopgen.copgen.layout import slot
+    from geocopgen.translation import grouped
+
+    def channel_numbers(key, y, dn_offset):
+        return torch.arange(1, y.shape[1] + 1, dtype=y.dtype).view(1, -1, 1, 1).expand_as(y)
+
+    monkeypatch.setattr(grouped, "physical_from_model", channel_numbers)
+    out = tmp_path / "l2a.tif"
+    api.translate(terramind("S1RTC"), "s2l2a", model=copgen_model, output=out, steps=1, **FAST)
+    channels = slot("S2L2A_B05_B06_B07_B11_B12_B8A").bands  # the VAE's: ... B8A, B11, B12
+    with rasterio.open(tmp_path / "l2a_20m.tif") as src:
+        assert src.descriptions == ("B05", "B06", "B07", "B8A", "B11", "B12")
+        for i, band in enumerate(src.descriptions, start=1):
+            values = src.read(i)
+            assert np.isfinite(values).any()
+            np.testing.assert_allclose(values[np.isfinite(values)], channels.index(band) + 1)
+
+
+def test_sample_takes_steps_and_a_preset_from_python(copgen_model):
+    """Issue 27 row 19: ``CopgenModel.sample(..., preset=...)`` raised "multiple values for
+    keyword argument 'preset'"; ``steps=`` sets the model calls as ``--steps`` does."""
+    from dataclasses import replace
+
+    model = CopgenModel.from_pretrained(copgen_model)
+    calls: list[int] = []
+
+    def run(**kwargs):
+        calls.clear()
+        model.sample(["DEM_DEM"], batch_size=1, generator=torch.Generator().manual_seed(0),
+                     on_call=lambda t, x: calls.append(1), **kwargs)  # fmt: skip
+        return len(calls)
+
+    assert run(steps=2) == 2
+    assert run(preset=replace(model.preset, steps=3)) == 3
+    assert run(preset=replace(model.preset, steps=3), steps=1) == 1
+
+
+def test_steps_far_above_the_samplers_useful_range_warn_at_the_callers_line(
+    copgen_model, monkeypatch
+):
+    """Issue 27 row 16: ``--steps 100000`` was accepted silently; above 200 model calls
+    (4x the published preset's 50) a warning says so, naming the caller's line (row 20)."""
+    from geocopgen.translation import grouped_output
+
+    class Planned(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Planned
+
+    monkeypatch.setattr(grouped_output, "run_grouped_into", stop)  # plan only, do not sample
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(Planned):
+            line = sys._getframe().f_lineno + 1
+            api.translate(terramind("S2L2A"), "dem", model=copgen_model, steps=100000, **FAST)
+        with pytest.raises(Planned):
+            api.translate(terramind("S2L2A"), "dem", model=copgen_model, steps=200, **FAST)
+    steps = [w for w in caught if "sampler steps" in str(w.message)]
+    assert len(steps) == 1 and "100000 sampler steps" in str(steps[0].message)
+    assert (steps[0].filename, steps[0].lineno) == (__file__, line)
+    result = CliRunner().invoke(
+        app, ["translate", str(terramind("S2L2A")), "--to", "dem", "-o", "unused.tif",
+              "--model", str(copgen_model), "--date", "2021-07-15", "--steps", "100000"],
+    )  # fmt: skip
+    assert "geocopgen: warning: 100000 sampler steps is far above" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import dask.array as dsa
@@ -123,6 +124,17 @@ def test_no_offset_evidence_warns():
     with pytest.warns(OffsetWarning, match="609U_541L_3_0"):
         plan = plan_input(terramind("S2L1C", "609U_541L_3_0"))
     assert plan.codec.offset == 0
+
+
+def test_warnings_name_the_callers_line():
+    """Issue 27 row 20: the offset warning showed a line inside geocopgen; it names the line
+    that called geocopgen, however deep the warning is raised."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        plan_input(terramind("S2L1C", "609U_541L_3_0"))
+    offset = [w for w in caught if issubclass(w.category, OffsetWarning)]
+    assert offset and all((w.filename, w.lineno) == (__file__, line) for w in offset)
 
 
 def test_s1_db_passes_through():

@@ -108,8 +108,24 @@ def configure(quiet: bool, verbose: int) -> None:
     VERBOSITY.quiet, VERBOSITY.verbose = quiet, verbose
     level = logging.WARNING if not verbose else (logging.INFO if verbose == 1 else logging.DEBUG)
     logging.basicConfig(format="geocopgen: %(message)s", level=level, stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _PrintedOnce) for f in handler.filters):
+            handler.addFilter(_PrintedOnce())
     logging.getLogger("geocopgen").setLevel(level)
     warnings.showwarning = _show_warning
+
+
+class _PrintedOnce(logging.Filter):
+    """Drop a record a library's own handler has already printed (huggingface_hub has one), so
+    that the root handler does not print every line a second time."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None and logger is not logging.getLogger() and logger.propagate:
+            if logger.handlers:
+                return False
+            logger = logger.parent
+        return True
 
 
 def _show_warning(message: Any, category: type, *_args: Any, **_kwargs: Any) -> None:

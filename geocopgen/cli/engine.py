@@ -82,11 +82,26 @@ def info(
 ) -> None:
     """What FILE is detected as: modality, bands, CRS, grid, nodata, S2 offset."""
     plan = plan_input(path, modality, offset=s2_offset, s1_scale=s1_scale.value, nodata=nodata)
-    facts = plan.to_dict()
+    facts = cli_facts(plan)
     if as_json:
         typer.echo(json.dumps(facts, indent=2))
         return
     print_facts(facts)
+
+
+#: The reader's evidence names Python's keywords (``offset=``); the CLI names its own flags.
+_CLI_WORDS = {"offset=": "--s2-offset", "s1_scale=": "--s1-scale", "lulc_scheme=": "--lulc-scheme"}
+
+
+def cli_facts(plan: Any) -> dict[str, Any]:
+    """``plan.to_dict()``, with every override its evidence suggests named as a CLI flag."""
+    facts = plan.to_dict()
+    for key, value in facts.items():
+        if key.endswith("_evidence") and isinstance(value, str):
+            for keyword, flag in _CLI_WORDS.items():
+                value = value.replace(keyword, flag)
+            facts[key] = value
+    return facts
 
 
 def print_facts(facts: dict[str, Any]) -> None:

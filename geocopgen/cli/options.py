@@ -153,6 +153,11 @@ def parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
         raise typer.BadParameter(
             f"{value!r}: write it as W,S,E,N in degrees, e.g. 11.2,45.1,11.6,45.4"
         )
+    from geocopgen.api import bbox_problem
+
+    problem = bbox_problem(numbers)
+    if problem:
+        raise typer.BadParameter(f"{value}: {problem}")
     return numbers  # type: ignore[return-value]
 
 

@@ -22,6 +22,9 @@ from geocopgen.cli.options import BBoxOpt, OutputOpt, command, modality_pairs, o
 from geocopgen.errors import GeoCopGenError
 from geocopgen.options import ReadOptions, TranslateOptions
 
+#: How the CLI names the bundled model in a message.
+BUNDLED = "--model default"
+
 
 def _conditions(values: list[str] | None) -> dict[str, str]:
     """``--cond MODALITY=FILE`` (repeatable) → {modality: path or URL, as given}; bad forms are
@@ -88,6 +91,7 @@ def translate(
     paths = _conditions(cond)
     if path is None and not paths:
         raise typer.BadParameter("give an input FILE or at least one --cond", param_hint="FILE")
+    api.check_model(run.model, bundled=BUNDLED)  # before output_ready creates folders
     output_ready(output, run.overwrite, [*paths.values(), *([path] if path else [])])
     result = api.translate(
         path,
@@ -134,6 +138,7 @@ def generate(
         raise typer.BadParameter(
             "say where: --cell, --bbox or --like (or give --cond rasters)", param_hint="--cell"
         )
+    api.check_model(run.model, bundled=BUNDLED)
     output_ready(output, run.overwrite, paths.values())
     result = api.generate(
         to,
@@ -164,11 +169,15 @@ def info(
     from geocopgen.io import plan_input
 
     plan = plan_input(path, modality, offset=s2_offset, s1_scale=s1_scale.value, nodata=nodata)
-    facts = plan.to_dict()
+    facts = engine.cli_facts(plan)
+    facts["valid_pixels"] = api.has_valid_pixels(plan.open())
     try:
+        api.check_model(model, bundled=BUNDLED)
         can: dict[str, Any] = api.capabilities(plan.modality.name, model).to_dict()
     except GeoCopGenError as exc:  # a missing or unsuitable model is worth saying, not fatal
         can = {"model": model, "error": str(exc)}
+    if not facts["valid_pixels"] and "error" not in can:
+        can["can_translate_to"] = []  # a translation of it would be refused
     if as_json:
         typer.echo(json.dumps({**facts, "model": can}, indent=2))
         return
@@ -177,6 +186,8 @@ def info(
         typer.echo(f"model: {can['error']}")
         return
     targets = ", ".join(can["can_translate_to"]) or "nothing"
+    if not facts["valid_pixels"]:
+        targets += " (every pixel is nodata or NaN: there is nothing to translate)"
     typer.echo(f"model: {can['model']} ({', '.join(can['model_modalities'])})")
     typer.echo(f"can translate it to: {targets}")
     if can["can_translate_to"]:

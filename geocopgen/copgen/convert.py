@@ -11,7 +11,9 @@ off its path, the file name first, then its folders from the innermost out. A na
 slot when it contains (case-insensitively) the slot key (``S2L2A_B02_B03_B04_B08``) or the
 official folder name (``S2L2A_192x192_B4_3_2_8_latent_8``, :data:`OFFICIAL_VAE_NAMES`). So the hub
 layout, ``<slot>.pth``, ``<slot>/model-50-ema.pth`` and ``vae_tiny_<slot>.pth`` all work. A file
-no name places, a name that fits two slots, and two files for one slot are refused.
+no name places is skipped with a note (the official repository also holds a ``GOOGLE_EMBEDS``
+VAE, for which the layout has no slot); a name that fits two slots and two files for one slot
+are refused.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -119,7 +122,7 @@ def read_official(
     """The official files as a :class:`CopgenModel` in memory, every tensor checked."""
     say = progress or _quiet
     backbone_pth = Path(backbone_pth)
-    vae_files = find_vae_files(vae_folder) if vae_folder is not None else {}
+    vae_files = find_vae_files(vae_folder, say) if vae_folder is not None else {}
     state = read_copgen_state_dict(backbone_pth)
     name, dims = backbone_dims(state, config=config, size=size, source=str(backbone_pth))
     say(
@@ -263,8 +266,11 @@ def _check_config_layout(kwargs: Mapping[str, Any], source: str) -> None:
 
 
 # --- VAE files ----------------------------------------------------------------------------------
-def find_vae_files(folder: str | os.PathLike) -> dict[str, Path]:
-    """Slot → VAE file under ``folder``, in slot order (the naming rule is the module's)."""
+def find_vae_files(folder: str | os.PathLike, progress: Progress | None = None) -> dict[str, Path]:
+    """Slot → VAE file under ``folder``, in slot order (the naming rule is the module's). A file
+    whose path names no slot is skipped with a note to ``progress``: the official copgen-vaes
+    repository, cloned whole as its README says, also holds VAEs of modalities the COP-GEN
+    layout has no slot for (``GOOGLE_EMBEDS``)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(
@@ -276,7 +282,10 @@ def find_vae_files(folder: str | os.PathLike) -> dict[str, Path]:
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
             continue  # .git, .cache
-        key = slot_of_vae_file(relative, source=path)
+        key = _named_slot(relative, path)
+        if key is None:
+            (progress or _quiet)(f"skipped {path}: its name names no COP-GEN slot")
+            continue
         if key in found:
             raise CheckpointError(
                 f"{path}: a second VAE for {key} (the first is {found[key]}); keep one"
@@ -284,16 +293,17 @@ def find_vae_files(folder: str | os.PathLike) -> dict[str, Path]:
         found[key] = path
     if not found:
         raise CheckpointError(
-            f"{folder}: no VAE .pth file; expected <NAME>/{VAE_FILE} as on {HUB_VAE_REPO} (a "
-            "model-50.pt training checkpoint needs the official extract_ema_convert_model.py)"
+            f"{folder}: no VAE .pth file named after a COP-GEN slot; expected <NAME>/{VAE_FILE} "
+            f"as on {HUB_VAE_REPO}, or <slot>.pth (a model-50.pt training checkpoint needs the "
+            "official extract_ema_convert_model.py)"
         )
     return {s.key: found[s.key] for s in COPGEN_SLOTS if s.key in found}
 
 
-def slot_of_vae_file(relative: Path, *, source: Path | None = None) -> str:
-    """The slot a VAE file is for, from its file name, then its folders inwards-out."""
-    names = [relative.stem, *reversed(relative.parent.parts)]
-    for name in names:
+def _named_slot(relative: Path, source: Path | None = None) -> str | None:
+    """The slot a VAE file's path names, from its file name, then its folders inwards-out;
+    ``None`` when no name does; a name that fits two slots is refused."""
+    for name in [relative.stem, *reversed(relative.parent.parts)]:
         keys = slots_named(name)
         if len(keys) > 1:
             raise CheckpointError(
@@ -301,6 +311,14 @@ def slot_of_vae_file(relative: Path, *, source: Path | None = None) -> str:
             )
         if keys:
             return keys[0]
+    return None
+
+
+def slot_of_vae_file(relative: Path, *, source: Path | None = None) -> str:
+    """The slot a VAE file is for (:func:`_named_slot`), refusing a path that names none."""
+    key = _named_slot(relative, source)
+    if key is not None:
+        return key
     raise CheckpointError(
         f"{source or relative}: cannot tell which COP-GEN slot this VAE is for; name the file "
         "or its folder after the slot (e.g. S2L2A_B02_B03_B04_B08.pth) or the official folder "
@@ -337,40 +355,76 @@ def download_official(
     revision: str | None = None,
     vae_revision: str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    progress: Progress | None = None,
 ) -> tuple[Path, Path, dict[str, Any]]:
     """Fetch only the needed files: ``500000_nnet_ema.pth`` and the ten ``model-50-ema.pth``.
 
     Returns the backbone path, the VAE snapshot folder and a provenance record (repos, revisions
     asked for, snapshot commits). Any failure (offline, missing repo) is one
-    :class:`CheckpointError` that says how to convert downloaded files instead.
+    :class:`CheckpointError` that says how to convert downloaded files instead; an unreachable
+    hub (:func:`hub_unreachable`) is found in seconds, and then only the hub cache is looked at.
     """
     from huggingface_hub import hf_hub_download, snapshot_download
 
     patterns = [f"*{name}/{VAE_FILE}" for name in OFFICIAL_VAE_NAMES.values()]
+    unreachable = hub_unreachable()
+    offline = {"local_files_only": True} if unreachable else {}  # the hub cache may hold them
+    if not unreachable:
+        (progress or _quiet)(
+            f"downloading {BACKBONE_FILE} from {HUB_BACKBONE_REPO} and the VAEs from {HUB_VAE_REPO}"
+        )
     try:
         backbone = Path(
             hf_hub_download(
-                HUB_BACKBONE_REPO, BACKBONE_FILE, revision=revision, cache_dir=cache_dir
+                HUB_BACKBONE_REPO, BACKBONE_FILE, revision=revision, cache_dir=cache_dir, **offline
             )
         )
         vaes = Path(
             snapshot_download(
-                HUB_VAE_REPO, revision=vae_revision, allow_patterns=patterns, cache_dir=cache_dir
+                HUB_VAE_REPO, revision=vae_revision, allow_patterns=patterns, cache_dir=cache_dir,
+                **offline,
             )
-        )
+        )  # fmt: skip
     except Exception as err:  # offline, no such revision, auth: one line, one remedy
         first = (str(err).strip().splitlines() or [""])[0][:200]
+        why = (
+            f"the hub cannot be reached ({unreachable}) and its cache lacks the files"
+            if unreachable
+            else f"{type(err).__name__}: {first}"
+        )
         raise CheckpointError(
-            f"downloading COP-GEN from the Hugging Face hub failed ({type(err).__name__}: "
-            f"{first}); download {BACKBONE_FILE} from {HUB_BACKBONE_REPO} and the VAE folder "
-            f"{HUB_VAE_REPO} yourself and run: geocopgen convert copgen BACKBONE.pth "
-            "VAE_FOLDER -o OUT"
+            f"downloading COP-GEN from the Hugging Face hub failed ({why}); download "
+            f"{BACKBONE_FILE} from {HUB_BACKBONE_REPO} and the VAE folder {HUB_VAE_REPO} "
+            "yourself and run: geocopgen convert copgen BACKBONE.pth VAE_FOLDER -o OUT"
         ) from None
     hub = {
         "backbone": _hub_record(HUB_BACKBONE_REPO, revision, backbone),
         "vaes": _hub_record(HUB_VAE_REPO, vae_revision, vaes),
     }
     return backbone, vaes, {"hub": hub}
+
+
+def hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face hub (``HF_ENDPOINT``) cannot be reached, or ``None``: one TCP
+    connection with a ``timeout``, so that offline fails in seconds, not after the hub
+    client's minute of retries. Behind a proxy (``HTTPS_PROXY`` and co.) the client knows best,
+    so nothing is checked."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(v) for v in _PROXIES + tuple(p.lower() for p in _PROXIES)):
+        return None
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return None
+    except OSError as err:
+        return f"{url.hostname}:{port}: {err.strerror or err}"
+
+
+_PROXIES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
 
 
 def _hub_record(repo: str, revision: str | None, path: Path) -> dict[str, Any]:
@@ -391,8 +445,9 @@ def convert_copgen_from_hub(
     """Download the published files (hub cache) and convert them into ``output``."""
     say = progress or _quiet
     check_output(output, overwrite=overwrite)
-    say(f"downloading {BACKBONE_FILE} from {HUB_BACKBONE_REPO} and the VAEs from {HUB_VAE_REPO}")
-    backbone, vaes, hub = download_official(revision=revision, vae_revision=vae_revision)
+    backbone, vaes, hub = download_official(
+        revision=revision, vae_revision=vae_revision, progress=say
+    )
     return convert_copgen(
         backbone, vaes, output, config=config, size=size, overwrite=overwrite, progress=say,
         provenance=hub,
@@ -431,6 +486,7 @@ __all__ = [
     "download_official",
     "file_sha256",
     "find_vae_files",
+    "hub_unreachable",
     "load_copgen",
     "load_official_from_hub",
     "read_backbone_config",

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from geocopgen.modalities import MODALITIES
+
 #: Ground size of one chip, for every image slot.
 CHIP_GROUND_SIZE_M = 1920.0
 
@@ -133,6 +135,16 @@ def modality_of_slot(key: str) -> str:
 def registry_band(s: CopgenSlot, band: str) -> str:
     """A slot band's name in geocopgen's registry (``vv`` → ``VV``, ``DEM`` → ``elevation``)."""
     return _REGISTRY_BANDS.get(s.key, band.upper())
+
+
+def registry_bands(s: CopgenSlot) -> tuple[str, ...]:
+    """An image slot's bands by their registry names, in the registry's order: band-number
+    order for Sentinel-2 (``B05 B06 B07 B8A B11 B12``, B8A in B08's place, as products and the
+    merged outputs list them), not the VAE's channel order."""
+    names = [registry_band(s, b) for b in s.bands]
+    registry = MODALITIES.get(modality_of_slot(s.key)) if s.kind == "image" else None
+    order = registry.band_names if registry is not None else names
+    return tuple(sorted(names, key=lambda b: order.index(b) if b in order else len(order)))
 
 
 _REGISTRY_BANDS = {

@@ -241,16 +241,23 @@ class CopgenModel:
         self,
         generate: Sequence[str],
         conditions: Mapping[str, torch.Tensor] | None = None,
+        *,
+        steps: int | None = None,
+        preset: CopgenSamplerPreset | None = None,
         **kwargs: Any,
     ) -> SamplingOutput:
-        """Generate latents with this model's preset (see :func:`copgen_sample`), in the
-        precision the official code runs on this device unless ``precision=`` says otherwise
-        (:mod:`geocopgen.precision`)."""
+        """Generate latents with this model's preset, or ``preset``, with ``steps`` model calls
+        where given (the CLI's ``--steps``), in the precision the official code runs on this
+        device unless ``precision=`` says otherwise (:mod:`geocopgen.precision`); other
+        keywords as :func:`copgen_sample`."""
         kwargs.setdefault("precision", "auto")
+        preset = preset or self.preset
+        if steps is not None:
+            preset = dataclasses.replace(preset, steps=steps)
         kwargs.setdefault("ignored", self.ignored)
         kwargs.setdefault("prediction", self.prediction)
         kwargs.setdefault("first_guess", self.first_guess)
-        return copgen_sample(self.backbone, generate, conditions, preset=self.preset, **kwargs)
+        return copgen_sample(self.backbone, generate, conditions, preset=preset, **kwargs)
 
     def to(self, *args: Any, **kwargs: Any) -> CopgenModel:
         """Move the backbone and every VAE (``device`` and/or ``dtype``), like ``nn.Module.to``."""

@@ -9,7 +9,6 @@ readers': bilinear when the target pixels are as fine or finer, average when the
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
@@ -22,6 +21,7 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
 from geocopgen.errors import GridError, NoOverlapError, ResamplingWarning
+from geocopgen.errors import warn as warn_caller
 from geocopgen.io.array import modality_array
 from geocopgen.io.readers import bands_on_grid, choose_resampling
 from geocopgen.io.source import crosses_antimeridian
@@ -129,11 +129,10 @@ def reproject(
             f"{', '.join(allowed)}"
         )
     if warn:
-        warnings.warn(
+        warn_caller(
             f"{source}: resampled from {describe(src_grid)} onto {describe(grid)} with {method} "
             "resampling",
             ResamplingWarning,
-            stacklevel=2,
         )
     out = xr_reproject(array, grid, resampling=method, dst_nodata=np.float32(np.nan))
     attrs = {k: v for k, v in array.attrs.items() if k not in ("modality", "units", "source")}

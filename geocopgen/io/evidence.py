@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from geocopgen.errors import ConfigError, GeoCopGenWarning, InputError, OffsetWarning
+from geocopgen.errors import ConfigError, GeoCopGenWarning, InputError, OffsetWarning, warn
 from geocopgen.io.detect import path_words
 from geocopgen.io.landcover import detect_lulc_scheme, lulc_scheme_from_tags
 from geocopgen.modalities import S2_OFFSET_DN, s2_offset
@@ -130,10 +130,9 @@ def decide_s1_scale(
         if negative > 0.01:
             return "db", f"{negative:.0%} of sampled values are negative (dB)"
         return "linear", "no negative values (linear power cannot be negative)"
-    warnings.warn(
+    warn(
         f"{source}: cannot tell whether Sentinel-1 values are dB or linear power; assuming dB. "
         "Pass s1_scale='linear' (CLI --s1-scale linear) if they are linear.",
         GeoCopGenWarning,
-        stacklevel=3,
     )
     return "db", "no evidence; assumed dB"

@@ -36,8 +36,8 @@ from geocopgen.copgen.layout import (
     DATE_SLOT,
     LATLON_SLOT,
     MODALITY_SLOTS,
-    CopgenSlot,
     registry_band,
+    registry_bands,
     slot,
 )
 from geocopgen.copgen.model import CopgenModel
@@ -115,13 +115,7 @@ class GroupedPlan:
 
     def output_bands(self, key: str) -> tuple[str, ...]:
         """The output band names of a generated slot (registry names, registry order)."""
-        s = slot(key)
-        return tuple(sorted((registry_band(s, b) for b in s.bands), key=_band_order(s)))
-
-
-def _band_order(s: CopgenSlot) -> Any:
-    names = [registry_band(s, b) for b in s.bands]
-    return lambda b: (len(b), b) if s.key.startswith("S2") else names.index(b)
+        return registry_bands(slot(key))
 
 
 def dn_offset_for(
