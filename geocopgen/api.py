@@ -402,12 +402,11 @@ def _warn_off_the_scene(
         grid = grid_of(array)
         if grid == place or _lines_up(grid, scene):
             continue
-        warnings.warn(
+        warn(
             f"{array.attrs.get('source', 'a condition')}: on another grid than the scene "
             f"({_where(grid)}; the scene: {_where(scene)}); reprojected onto each resolution "
             "group's grid (bilinear, or average where coarser)",
             ResamplingWarning,
-            stacklevel=5,
         )
 
 

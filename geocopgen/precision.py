@@ -119,7 +119,7 @@ def resolve_precision(precision: str, device: torch.device | str) -> PrecisionPo
     codecs = dtype if device.type == "cuda" else None
     policy = PrecisionPolicy(precision, device, dtype, codecs, reason)
     if reason:
-        log.info("precision auto on %s: %s (%s)", device, policy.tag, reason)
+        log.info("precision auto: %s (%s)", policy.tag, reason)
     return policy
 
 

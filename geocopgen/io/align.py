@@ -168,11 +168,10 @@ def _across_antimeridian(array: xr.DataArray, grid: GeoBox, warn: bool) -> xr.Da
             "from a file; write it to a GeoTIFF first, or reproject it to a projected CRS."
         )
     if warn:
-        warnings.warn(
+        warn_caller(
             f"{source}: resampled across the antimeridian from {describe(grid_of(array))} onto "
             f"{describe(grid)}",
             ResamplingWarning,
-            stacklevel=3,
         )
     return moved
 

@@ -50,7 +50,13 @@ from geocopgen.copgen.sampler import (
     flat_guesses,
     initial_state,
 )
-from geocopgen.errors import ConfigError, GeoCopGenWarning, ModalityError, NoValidDataError
+from geocopgen.errors import (
+    ConfigError,
+    GeoCopGenWarning,
+    ModalityError,
+    NoValidDataError,
+    warn,
+)
 from geocopgen.io.align import reproject
 from geocopgen.io.readers import bands_on_grid
 from geocopgen.modalities import S2_OFFSET_DN, S2_OFFSET_START
@@ -585,10 +591,9 @@ def run_grouped(
     for key, found in counts.items():
         hits = {k: v for k, v in found.items() if v}
         if hits:
-            warnings.warn(
+            warn(
                 f"{key}: {', '.join(f'{v} values {k.lower()}' for k, v in hits.items())} "
                 "(limits of COP-GEN's codecs, see docs/copgen.md)",
                 GeoCopGenWarning,
-                stacklevel=2,
             )
     return counts
