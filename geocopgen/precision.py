@@ -27,21 +27,19 @@ import logging
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
-
-import torch
+from typing import TYPE_CHECKING, Literal, get_args
 
 from geocopgen.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported where a policy is made, not where options are checked
+    import torch
 
 log = logging.getLogger(__name__)
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
-DTYPES: dict[str, torch.dtype | None] = {
-    "fp32": None,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-}
+#: The autocast dtype of each precision (``None``: float32, no autocast), by ``torch`` attribute.
+DTYPES: dict[str, str | None] = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
 #: CPU flags that mean native bfloat16 arithmetic (x86 AVX512-BF16 or AMX; Arm's BF16 extension).
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 
@@ -83,6 +81,8 @@ class PrecisionPolicy:
     reason: str = ""
 
     def _autocast(self, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[None]:
+        import torch
+
         if dtype is None:  # float32: no autocast at all, so fp32 stays bit for bit what it was
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
@@ -110,12 +110,14 @@ def resolve_precision(precision: str, device: torch.device | str) -> PrecisionPo
     emulate bfloat16 more slowly than float32). An explicit precision is honoured as asked;
     float16 on a CPU runs, but slowly (no native float16 matmuls on most CPUs).
     """
+    import torch
+
     device = torch.device(device)
     precision = check_precision(precision)
     reason = ""
     if precision == "auto":
         precision, reason = _auto(device)
-    dtype = DTYPES[precision]
+    dtype = None if DTYPES[precision] is None else getattr(torch, DTYPES[precision])
     codecs = dtype if device.type == "cuda" else None
     policy = PrecisionPolicy(precision, device, dtype, codecs, reason)
     if reason:

@@ -123,7 +123,7 @@ def test_auto_on_this_cpu_is_bf16_and_says_so_at_v(tmp_path, caplog):
     caplog.set_level("INFO", logger="geocopgen")
     with _translate(tmp_path, "auto") as out:
         assert out.tags()["PRECISION"].startswith("bf16 on cpu")
-    assert any("precision auto on cpu" in r.getMessage() for r in caplog.records)
+    assert any("precision auto: bf16 on cpu" in r.getMessage() for r in caplog.records)
 
 
 def test_cost_is_announced_before_a_long_run_and_silenced_without_progress(
