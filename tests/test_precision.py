@@ -129,11 +129,16 @@ def test_auto_on_this_cpu_is_bf16_and_says_so_at_v(tmp_path, caplog):
 def test_cost_is_announced_before_a_long_run_and_silenced_without_progress(
     tmp_path, monkeypatch, capsys
 ):
+    """Issue 27 row 15: a large run says its size before the first read, and its time once a
+    batch has been denoised."""
     monkeypatch.setattr(cost, "ANNOUNCE_ABOVE_S", 0.0)
+    monkeypatch.setattr(cost, "ANNOUNCE_ABOVE_EVALUATIONS", 0)
     out = tmp_path / "dem.tif"
     geocopgen.translate(EXAMPLE, "dem", output=out, steps=2, precision="fp32")
     err = capsys.readouterr().err
-    assert "geocopgen: denoising 4 chips x 2 calls in batches of 8 on cpu in fp32: about" in err
+    size = "geocopgen: translating 4 chips x 2 model calls in batches of 8 on cpu in fp32"
+    time_ = "geocopgen: denoising 4 chips x 2 calls in batches of 8 on cpu in fp32: about"
+    assert size in err and time_ in err and err.index(size) < err.index("encoding")
     geocopgen.translate(EXAMPLE, "dem", output=out, steps=2, precision="fp32", progress=False,
                         overwrite=True)  # fmt: skip
     assert "denoising" not in capsys.readouterr().err

@@ -19,6 +19,22 @@ from geocopgen.precision import PrecisionPolicy
 
 #: Runs expected to take less than this (seconds) are not announced.
 ANNOUNCE_ABOVE_S = 60.0
+#: Translations of more chip evaluations than this are announced before their first read (a
+#: huge raster spends minutes encoding before the denoising loop can be timed).
+ANNOUNCE_ABOVE_EVALUATIONS = 5000
+
+
+def announce_plan(
+    *, chips: int, calls: int, batch_size: int, precision: PrecisionPolicy, progress: bool
+) -> None:
+    """Say the size of a large translation before any of it is spent (stderr, with progress)."""
+    if progress and chips * calls > ANNOUNCE_ABOVE_EVALUATIONS:
+        tqdm.write(
+            f"geocopgen: translating {chips} chips x {calls} model calls in batches of "
+            f"{batch_size} on {precision.device.type} in {precision.name}; the time it takes "
+            "is said once a batch has been denoised (Ctrl-C stops it, leaving nothing behind)",
+            file=sys.stderr,
+        )
 
 
 def duration(seconds: float) -> str:
@@ -79,4 +95,10 @@ class DenoiseClock:
             torch.cuda.synchronize(self.precision.device)
 
 
-__all__ = ["ANNOUNCE_ABOVE_S", "DenoiseClock", "duration"]
+__all__ = [
+    "ANNOUNCE_ABOVE_EVALUATIONS",
+    "ANNOUNCE_ABOVE_S",
+    "DenoiseClock",
+    "announce_plan",
+    "duration",
+]

@@ -72,7 +72,7 @@ from geocopgen.translation.canvas import (
     positional_noise,
     weight_sum,
 )
-from geocopgen.translation.cost import DenoiseClock
+from geocopgen.translation.cost import DenoiseClock, announce_plan
 from geocopgen.translation.device import device_of, resolve_device_options
 from geocopgen.translation.groups import GroupLayout
 from geocopgen.translation.translator import (
@@ -565,6 +565,10 @@ def run_grouped(
     limit counts per slot."""
     latents: dict[str, torch.Tensor] = {}
     active = np.ones(plan.layout.chip_shape, dtype=bool)
+    announce_plan(
+        chips=active.size, calls=plan.preset.steps, batch_size=int(plan.options.batch_size),
+        precision=plan.precision, progress=plan.options.progress,
+    )  # fmt: skip
     floored = 0
     masks: list[GridMask] = []
     for name, keys in plan.condition_slots.items():

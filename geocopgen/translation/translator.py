@@ -58,7 +58,7 @@ from geocopgen.translation.canvas import (
     positional_noise,
     weight_sum,
 )
-from geocopgen.translation.cost import DenoiseClock
+from geocopgen.translation.cost import DenoiseClock, announce_plan
 from geocopgen.translation.plan import (
     TranslationPlan,
     check_codec,
@@ -483,6 +483,10 @@ class CanvasTranslator:
             pixel_chips=len(layout.pixel_chips),
             steps=opts.steps or self.pipeline.num_inference_steps,
         )
+        announce_plan(
+            chips=len(layout.latent_chips), calls=stats.steps, batch_size=int(opts.batch_size),
+            precision=plan.precision, progress=opts.progress,
+        )  # fmt: skip
         clock = time.perf_counter()
         latents: dict[str, torch.Tensor] = {}
         active = np.ones(layout.latent_chips.shape, dtype=bool)
