@@ -132,3 +132,26 @@ def test_checkpoint_from_another_config_lists_the_misfits(pipe, tmp_path):
         CheckpointError, match=r"26 missing key\(s\): in_blocks\.1\.attn\.qkv\.weight"
     ):
         CopGenPipeline.from_pretrained(folder)
+
+
+def test_the_pipeline_samples_in_the_precision_asked_and_stays_close(pipe, tiles):
+    """A 4-modality pipeline (COP-GEN-Beta's kind) follows ``precision`` like COP-GEN models:
+    the backbone sees bfloat16 autocast in ``bf16``, none in ``fp32``; outputs are float32 and
+    close to each other."""
+    seen = []
+    hook = pipe.backbone.register_forward_hook(
+        lambda _m, _i, out: seen.append(out.sample["dem"].dtype)
+    )
+
+    def run(precision):
+        gen = generators_from_seeds([1, 2])
+        return pipe(["dem"], {"s2l2a": tiles["s2l2a"]}, generator=gen, progress=False,
+                    precision=precision).images["dem"]  # fmt: skip
+
+    try:
+        fp32, bf16 = run("fp32"), run("bf16")
+    finally:
+        hook.remove()
+    assert set(seen[:5]) == {torch.float32} and set(seen[5:]) == {torch.bfloat16}
+    assert fp32.dtype == bf16.dtype == torch.float32
+    assert 0 < float((fp32 - bf16).abs().max()) < 0.1

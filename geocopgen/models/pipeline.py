@@ -41,6 +41,7 @@ from geocopgen.models.sampling import (
     sample_chain,
 )
 from geocopgen.models.schedule import default_scheduler, scheduler_from_config
+from geocopgen.precision import resolve_precision
 
 PIPELINE_CONFIG = "pipeline.json"
 FORMAT_VERSION = 1
@@ -156,13 +157,19 @@ class CopGenPipeline:
         ignored: Ignored | None = None,
         output_type: str = "image",
         progress: bool = True,
+        precision: str = "auto",
     ) -> PipelineOutput:
         """Generate ``generate`` from ``conditions`` (normalised images) and/or latents.
 
         ``init`` (images) + ``strength`` re-imagine given modalities; ``output_type="latent"``
-        skips decoding. See :func:`geocopgen.models.sampling.sample` for the rest.
+        skips decoding; ``precision`` as the official code runs on this device unless said
+        otherwise (:mod:`geocopgen.precision`). See :func:`geocopgen.models.sampling.sample`
+        for the rest.
         """
-        cond = {**self._encode(conditions, generator), **(condition_latents or {})}
+        policy = resolve_precision(precision, next(self.backbone.parameters()).device)
+        with policy.for_codecs():
+            cond = {**self._encode(conditions, generator), **(condition_latents or {})}
+            init_latents = self._encode(init, generator)
         out = sample(
             self.backbone,
             self.scheduler,
@@ -171,14 +178,16 @@ class CopGenPipeline:
             num_inference_steps=num_inference_steps or self.num_inference_steps,
             num_samples=num_samples,
             generator=generator,
-            init_latents=self._encode(init, generator),
+            init_latents=init_latents,
             strength=strength,
             batch_size=batch_size,
             latent_shape=latent_shape,
             ignored=ignored or self.ignored,
             progress=progress,
+            precision=policy,
         )
-        return self._output(out.latents, generate, output_type)
+        with policy.for_codecs():
+            return self._output(out.latents, generate, output_type)
 
     @torch.no_grad()
     def loop(
@@ -226,7 +235,8 @@ class CopGenPipeline:
         images = {}
         if output_type == "image":
             wanted = {self.backbone.canonical(n) for n in generate}
-            images = self.decode({k: v for k, v in latents.items() if k in wanted})
+            decoded = self.decode({k: v for k, v in latents.items() if k in wanted})
+            images = {k: v.float() for k, v in decoded.items()}  # float16 under CUDA autocast
         return PipelineOutput(images=images, latents=latents)
 
     # --- save / load -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ handled by :func:`~geocopgen.models.schedule.model_timestep`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,7 @@ from tqdm.auto import tqdm
 from geocopgen.errors import ConfigError, ModalityError
 from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.schedule import model_timestep
+from geocopgen.precision import PrecisionPolicy, resolve_precision
 
 Ignored = Literal["omit", "noise"]
 Generators = torch.Generator | Sequence[torch.Generator] | None
@@ -55,6 +57,7 @@ def predict_model_output(
     *,
     ignored: Ignored = "omit",
     generator: Generators = None,
+    precision: PrecisionPolicy | None = None,
 ) -> dict[str, torch.Tensor]:
     """The network's prediction for the modalities in ``latents`` at diffusers ``timestep``.
 
@@ -66,6 +69,7 @@ def predict_model_output(
     timestep (int or ``(B,)`` tensor) for every generated modality, or a mapping name → timestep.
     ``ignored="noise"`` reproduces the official quirk of feeding every other modality of the model
     fresh N(0, 1) noise at timestep 0 (``"omit"``, the default, leaves them out of the sequence).
+    ``precision`` is what the network runs in (``None``: float32); the prediction is float32.
     """
     conditions = dict(conditions or {})
     generated = [backbone.canonical(n) for n in latents]
@@ -91,8 +95,9 @@ def predict_model_output(
                 times[name] = 0.0
     elif ignored != "omit":
         raise ConfigError(f"ignored must be 'omit' or 'noise', got {ignored!r}")
-    out = backbone(inputs, times).sample
-    return {key: out[name] for name, key in zip(generated, latents, strict=True)}
+    with contextlib.nullcontext() if precision is None else precision.for_backbone():
+        out = backbone(inputs, times).sample
+    return {key: out[name].float() for name, key in zip(generated, latents, strict=True)}
 
 
 def start_index(num_inference_steps: int, strength: float) -> int:
@@ -118,6 +123,7 @@ def sample(
     latent_shape: tuple[int, int] | None = None,
     ignored: Ignored = "omit",
     progress: bool = True,
+    precision: str | PrecisionPolicy = "fp32",
 ) -> SamplingOutput:
     """Generate ``generate`` from ``conditions`` (scaled latents, name → ``(B, C, H, W)``).
 
@@ -128,6 +134,8 @@ def sample(
     * ``init_latents`` + ``strength`` (per modality): partially noise a given latent to
       ``strength`` (1 = pure noise) and denoise it from there, to re-imagine it. Before its start
       step such a modality is fed at its starting noise level and timestep, and left unchanged.
+    * ``precision``: what the backbone runs in (:mod:`geocopgen.precision`; default ``"fp32"``,
+      the reference); the schedulers' arithmetic stays float32.
     """
     conditions = {backbone.canonical(k): v for k, v in (conditions or {}).items()}
     init_latents = {backbone.canonical(k): v for k, v in (init_latents or {}).items()}
@@ -139,6 +147,8 @@ def sample(
     )
     gens = _check_generators(generator, items)
     param = next(backbone.parameters())
+    if isinstance(precision, str):
+        precision = resolve_precision(precision, param.device)
     strengths = _strengths(names, strength, init_latents)
 
     frozen = [
@@ -178,8 +188,9 @@ def sample(
         }
         times = {n: t if n in active else start_t[n] for n in names}
         out = predict_model_output(
-            backbone, current, conditions, times, ignored=ignored, generator=gens
-        )
+            backbone, current, conditions, times, ignored=ignored, generator=gens,
+            precision=precision,
+        )  # fmt: skip
         for n in active:
             state[n] = schedulers[n].step(out[n], t, state[n], **step_kwargs).prev_sample
     return SamplingOutput(latents={**state, **conditions})
