@@ -45,6 +45,7 @@ from geocopgen.io import align, model_grid, open_raster, utm_grid
 from geocopgen.io.source import is_remote, open_dataset
 from geocopgen.modalities import get_modality
 from geocopgen.options import ReadOptions, TranslateOptions, WriteOptions, split_options
+from geocopgen.outputs import removed_on_failure
 from geocopgen.raster.grid import (
     GeoBox,
     at_resolution,
@@ -311,13 +312,33 @@ def _translate(
     device: str | torch.device | None,
 ) -> xr.DataArray | dict[str, xr.DataArray]:
     """The one path of :func:`translate` and :func:`generate`: check the output, load the
-    model, plan once, run into the file or into memory, and return the result."""
+    model, plan once, run into the file or into memory, and return the result; output folders
+    it created are removed again if it fails."""
+    sources = [str(a.attrs.get("source", "")) for a in conditions.values()]
+    check_model(model)  # a missing folder: nothing created
+    created = writing.prepare(inputs=sources)  # before the model loads: a refusal costs nothing
+    with removed_on_failure(created):
+        return _translate_into(
+            target, conditions, place, reading=reading, writing=writing, sampling=sampling,
+            model=model, device=device,
+        )  # fmt: skip
+
+
+def _translate_into(
+    target: str,
+    conditions: Mapping[str, xr.DataArray],
+    place: GeoBox,
+    *,
+    reading: ReadOptions,
+    writing: WriteOptions,
+    sampling: TranslateOptions,
+    model: ModelLike,
+    device: str | torch.device | None,
+) -> xr.DataArray | dict[str, xr.DataArray]:
+    """:func:`_translate` after the output is checked: load, plan, run."""
     from geocopgen.models.pipeline import CopGenPipeline as CanvasModel
     from geocopgen.translation import CanvasTranslator, result_array, run_plan
 
-    sources = [str(a.attrs.get("source", "")) for a in conditions.values()]
-    check_model(model)  # a missing folder: nothing created
-    writing.prepare(inputs=sources)  # before the model loads: a refused output costs nothing
     pipeline = load_model(model, device=device)  # everything a user can get wrong is checked
     if not isinstance(pipeline, CanvasModel):
         return _translate_copgen(

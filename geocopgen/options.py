@@ -137,13 +137,15 @@ class WriteOptions:
         if self.cog and self.path is None:
             raise ConfigError("cog=True needs an output path; an in-memory result has no file")
 
-    def prepare(self, inputs: Iterable[str | os.PathLike] = ()) -> None:
+    def prepare(self, inputs: Iterable[str | os.PathLike] = ()) -> list[Path]:
         """Before any work: refuse writing over an input, a folder, or an existing file without
-        ``overwrite``; create the missing parent folders (:mod:`geocopgen.outputs`)."""
-        if self.path is not None:
-            from geocopgen.outputs import prepare_output
+        ``overwrite``; create the missing parent folders and return them, for removal if the
+        run fails (:mod:`geocopgen.outputs`)."""
+        if self.path is None:
+            return []
+        from geocopgen.outputs import prepare_output
 
-            prepare_output(self.path, overwrite=self.overwrite, inputs=inputs, raster=True)
+        return prepare_output(self.path, overwrite=self.overwrite, inputs=inputs, raster=True)
 
 
 _VALUES = {"reading": ReadOptions, "sampling": TranslateOptions, "writing": WriteOptions}

@@ -26,7 +26,7 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from geocopgen.errors import OutputError, OutputExistsError
@@ -133,6 +133,17 @@ def remove_created(folders: Iterable[Path]) -> None:
     for folder in reversed(list(folders)):
         with contextlib.suppress(OSError):
             folder.rmdir()
+
+
+@contextlib.contextmanager
+def removed_on_failure(folders: Iterable[Path]) -> Iterator[None]:
+    """Run the body; if it fails (an error, Ctrl-C), remove the output ``folders`` this run
+    created (:func:`remove_created`), so a failed call leaves nothing behind, as the CLI does."""
+    try:
+        yield
+    except BaseException:
+        remove_created(folders)
+        raise
 
 
 # --- temporary files and moving into place -------------------------------------------------

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from geocopgen import api
 from geocopgen.cli import app
-from geocopgen.errors import OutputError, OutputExistsError
+from geocopgen.errors import NoValidDataError, OutputError, OutputExistsError
 from geocopgen.io import open_raster
 from geocopgen.outputs import remove_stale
 from geocopgen.raster.mosaic import apply_chipwise, identity
@@ -135,6 +135,9 @@ def test_a_failed_run_removes_the_folders_it_created_and_only_those(tmp_path, ti
         dst.write(np.zeros(shape, dtype=profile["dtype"]))
     result = cli("translate", all_nodata, "--to", "dem", "-o", out, "--model", tiny)
     assert result.exit_code == 1 and "Traceback" not in result.output
+    assert not (kept / "new").exists() and kept.is_dir()
+    with pytest.raises(NoValidDataError):  # the Python API leaves nothing behind either
+        api.translate(all_nodata, "dem", output=out, model=tiny, progress=False)
     assert not (kept / "new").exists() and kept.is_dir()
 
 
