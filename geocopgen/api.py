@@ -314,46 +314,28 @@ def _translate(
     """The one path of :func:`translate` and :func:`generate`: check the output, load the
     model, plan once, run into the file or into memory, and return the result; output folders
     it created are removed again if it fails."""
+    from geocopgen.models.pipeline import CopGenPipeline as CanvasModel
+    from geocopgen.translation import CanvasTranslator, result_array, run_plan
+
     sources = [str(a.attrs.get("source", "")) for a in conditions.values()]
     check_model(model)  # a missing folder: nothing created
     created = writing.prepare(inputs=sources)  # before the model loads: a refusal costs nothing
     with removed_on_failure(created):
-        return _translate_into(
-            target, conditions, place, reading=reading, writing=writing, sampling=sampling,
-            model=model, device=device,
-        )  # fmt: skip
+        pipeline = load_model(model, device=device)  # everything a user can get wrong is checked
+        if not isinstance(pipeline, CanvasModel):
+            return _translate_copgen(
+                pipeline, target, conditions, place, reading, sampling, writing, _model_name(model)
+            )
+        target = get_modality(target).name  # a COP-GEN-only modality is not one of this model's
+        if sampling.steps is not None:  # a COP-GEN model's preset checks its own
+            from geocopgen.copgen.sampler import check_steps
 
-
-def _translate_into(
-    target: str,
-    conditions: Mapping[str, xr.DataArray],
-    place: GeoBox,
-    *,
-    reading: ReadOptions,
-    writing: WriteOptions,
-    sampling: TranslateOptions,
-    model: ModelLike,
-    device: str | torch.device | None,
-) -> xr.DataArray | dict[str, xr.DataArray]:
-    """:func:`_translate` after the output is checked: load, plan, run."""
-    from geocopgen.models.pipeline import CopGenPipeline as CanvasModel
-    from geocopgen.translation import CanvasTranslator, result_array, run_plan
-
-    pipeline = load_model(model, device=device)  # everything a user can get wrong is checked
-    if not isinstance(pipeline, CanvasModel):
-        return _translate_copgen(
-            pipeline, target, conditions, place, reading, sampling, writing, _model_name(model)
-        )
-    target = get_modality(target).name  # a COP-GEN-only modality is not one of this model's
-    if sampling.steps is not None:  # a COP-GEN model's preset checks its own
-        from geocopgen.copgen.sampler import check_steps
-
-        check_steps(sampling.steps)
-    work, out_grid = _work_and_out_grids(place, target, writing.grid or "input")
-    translator = CanvasTranslator(pipeline, target, sampling)
-    plan = translator.plan(work, conditions, out_grid=out_grid, model=_model_name(model))
-    _, writer = run_plan(translator, plan, writing)
-    return result_array(plan, writer)
+            check_steps(sampling.steps)
+        work, out_grid = _work_and_out_grids(place, target, writing.grid or "input")
+        translator = CanvasTranslator(pipeline, target, sampling)
+        plan = translator.plan(work, conditions, out_grid=out_grid, model=_model_name(model))
+        _, writer = run_plan(translator, plan, writing)
+        return result_array(plan, writer)
 
 
 def _target_name(to: str) -> str:
@@ -833,8 +815,6 @@ def _pipeline_capabilities(
 ) -> Capabilities:
     """A one-canvas pipeline folder's capabilities from its ``pipeline.json`` and the codec and
     backbone ``config.json`` files (the chip size is latent size x codec downsampling)."""
-    import json
-
     def read(path: Path) -> dict[str, Any]:
         try:
             return json.loads(path.read_text())

@@ -134,11 +134,14 @@ class CopGenPipeline:
         return {k: self.codec(k).from_latents(z) for k, z in latents.items()}
 
     # --- generation ------------------------------------------------------------------------------
-    def predict_model_output(self, latents, conditions=None, timestep=0, *, generator=None):
+    def predict_model_output(
+        self, latents, conditions=None, timestep=0, *, generator=None, precision=None
+    ):
         """One denoising call (:func:`geocopgen.models.sampling.predict_model_output`)."""
         return predict_model_output(
-            self.backbone, latents, conditions, timestep, ignored=self.ignored, generator=generator
-        )
+            self.backbone, latents, conditions, timestep, ignored=self.ignored,
+            generator=generator, precision=precision,
+        )  # fmt: skip
 
     @torch.no_grad()
     def __call__(

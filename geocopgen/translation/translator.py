@@ -29,7 +29,6 @@ mask 15 MB.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
 import time
@@ -127,10 +126,6 @@ def _device_of(pipeline: CopGenPipeline) -> torch.device:
     return next(pipeline.backbone.parameters()).device
 
 
-def _codec_precision(precision: PrecisionPolicy | None) -> contextlib.AbstractContextManager:
-    return contextlib.nullcontext() if precision is None else precision.for_codecs()
-
-
 # --- 1. encode --------------------------------------------------------------------------------
 #: Physical pixels ``(chips, C, px, px)`` float32 (NaN invalid) → latents ``(chips, z, h, w)``.
 ChipEncoder = Callable[[np.ndarray, np.ndarray], torch.Tensor]
@@ -157,10 +152,11 @@ def encode_canvas(
     codec = check_codec(pipeline, name)
     modality = get_modality(name)
     device = _device_of(pipeline)
+    precision = precision or resolve_precision("fp32", device)
 
     def encode(x: np.ndarray, finite: np.ndarray) -> torch.Tensor:
         modality.model_input(x, axis=1, finite=finite)  # in place: no temporaries
-        with _codec_precision(precision):
+        with precision.for_codecs():
             return codec.to_latents(to_device(torch.from_numpy(x), device).float()).float()
 
     return encode_chips(
@@ -237,6 +233,7 @@ def denoise_canvas(
     """The target's final latent canvas ``(samples, C, H, W)``; ``precision`` says what the
     backbone runs in (``None``: float32)."""
     device = _device_of(pipeline)
+    precision = precision or resolve_precision("fp32", device)
     steps = options.steps or pipeline.num_inference_steps
     scheduler = copy.deepcopy(pipeline.scheduler)
     scheduler.set_timesteps(steps, device=device)
@@ -257,7 +254,7 @@ def denoise_canvas(
     denoiser = _Denoiser(pipeline, target, layout, conditions, options.samples, precision)
     clock = DenoiseClock(
         chips=len(chips), calls=steps, batches=len(batches), batch_size=per_call * options.samples,
-        precision=precision or resolve_precision("fp32", device), progress=options.progress,
+        precision=precision, progress=options.progress,
     )  # fmt: skip
     with bar, torch.inference_mode():
         if options.seamless:
@@ -306,8 +303,7 @@ class _Denoiser:
         precision: PrecisionPolicy | None = None,
     ) -> None:
         self.pipeline, self.target, self.layout = pipeline, target, layout
-        self.conditions, self.samples = conditions, samples
-        self.precision = contextlib.nullcontext if precision is None else precision.for_backbone
+        self.conditions, self.samples, self.precision = conditions, samples, precision
 
     def stack(self, canvas: torch.Tensor, batch: Sequence[Chip]) -> torch.Tensor:
         """``(chips * samples, C, h, w)``, chip-major, from a ``(samples, C, H, W)`` canvas."""
@@ -322,9 +318,9 @@ class _Denoiser:
             name: self.stack(z, batch).repeat_interleave(self.samples, dim=0)
             for name, z in self.conditions.items()
         }
-        with self.precision():
-            out = self.pipeline.predict_model_output({self.target: x}, cond, t)[self.target]
-        return out.float()
+        out = self.pipeline.predict_model_output({self.target: x}, cond, t,
+                                                 precision=self.precision)  # fmt: skip
+        return out[self.target]
 
     def predict(self, canvas: torch.Tensor, batch: Sequence[Chip], t: torch.Tensor) -> torch.Tensor:
         """``(chips, samples, C, h, w)`` model outputs for a batch of canvas chips."""
@@ -354,9 +350,10 @@ def decode_canvas(
     ``precision`` says what the codec runs in (``None``: float32)."""
     codec = check_codec(pipeline, name)
     modality = get_modality(name)
+    precision = precision or resolve_precision("fp32", _device_of(pipeline))
 
     def decode(z: torch.Tensor) -> torch.Tensor:
-        with _codec_precision(precision):
+        with precision.for_codecs():
             image = codec.from_latents(z)
         return modality.denormalize(image.float(), axis=1)
 
