@@ -28,7 +28,7 @@ from geocopgen.copgen.codec import PatchCodec
 from geocopgen.copgen.layout import MODALITY_SLOTS, registry_band
 from geocopgen.copgen.places import IMAGE_SLOTS, SlotPlace
 from geocopgen.copgen.train import fit_codecs
-from geocopgen.translation.grouped import CATEGORIES, physical_from_model
+from geocopgen.copgen.units import CATEGORIES, physical_from_model
 
 
 def physical(key: str, y: torch.Tensor) -> np.ndarray:

@@ -51,7 +51,7 @@ import geocopgen
 from geocopgen.copgen.layout import MODALITY_SLOTS, registry_band
 from geocopgen.copgen.model import CopgenModel
 from geocopgen.copgen.places import IMAGE_SLOTS, SlotPlace
-from geocopgen.translation.grouped import physical_from_model
+from geocopgen.copgen.units import physical_from_model
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = 4

@@ -38,10 +38,10 @@ from geocopgen.copgen.train import (
     fit_first_guess,
     train_backbone,
 )
+from geocopgen.copgen.units import physical_from_model
 from geocopgen.errors import CheckpointError, ConfigError
 from geocopgen.io import open_raster
 from geocopgen.raster.grid import pixel_size
-from geocopgen.translation.grouped import physical_from_model
 
 OTHER = "637U_59R_1_3"
 TINY = BackboneSettings(embed_dim=32, depth=2, num_heads=2, batch_size=2, max_steps=4,

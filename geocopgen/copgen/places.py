@@ -8,7 +8,7 @@ place lacks are simply absent; the training objective leaves them out
 (:mod:`geocopgen.copgen.train`).
 
 The pixels go through exactly what translation does to a condition
-(:func:`~geocopgen.translation.grouped.to_model_units` after :func:`~geocopgen.io.reproject`
+(:func:`~geocopgen.copgen.units.to_model_units` after :func:`~geocopgen.io.reproject`
 onto ``at_resolution(scene, resolution)``), so what the model learns from is what it is given.
 """
 
@@ -32,9 +32,9 @@ from geocopgen.copgen.layout import (
     CopgenSlot,
     registry_band,
 )
+from geocopgen.copgen.units import to_model_units
 from geocopgen.io.align import model_grid, reproject
 from geocopgen.raster.grid import GeoBox, at_resolution, pixel_size, rasterio_crs
-from geocopgen.translation.grouped import to_model_units
 
 #: Chip origins are on this step (metres): the coarsest slot pixel, so every slot's chip starts
 #: on a whole pixel of its own grid.

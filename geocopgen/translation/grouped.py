@@ -50,6 +50,7 @@ from geocopgen.copgen.sampler import (
     flat_guesses,
     initial_state,
 )
+from geocopgen.copgen.units import CATEGORIES, count_limits, physical_from_model, to_model_units
 from geocopgen.errors import (
     ConfigError,
     GeoCopGenWarning,
@@ -63,7 +64,6 @@ from geocopgen.modalities import S2_OFFSET_DN, S2_OFFSET_START
 from geocopgen.options import TranslateOptions
 from geocopgen.precision import PrecisionPolicy
 from geocopgen.prefetch import prefetch, to_device
-from geocopgen.raster.categories import Categories
 from geocopgen.raster.chips import Chip
 from geocopgen.raster.grid import GeoBox, pixel_size
 from geocopgen.translation.canvas import (
@@ -83,25 +83,6 @@ from geocopgen.translation.translator import (
     reduce_samples,
 )
 from geocopgen.translation.validity import PixelMask
-
-#: ESRI 10 m land cover: code, name, colour (the classes COP-GEN's LULC slot knows, in order).
-LULC_CATEGORIES = Categories(
-    codes=(0, 1, 2, 4, 5, 7, 8, 9, 10, 11),
-    names=("no data", "water", "trees", "flooded vegetation", "crops", "built area",
-           "bare ground", "snow/ice", "clouds", "rangeland"),
-    colours=((0, 0, 0), (26, 91, 171), (53, 130, 33), (135, 209, 158), (255, 219, 92),
-             (237, 2, 42), (237, 233, 228), (242, 250, 255), (200, 200, 200), (239, 207, 168)),
-)  # fmt: skip
-#: The S2 cloud mask COP-GEN models: clear, thick cloud, thin cloud, shadow.
-CLOUD_CATEGORIES = Categories(
-    codes=(0, 1, 2, 3),
-    names=("clear", "thick cloud", "thin cloud", "cloud shadow"),
-    colours=((0, 0, 0), (255, 255, 255), (170, 170, 170), (60, 60, 90)),
-)
-CATEGORIES = {"LULC_LULC": LULC_CATEGORIES, "S2L1C_cloud_mask": CLOUD_CATEGORIES}
-#: What an invalid input value becomes in model units: -1, what COP-GEN's own pre-processing
-#: makes of nodata (S2 DN 0) and of a DEM at or below 0 m.
-INVALID_MODEL_VALUE = -1.0
 
 
 @dataclass(frozen=True)
@@ -124,9 +105,7 @@ class GroupedPlan:
         return registry_bands(slot(key))
 
 
-def dn_offset_for(
-    conditions: Mapping[str, xr.DataArray], when: date | None, policy: str
-) -> int:
+def dn_offset_for(conditions: Mapping[str, xr.DataArray], when: date | None, policy: str) -> int:
     """The DN offset the digital numbers given to and taken from COP-GEN carry.
 
     COP-GEN was trained on Major TOM digital numbers as the products delivered them: products of
@@ -263,20 +242,6 @@ def _refuse_unsupported(options: TranslateOptions, targets: Sequence[str]) -> No
 
 
 # --- 1. encode ------------------------------------------------------------------------------
-def to_model_units(key: str, physical: np.ndarray, dn_offset: int) -> torch.Tensor:
-    """geocopgen's physical values of one slot ``(n, C, h, w)`` → COP-GEN model units, invalid
-    values at :data:`INVALID_MODEL_VALUE`."""
-    finite = np.isfinite(physical)
-    x = torch.from_numpy(np.nan_to_num(physical))
-    if key.startswith("S2"):
-        y = norm.to_model(norm.dn_from_reflectance(x, dn_offset), key)
-    elif key.startswith("S1"):
-        y = norm.to_model(x, key, in_db=True)
-    else:
-        y = norm.to_model(x, key)
-    return torch.where(torch.from_numpy(finite), y, INVALID_MODEL_VALUE)
-
-
 def encode_condition(
     model: CopgenModel, plan: GroupedPlan, name: str, key: str, *, progress: bool
 ) -> tuple[torch.Tensor, np.ndarray, int, GridMask]:
@@ -348,7 +313,8 @@ def denoise_groups(
         latlon=norm.encode_latlon(lonlat[..., 1].ravel(), lonlat[..., 0].ravel())
         .reshape(*lonlat.shape[:2], 1, 1, 3)
         .to(device),
-        date=None if plan.when is None
+        date=None
+        if plan.when is None
         else norm.encode_date(plan.when).reshape(1, 1, 1, 3).to(device),
     )
     shapes = {k: (samples, slot(k).latent_shape[0], *canvases[k].shape) for k in plan.targets}
@@ -489,19 +455,6 @@ class ValidOn:
         return out
 
 
-def physical_from_model(key: str, y: torch.Tensor, dn_offset: int) -> torch.Tensor:
-    """COP-GEN model units of a generated slot → geocopgen's physical units (reflectance, dB,
-    metres), or the blended class scores of a categorical slot (turned into codes later)."""
-    if key in CATEGORIES:
-        return y
-    x = norm.from_model(y, key)
-    if key.startswith("S2"):
-        return norm.reflectance_from_dn(x, dn_offset)
-    if key.startswith("S1"):
-        return 10.0 * torch.log10(x)
-    return x
-
-
 def decode_group(
     model: CopgenModel,
     plan: GroupedPlan,
@@ -522,7 +475,7 @@ def decode_group(
         with plan.precision.for_codecs():
             y = model.decode(key, z).float()
         values = physical_from_model(key, y, plan.dn_offset)
-        _count_limits(key, values, limits)
+        count_limits(key, values, limits)
         return values if index is None else values[:, index]
 
     def reduce(x: np.ndarray) -> np.ndarray:
@@ -538,23 +491,6 @@ def decode_group(
         else:
             sink.add(chip, values)
     return limits
-
-
-def _count_limits(key: str, values: torch.Tensor, limits: dict[str, int]) -> None:
-    def add(name: str, n: int) -> None:
-        limits[name] = limits.get(name, 0) + int(n)
-
-    if key == "DEM_DEM":
-        add("DEM_AT_CEILING_8847M", norm.dem_saturated_count(values))
-        add("DEM_AT_FLOOR_0M", int((values <= norm.DEM_MIN_M).sum()))
-    elif key.startswith("S1"):
-        counts = norm.s1_saturated_counts(10.0 ** (values / 10.0))
-        add("S1_AT_FLOOR", counts["low"])
-        add("S1_AT_CEILING", counts["high"])
-    elif key.startswith("S2"):
-        counts = norm.s2_out_of_range_counts(values)
-        add("S2_BELOW_0", counts["below_0"])
-        add("S2_ABOVE_1", counts["above_1"])
 
 
 # --- the whole operation ----------------------------------------------------------------------

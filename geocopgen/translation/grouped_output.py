@@ -21,6 +21,7 @@ from rasterio.enums import Resampling
 
 from geocopgen.copgen.layout import modality_of_slot, slot
 from geocopgen.copgen.model import CopgenModel
+from geocopgen.copgen.units import CATEGORIES
 from geocopgen.io.array import band_array
 from geocopgen.modalities import MODALITIES, get_modality
 from geocopgen.options import TranslateOptions, WriteOptions
@@ -28,7 +29,7 @@ from geocopgen.outputs import check_output
 from geocopgen.raster.chips import ChipGrid
 from geocopgen.raster.grid import GeoBox, pixel_size
 from geocopgen.raster.mosaic import GDAL_CACHE_MB, MosaicWriter
-from geocopgen.translation.grouped import CATEGORIES, GroupedPlan, plan_grouped, run_grouped
+from geocopgen.translation.grouped import GroupedPlan, plan_grouped, run_grouped
 from geocopgen.translation.output import mosaic_data, mosaic_source, stand_in_arrays
 from geocopgen.translation.plan import reduced_bands
 
