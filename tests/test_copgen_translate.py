@@ -35,7 +35,9 @@ from geocopgen.translation.groups import GroupLayout
 
 REF = Path(__file__).parents[1] / ".." / "shared" / "reference" / "copgen-parity"
 FIXTURE_VAES = ("S2L2A_B02_B03_B04_B08", "S1RTC_vh_vv", "DEM_DEM")
-FAST = {"progress": False, "date": "2021-07-15"}
+#: Plumbing tests run two solver calls; the sampler tests (test_copgen_sampler.py) run 50.
+QUIET = {"progress": False, "date": "2021-07-15"}
+FAST = {**QUIET, "steps": 2}
 
 
 def _random_vae(key: str, seed: int) -> AutoencoderKL:
@@ -182,7 +184,7 @@ def test_accessor_and_cli(copgen_model, tmp_path):
     np.testing.assert_array_equal(via_accessor.values, via_api.values)
     out = tmp_path / "cli.tif"
     args = ["translate", str(terramind("S2L2A")), "--to", "dem", "-o", str(out)]
-    args += ["--model", str(copgen_model), "--date", "2021-07-15"]
+    args += ["--model", str(copgen_model), "--date", "2021-07-15", "--steps", "2"]
     result = CliRunner().invoke(app, ["-q", *args])
     assert result.exit_code == 0, result.output
     with rasterio.open(out) as src:
@@ -193,14 +195,14 @@ def test_generate_on_a_bbox_and_what_info_says(copgen_model):
     """Unconditional generation on a grid built from a place and a date, and the model's
     capabilities as ``info`` reports them."""
     dem = api.generate(
-        "dem", bbox=(34.05, -3.42, 34.08, -3.39), model=copgen_model, steps=1, **FAST
+        "dem", bbox=(34.05, -3.42, 34.08, -3.39), model=copgen_model, steps=1, **QUIET
     )
     # generate writes on the 10 m working grid; grid="native" keeps the DEM's 30 m
     assert dem.rio.crs.to_epsg() == 32736 and abs(dem.rio.resolution()[0]) == 10
     assert np.isfinite(dem.values).all()
     native = api.generate(
         "dem", bbox=(34.05, -3.42, 34.08, -3.39), model=copgen_model, steps=1, grid="native",
-        **FAST,
+        **QUIET,
     )
     assert abs(native.rio.resolution()[0]) == 30
     can = api.capabilities("s2l2a", copgen_model)
@@ -307,7 +309,7 @@ def test_strength_starts_part_way_and_is_tagged(copgen_model, tmp_path):
     assert not np.array_equal(part.values, full.values)
     out = tmp_path / "cli.tif"
     args = ["translate", str(terramind("S2L2A")), "--to", "dem", "-o", str(out), "--strength"]
-    args += ["0.3", "--model", str(copgen_model), "--date", "2021-07-15"]
+    args += ["0.3", "--model", str(copgen_model), "--date", "2021-07-15", "--steps", "2"]
     result = CliRunner().invoke(app, ["-q", *args])
     assert result.exit_code == 0, result.output
     with rasterio.open(out) as src:
@@ -387,7 +389,7 @@ def test_native_20m_bands_come_in_band_number_order_holding_their_own_values(
 
     monkeypatch.setattr(grouped, "physical_from_model", channel_numbers)
     out = tmp_path / "l2a.tif"
-    api.translate(terramind("S1RTC"), "s2l2a", model=copgen_model, output=out, steps=1, **FAST)
+    api.translate(terramind("S1RTC"), "s2l2a", model=copgen_model, output=out, steps=1, **QUIET)
     channels = slot("S2L2A_B05_B06_B07_B11_B12_B8A").bands  # the VAE's: ... B8A, B11, B12
     with rasterio.open(tmp_path / "l2a_20m.tif") as src:
         assert src.descriptions == ("B05", "B06", "B07", "B8A", "B11", "B12")
@@ -434,9 +436,9 @@ def test_steps_far_above_the_samplers_useful_range_warn_at_the_callers_line(
         warnings.simplefilter("always")
         with pytest.raises(Planned):
             line = sys._getframe().f_lineno + 1
-            api.translate(terramind("S2L2A"), "dem", model=copgen_model, steps=100000, **FAST)
+            api.translate(terramind("S2L2A"), "dem", model=copgen_model, steps=100000, **QUIET)
         with pytest.raises(Planned):
-            api.translate(terramind("S2L2A"), "dem", model=copgen_model, steps=200, **FAST)
+            api.translate(terramind("S2L2A"), "dem", model=copgen_model, steps=200, **QUIET)
     steps = [w for w in caught if "sampler steps" in str(w.message)]
     assert len(steps) == 1 and "100000 sampler steps" in str(steps[0].message)
     assert (steps[0].filename, steps[0].lineno) == (__file__, line)

@@ -1,6 +1,5 @@
 """The package imports cleanly: every module on its own in a fresh interpreter, no import cycle
-between its modules, nothing reaching into the package root for a name, and the moved modules'
-old paths still forward (and warn)."""
+between its modules, nothing reaching into the package root for a name, and no forwarding stubs."""
 
 from __future__ import annotations
 
@@ -139,18 +138,10 @@ def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(
-    ("old", "new", "name"),
-    [
-        ("geocopgen.tiling", "geocopgen.raster.chips", "ChipGrid"),
-        ("geocopgen.mosaic", "geocopgen.raster.mosaic", "MosaicWriter"),
-        ("geocopgen.grid", "geocopgen.sources.majortom_grid", "product_transform"),
-    ],
-)
-def test_old_module_paths_forward_with_a_deprecation_warning(old, new, name):
-    with pytest.warns(DeprecationWarning, match=new):
-        moved = getattr(importlib.import_module(old), name)
-    assert moved is getattr(importlib.import_module(new), name)
+@pytest.mark.parametrize("old", ["grid", "mosaic", "tiling", "rastergrid", "_compat"])
+def test_no_shim_modules_remain(old):
+    """The package was never released, so moved modules leave no forwarding stubs behind."""
+    assert not (ROOT / f"{old}.py").exists()
 
 
 def test_the_version_has_its_own_module():

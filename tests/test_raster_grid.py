@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import random
-import warnings
 from pathlib import Path
 
 import pytest
@@ -137,9 +136,9 @@ def test_coarser_grids_share_the_scene_origin_and_its_pixel_edges(path, factor):
     assert (coarse.affine.c, coarse.affine.f) == (scene.affine.c, scene.affine.f)
     # every coarse pixel edge is a scene pixel edge, bit for bit
     for k in range(coarse.width + 1):
-        assert coarse.affine * (k, 0) == scene.affine * (k * factor, 0)
+        assert coarse.affine @ (k, 0) == scene.affine @ (k * factor, 0)
     for k in range(coarse.height + 1):
-        assert coarse.affine * (0, k) == scene.affine * (0, k * factor)
+        assert coarse.affine @ (0, k) == scene.affine @ (0, k * factor)
     # it covers every scene pixel, by less than one coarse pixel more
     assert coarse.width == math.ceil(scene.width / factor)
     assert coarse.height == math.ceil(scene.height / factor)
@@ -186,17 +185,3 @@ def test_almost_equal_tolerates_float_noise_only():
     moved = GeoBox(scene.shape, Affine(t.a, 0, t.c + 1e-3, 0, t.e, t.f), scene.crs)
     assert noisy != scene and almost_equal(noisy, scene) and not almost_equal(moved, scene)
     assert not almost_equal(scene[:10, :10], scene)
-
-
-# --- the deprecated spelling -------------------------------------------------------------------
-def test_rastergrid_still_builds_the_equivalent_geobox_with_a_warning():
-    from geocopgen.rastergrid import RasterGrid
-
-    with rasterio.open(SCENE) as src:
-        with pytest.warns(DeprecationWarning, match="GeoBox"):
-            old = RasterGrid(src.crs, src.transform, src.width, src.height)
-        assert old == grid_of(src) and isinstance(old, RasterGrid)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            assert RasterGrid.from_dataset(src) == old
-            assert RasterGrid.from_xarray(open_raster(SCENE)) == old
