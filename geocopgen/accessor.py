@@ -47,7 +47,7 @@ class _CopGenBase:
 
 @xr.register_dataarray_accessor("copgen")
 class CopGenArrayAccessor(_CopGenBase):
-    """``da.copgen``: translate, generate, encode and decode one raster."""
+    """``da.copgen``: translate, generate, fill, encode and decode one raster."""
 
     @property
     def modality(self) -> str:
@@ -76,6 +76,17 @@ class CopGenArrayAccessor(_CopGenBase):
         """``to`` generated on this array's grid from ``cond`` only (unconditional when
         ``None``); the array itself gives the place, not a condition."""
         return _api().generate(to, like=self.grid, cond=cond, **kwargs)
+
+    def fill(
+        self,
+        *,
+        cond: Mapping[str, Any] | Sequence[Any] | Any | None = None,
+        **kwargs: Any,
+    ) -> xr.Dataset:
+        """This Sentinel-2 array filled where ``mask`` says (``"nodata"`` by default, ``"scl"``,
+        ``"model"`` or a mask raster), from its clear pixels and ``cond``; see
+        :func:`geocopgen.api.fill` (``mask``, ``dilate``, ``method``, ``samples``...)."""
+        return _api().fill(self._obj, cond=cond, **kwargs)
 
     def encode(self, **kwargs: Any) -> xr.DataArray:
         """Latents on the latent grid (see :func:`geocopgen.api.encode`)."""

@@ -74,6 +74,7 @@ __all__ = [
     "check_model",
     "decode",
     "encode",
+    "fill",
     "generate",
     "has_valid_pixels",
     "load_model",
@@ -740,6 +741,80 @@ def decode(
 
 
 # --- what a model can do with an input ---------------------------------------------------------
+def fill(
+    source: InputLike,
+    *,
+    cond: Mapping[str, InputLike] | Sequence[InputLike] | InputLike | None = None,
+    mask: str | os.PathLike = "nodata",
+    dilate: int = 0,
+    method: str = "model",
+    feather: int | None = None,
+    modality: str | None = None,
+    output: str | os.PathLike | None = None,
+    model: ModelLike = None,
+    device: str | torch.device | None = None,
+    **options: Any,
+) -> xr.Dataset:
+    """Fill the Sentinel-2 ``source`` where ``mask`` says: under clouds, in nodata gaps.
+
+    ``mask``: ``"nodata"`` (the input's own nodata, the default), ``"scl"`` (its L2A scene
+    classification: cloud shadow, medium and high probability cloud, thin cirrus), ``"model"``
+    (the cloud mask a COP-GEN-layout model generates from it) or a mask raster's path (non-zero
+    = fill; any grid and CRS, reprojected by nearest neighbour), grown by ``dilate`` pixels.
+    ``method``: ``"model"`` (a translation in which the clear part of the input is held and
+    ``cond`` conditions the whole scene), ``"interpolate"`` (GDAL's inverse-distance fill) or
+    ``"ridge"`` (a per-pixel ridge regression from ``cond`` fitted on the clear pixels).
+    ``feather``: pixels inside the mask's edge moved toward their clear neighbours (default 3).
+    ``options`` are :func:`translate`'s (``steps``, ``samples``, ``seed``, ``precision``,
+    ``overwrite``, ``date``...).
+
+    Returns a Dataset on the input grid: ``filled`` (the input's stored values, its clear pixels
+    bit for bit), ``filled_mask`` (0 kept, 1 filled, 255 no data) and, with ``samples > 1``,
+    ``std`` (the filled pixels' standard deviation over samples, physical units). With
+    ``output``, the same is written (``<stem>_filled`` and ``<stem>_std`` beside it) and read
+    back lazily. See :mod:`geocopgen.translation.fill`.
+    """
+    from geocopgen.translation import fill as gap
+
+    reading, sampling, writing = split_options(options, writing={"path": output})
+    request = gap.FillOptions(
+        mask=mask, dilate=dilate, method=method,
+        feather=gap.FEATHER_PX if feather is None else feather,
+    )  # fmt: skip
+    inputs = open_inputs(source, cond, modality=modality, reading=reading)
+    name, array = next(iter(inputs.items()))
+    if not name.startswith("s2"):
+        raise InputError(
+            f"{array.attrs.get('source', 'the input')}: fill fills Sentinel-2 (L1C or L2A); this "
+            f"input is {get_modality(name).long_name}"
+        )
+    conditions = {k: v for k, v in inputs.items() if k != name}
+    stored = gap.Stored.of(array)
+    sources = [str(a.attrs.get("source", "")) for a in inputs.values()]
+    uses_model = method == "model" or str(mask) == "model"
+    if uses_model:
+        check_model(model)
+    created = writing.prepare(inputs=sources)
+    with removed_on_failure(created):
+        loaded = load_model(model, device=device) if uses_model else None
+
+        def cloud_mask(a: xr.DataArray) -> np.ndarray:
+            classes = _translate("cloud_mask", {name: a}, grid_of(a), reading=reading,
+                                 writing=WriteOptions(grid="input"), sampling=sampling,
+                                 model=loaded, device=device)  # fmt: skip
+            return np.isin(np.asarray(classes.values)[0], (1, 2, 3))
+
+        found = gap.resolve_mask(array, request, model_mask=cloud_mask if loaded else None)
+        tags: dict[str, Any] = {
+            "FILL_METHOD": method, "FILL_MASK": found.source, "FILL_DILATE_PX": dilate,
+            "FILL_FEATHER_PX": request.feather, "FILLED_FRACTION": f"{found.fraction:.6f}",
+            "CONDITIONS": ", ".join(f"{k}={v.attrs.get('source', 'array')}"
+                                    for k, v in conditions.items()) or "none",
+        }  # fmt: skip
+        return gap.run(stored, found, request, conditions, sampling, reading, writing,
+                       model=loaded, model_name=_model_name(model), tags=tags)  # fmt: skip
+
+
 def has_valid_pixels(array: xr.DataArray) -> bool:
     """Whether any pixel of a ModalityArray holds data (nodata reads as NaN). Reads block by
     block and stops at the first valid one, so a usual raster costs one block; only an

@@ -44,10 +44,11 @@ def _root(
 
 
 # --- command registrations (one line per area) ----------------------------------------------
-from geocopgen.cli import convert, data, engine, evaluate, train, translate  # noqa: E402
+from geocopgen.cli import convert, data, engine, evaluate, fill, train, translate  # noqa: E402
 
 engine.register(app)
 translate.register(app)  # after engine: its info also says what the model can do
+fill.register(app)
 data.register(app)
 train.register(app)
 evaluate.register(app)

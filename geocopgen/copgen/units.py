@@ -66,6 +66,8 @@ def physical_from_model(key: str, y: torch.Tensor, dn_offset: int) -> torch.Tens
 def count_limits(key: str, values: torch.Tensor, limits: dict[str, int]) -> None:
     """Add to ``limits`` how many physical values of slot ``key`` sit at a limit of COP-GEN's
     codecs or outside the modality's range (reported in the output's tags, not silent)."""
+    if key in CATEGORIES:  # class scores: no physical limit to hit
+        return
 
     def add(name: str, n: int) -> None:
         limits[name] = limits.get(name, 0) + int(n)

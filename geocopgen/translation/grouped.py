@@ -86,8 +86,23 @@ from geocopgen.translation.validity import PixelMask
 
 
 @dataclass(frozen=True)
+class Keep:
+    """What a gap fill keeps of the generated modality (:mod:`geocopgen.translation.fill`).
+
+    ``array`` is that modality in physical units with the pixels to fill set to NaN; ``fill``
+    says, on the scene grid, which pixels are to be filled (``True``) and which hold data the
+    fill keeps. A latent cell whose pixels are all kept is held to the encoded input at every
+    solver call; the rest is generated.
+    """
+
+    array: xr.DataArray
+    fill: np.ndarray
+
+
+@dataclass(frozen=True)
 class GroupedPlan:
-    """A COP-GEN translation planned once: which slots to generate, from what, where."""
+    """A COP-GEN translation planned once: which slots to generate, from what, where; with
+    ``keep``, a gap fill: the generated modality's clear cells are held to the input."""
 
     targets: tuple[str, ...]
     conditions: Mapping[str, xr.DataArray]
@@ -99,6 +114,7 @@ class GroupedPlan:
     preset: CopgenSamplerPreset
     precision: PrecisionPolicy
     tags: Mapping[str, Any] = field(default_factory=dict)
+    keep: Keep | None = None
 
     def output_bands(self, key: str) -> tuple[str, ...]:
         """The output band names of a generated slot (registry names, registry order)."""
@@ -176,8 +192,10 @@ def plan_grouped(
     dn_policy: str = "model",
     overlap_m: float | None = None,
     tags: Mapping[str, Any] | None = None,
+    keep: Keep | None = None,
 ) -> GroupedPlan:
-    """Check the request against the model and lay out every group's canvas, once."""
+    """Check the request against the model and lay out every group's canvas, once; ``keep``
+    makes it a gap fill of ``to`` (see :class:`Keep`)."""
     targets = target_slots(model, to)
     _refuse_unsupported(options, targets)
     condition_slots: dict[str, tuple[str, ...]] = {}
@@ -189,9 +207,10 @@ def plan_grouped(
             raise ModalityError(f"the input is already {name}; translate it to another modality")
         condition_slots[name] = keys
     options, precision = resolve_device_options(options, model.backbone)
-    day = acquisition_date(conditions, when, required=model.ignored != "omit")
+    inputs = dict(conditions) if keep is None else {to.lower(): keep.array, **conditions}
+    day = acquisition_date(inputs, when, required=model.ignored != "omit")
     dn_policy = model.s2_dn if dn_policy == "model" else dn_policy
-    offset = dn_offset_for(conditions, day, dn_policy)
+    offset = dn_offset_for(inputs, day, dn_policy)
     preset = sampler_preset(model, options)
     canvases = [*targets, *(k for keys in condition_slots.values() for k in keys)]
     layout = GroupLayout.for_scene(scene, canvases, overlap_m)
@@ -217,7 +236,7 @@ def plan_grouped(
         **(tags or {}),
     }  # fmt: skip
     return GroupedPlan(targets, dict(conditions), condition_slots, layout, options, day, offset,
-                       preset, precision, all_tags)  # fmt: skip
+                       preset, precision, all_tags, keep)  # fmt: skip
 
 
 def sampler_preset(model: CopgenModel, options: TranslateOptions) -> CopgenSamplerPreset:
@@ -248,10 +267,18 @@ def encode_condition(
     """One condition slot's canvas ``(1, 8, H, W)``, which chips hold valid pixels, (for the
     DEM) how many pixels lie at or below 0 m, which COP-GEN's codec floors, and which pixels of
     its grid hold data."""
+    return encode_slot(model, plan, plan.conditions[name], key, progress=progress)
+
+
+def encode_slot(
+    model: CopgenModel, plan: GroupedPlan, array: xr.DataArray, key: str, *, progress: bool
+) -> tuple[torch.Tensor, np.ndarray, int, GridMask]:
+    """Slot ``key`` of ``array`` (physical units) encoded onto its canvas (see
+    :func:`encode_condition`)."""
     canvas = plan.layout.canvases[key]
     s = slot(key)
     bands = [registry_band(s, b) for b in s.bands]
-    sub = group_pixels(plan.conditions[name], bands, canvas.grid)
+    sub = group_pixels(array, bands, canvas.grid)
     device = device_of(model.backbone)
     floored = int((sub <= 0).sum().compute()) if key == "DEM_DEM" else 0
     sample = plan.options.posterior == "sample"  # the official posterior sample, on request
@@ -287,6 +314,52 @@ def group_pixels(array: xr.DataArray, bands: Sequence[str], grid: GeoBox) -> xr.
         return reproject(array.sel(band=list(bands)), grid, warn=False)
 
 
+def kept_cells(model: CopgenModel, plan: GroupedPlan, key: str) -> tuple[torch.Tensor, np.ndarray]:
+    """A gap fill's kept input of generated slot ``key``: its canvas ``(1, C, H, W)`` and which
+    latent cells ``(H, W)`` hold only kept pixels (a cell is 8 pixels of its group: 80 m at
+    10 m, 480 m at 60 m; a cell with one pixel to fill is generated whole)."""
+    assert plan.keep is not None
+    latents, *_ = encode_slot(model, plan, plan.keep.array, key, progress=plan.options.progress)
+    canvas = plan.layout.canvases[key]
+    step = round(canvas.factor * pixel_size(canvas.grid)[0] / pixel_size(plan.layout.scene)[0])
+    rows, cols = canvas.shape
+    fill = np.ones((rows * step, cols * step), dtype=bool)  # past the scene: nothing kept
+    h, w = (min(a, b) for a, b in zip(plan.keep.fill.shape, fill.shape, strict=True))
+    fill[:h, :w] = plan.keep.fill[:h, :w]
+    kept = ~fill.reshape(rows, step, cols, step).any(axis=(1, 3))
+    return latents, kept
+
+
+@dataclass(frozen=True)
+class Known:
+    """Kept latents flattened like the solver's state: ``values`` where ``where`` is true.
+
+    At every model call the noise prediction there is replaced by the one that makes the solver's
+    clean estimate equal the kept latent, ``ε = (x - α z) / σ``: the kept cells follow
+    ``α_t z + σ_t ε₀`` (the input noised to the current time, as RePaint's replacement does, but
+    without a second noise draw), and the generated cells are denoised beside them, so the
+    canvas stays one seamless sample.
+    """
+
+    values: torch.Tensor
+    where: torch.Tensor
+
+    def hold(self, eps: torch.Tensor, x: torch.Tensor, t: torch.Tensor,
+             schedule: DiscreteVPSchedule) -> torch.Tensor:  # fmt: skip
+        alpha = schedule.alpha(t).reshape(-1, 1).to(x)
+        sigma = schedule.sigma(t).reshape(-1, 1).to(x)
+        return torch.where(self.where, (x - alpha * self.values) / sigma, eps)
+
+    def start(self, state: torch.Tensor, noise: torch.Tensor, t_start: float,
+              schedule: DiscreteVPSchedule) -> torch.Tensor:  # fmt: skip
+        """The solver's first ``state`` with the kept cells the input noised to ``t_start`` by
+        the same ``noise``."""
+        t = torch.full((state.shape[0],), float(t_start), device=state.device)
+        alpha = schedule.alpha(t).reshape(-1, 1).to(state)
+        sigma = schedule.sigma(t).reshape(-1, 1).to(state)
+        return torch.where(self.where, alpha * self.values + sigma * noise, state)
+
+
 # --- 2. denoise -----------------------------------------------------------------------------
 @dataclass
 class _Chips:
@@ -302,8 +375,10 @@ def denoise_groups(
     plan: GroupedPlan,
     conditions: Mapping[str, torch.Tensor],
     active: np.ndarray,
+    kept: Mapping[str, tuple[torch.Tensor, np.ndarray]] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The generated slots' final canvases ``(samples, 8, H, W)`` each."""
+    """The generated slots' final canvases ``(samples, 8, H, W)`` each; ``kept`` (a gap fill,
+    see :func:`kept_cells`) holds their kept cells to the input."""
     opts, canvases = plan.options, plan.layout.canvases
     device = device_of(model.backbone)
     samples = opts.samples
@@ -356,16 +431,37 @@ def denoise_groups(
                 _blend(pred[k], canvases[k], batch, out[k].float(), samples)
             bar.update(1)
         out = torch.cat([(pred[k] / weights[k]).reshape(samples, -1) for k in plan.targets], 1)
-        return as_noise(out, x, t, schedule, model.prediction, guess)
+        eps = as_noise(out, x, t, schedule, model.prediction, guess)
+        return eps if known is None else known.hold(eps, x, t, schedule)
 
     schedule = DiscreteVPSchedule.copgen()
     solver = DPMSolverFast(noise, schedule)
+    known = _flat_known(kept, plan.targets, shapes, device) if kept else None
     with bar, torch.inference_mode():
         x0 = torch.cat([z.to(device).reshape(samples, -1) for z in start], dim=1)
-        final = solver.sample(initial_state(x0, guess, plan.preset, schedule), plan.preset)
+        state = initial_state(x0, guess, plan.preset, schedule)
+        if known is not None:
+            state = known.start(state, x0, plan.preset.t_start, schedule)
+        final = solver.sample(state, plan.preset)
     return {
         k: z.reshape(shapes[k]) for k, z in zip(plan.targets, final.split(sizes, 1), strict=True)
     }
+
+
+def _flat_known(
+    kept: Mapping[str, tuple[torch.Tensor, np.ndarray]],
+    targets: Sequence[str],
+    shapes: Mapping[str, tuple[int, ...]],
+    device: torch.device,
+) -> Known:
+    """The kept canvases and cells of ``targets`` laid out like the solver's flat state."""
+    values, where = [], []
+    for k in targets:
+        z, cells = kept[k]
+        values.append(z.to(device).expand(shapes[k]).reshape(shapes[k][0], -1))
+        mask = torch.from_numpy(cells).to(device)
+        where.append(mask.expand(shapes[k]).reshape(shapes[k][0], -1))
+    return Known(torch.cat(values, 1), torch.cat(where, 1))
 
 
 def _chip(canvas: CanvasLayout, position: tuple[int, int]) -> Chip:
@@ -521,7 +617,8 @@ def run_grouped(
             "no part of the scene has valid data in every condition, so there is nothing to "
             "translate. Check the inputs' nodata values and that they overlap."
         )
-    final = denoise_groups(model, plan, latents, active)
+    kept = {k: kept_cells(model, plan, k) for k in plan.targets} if plan.keep else None
+    final = denoise_groups(model, plan, latents, active, kept)
     counts = {}
     for key in plan.targets:
         valid = ValidOn(masks, pixel_size(plan.layout.canvases[key].grid)[0]) if masks else None
