@@ -1,6 +1,6 @@
 """geocopgen: COP-GEN-Beta generative modality translation for georeferenced Copernicus rasters.
 
-``geocopgen.translate``, ``generate``, ``encode``, ``decode``, ``load_model`` and
+``geocopgen.translate``, ``generate``, ``fill``, ``encode``, ``decode``, ``load_model`` and
 ``capabilities`` are the Python API (:mod:`geocopgen.api`, imported on first use because it pulls
 in torch); ``geocopgen.open_raster`` reads an input as the model sees it (:mod:`geocopgen.io`).
 Everything the README and the guides call is importable from here. Importing geocopgen registers
@@ -14,7 +14,7 @@ from geocopgen._version import __version__
 from geocopgen.errors import GeoCopGenError
 from geocopgen.modalities import MODALITIES, Modality, get_modality
 
-_API = ("translate", "generate", "load_model", "encode", "decode", "capabilities")
+_API = ("translate", "generate", "fill", "load_model", "encode", "decode", "capabilities")
 _IO = ("open_raster",)
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "capabilities",
     "decode",
     "encode",
+    "fill",
     "generate",
     "get_modality",
     "load_model",

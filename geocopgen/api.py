@@ -764,7 +764,9 @@ def fill(
     ``method``: ``"model"`` (a translation in which the clear part of the input is held and
     ``cond`` conditions the whole scene), ``"interpolate"`` (GDAL's inverse-distance fill) or
     ``"ridge"`` (a per-pixel ridge regression from ``cond`` fitted on the clear pixels).
-    ``feather``: pixels inside the mask's edge moved toward their clear neighbours (default 3).
+    ``feather``: how far into the mask the method is matched to its clear surroundings (the
+    residual against the clear pixels, interpolated inward and added): ``None`` (the default)
+    across the whole mask, ``N`` fading out over N pixels, 0 not at all.
     ``options`` are :func:`translate`'s (``steps``, ``samples``, ``seed``, ``precision``,
     ``overwrite``, ``date``...).
 
@@ -775,12 +777,10 @@ def fill(
     back lazily. See :mod:`geocopgen.translation.fill`.
     """
     from geocopgen.translation import fill as gap
+    from geocopgen.translation import fill_mask
 
     reading, sampling, writing = split_options(options, writing={"path": output})
-    request = gap.FillOptions(
-        mask=mask, dilate=dilate, method=method,
-        feather=gap.FEATHER_PX if feather is None else feather,
-    )  # fmt: skip
+    request = gap.FillOptions(mask=mask, dilate=dilate, method=method, feather=feather)
     inputs = open_inputs(source, cond, modality=modality, reading=reading)
     name, array = next(iter(inputs.items()))
     if not name.startswith("s2"):
@@ -789,12 +789,10 @@ def fill(
             f"input is {get_modality(name).long_name}"
         )
     conditions = {k: v for k, v in inputs.items() if k != name}
-    stored = gap.Stored.of(array)
-    sources = [str(a.attrs.get("source", "")) for a in inputs.values()]
     uses_model = method == "model" or str(mask) == "model"
     if uses_model:
         check_model(model)
-    created = writing.prepare(inputs=sources)
+    created = writing.prepare(inputs=[str(a.attrs.get("source", "")) for a in inputs.values()])
     with removed_on_failure(created):
         loaded = load_model(model, device=device) if uses_model else None
 
@@ -804,15 +802,11 @@ def fill(
                                  model=loaded, device=device)  # fmt: skip
             return np.isin(np.asarray(classes.values)[0], (1, 2, 3))
 
-        found = gap.resolve_mask(array, request, model_mask=cloud_mask if loaded else None)
-        tags: dict[str, Any] = {
-            "FILL_METHOD": method, "FILL_MASK": found.source, "FILL_DILATE_PX": dilate,
-            "FILL_FEATHER_PX": request.feather, "FILLED_FRACTION": f"{found.fraction:.6f}",
-            "CONDITIONS": ", ".join(f"{k}={v.attrs.get('source', 'array')}"
-                                    for k, v in conditions.items()) or "none",
-        }  # fmt: skip
-        return gap.run(stored, found, request, conditions, sampling, reading, writing,
-                       model=loaded, model_name=_model_name(model), tags=tags)  # fmt: skip
+        found = fill_mask.resolve(array, mask, dilate, model_mask=cloud_mask if loaded else None)
+        conds = ", ".join(f"{k}={v.attrs.get('source', 'array')}" for k, v in conditions.items())
+        return gap.run(array, found, request, conditions, sampling, reading, writing,
+                       model=loaded, model_name=_model_name(model),
+                       tags={"CONDITIONS": conds or "none"})  # fmt: skip
 
 
 def has_valid_pixels(array: xr.DataArray) -> bool:

@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 
 from geocopgen import api
 from geocopgen.cli import app
-from geocopgen.errors import ConfigError, GeoCopGenWarning, InputError, ModalityError
+from geocopgen.errors import ConfigError, GeoCopGenWarning, InputError
 from geocopgen.evaluation.cloud_shapes import bright_cloud_shape, write_mask
 from geocopgen.raster.grid import grid_of
-from geocopgen.translation import fill as gap
+from geocopgen.translation import fill_output
 from geocopgen.translation.fill_mask import SCL_FILLED, dilate, from_scl
 
 S2 = terramind("S2L2A")
@@ -66,7 +66,7 @@ def test_api_keeps_clear_pixels_bit_for_bit_and_the_georeference(clouds, tmp_pat
     reflectance = after[:, cloud].astype(np.float64) / 10000
     assert (reflectance >= 0).all() and (reflectance <= 1.5).all()
     flags = _read(tmp_path / "filled_filled.tif")[0][0]
-    np.testing.assert_array_equal(flags == gap.FILLED, cloud)
+    np.testing.assert_array_equal(flags == fill_output.FILLED, cloud)
     with rasterio.open(out) as src:
         tags = src.tags()
         descriptions = src.descriptions
@@ -88,7 +88,7 @@ def test_the_cli_writes_the_fill_its_flags_and_the_spread_of_samples(clouds, tmp
     assert f"wrote {out} (" in result.output and "of the pixels filled, model)" in result.output
     grown = dilate(_mask(clouds), 2)
     flags = _read(tmp_path / "cli_filled.tif")[0][0]
-    np.testing.assert_array_equal(flags == gap.FILLED, grown)
+    np.testing.assert_array_equal(flags == fill_output.FILLED, grown)
     std = _read(tmp_path / "cli_std.tif")[0]
     assert std.shape[0] == 12 and np.isnan(std[:, ~grown]).all()
     assert np.isfinite(std[:, grown]).all() and (std[:, grown] >= 0).all()
@@ -176,16 +176,19 @@ def test_the_baselines_fill_and_ridge_needs_a_condition(clouds):
         api.fill(S2, mask=clouds, method="ridge")
 
 
-def test_feathering_moves_only_filled_pixels_near_the_edge():
-    physical = np.full((1, 20, 20), 0.3, dtype=np.float32)
-    method = np.full((1, 20, 20), 0.1, dtype=np.float32)
+def test_matching_carries_the_residual_into_the_mask_and_leaves_clear_pixels():
+    rng = np.random.default_rng(0)
+    physical = (0.3 + 0.01 * rng.standard_normal((20, 20))).astype(np.float32)
+    method = np.full((20, 20), 0.1, dtype=np.float32)  # the right pattern at the wrong level
     fill = np.zeros((20, 20), dtype=bool)
     fill[5:15, 5:15] = True
-    out = gap.feathered(physical, method, fill, 3)
-    np.testing.assert_array_equal(out[0][~fill], method[0][~fill])  # composed away later
-    assert out[0, 5, 10] == pytest.approx(0.1 + 0.2 * 3 / 4)  # next to clear: most of the step
-    assert out[0, 9, 9] == pytest.approx(0.1)  # five pixels in: the method's own value
-    assert 0.1 < out[0, 7, 10] < out[0, 6, 10] < out[0, 5, 10]
+    whole = fill_output.matched(physical, method, fill, None)
+    np.testing.assert_array_equal(whole[~fill], method[~fill])  # composed from the input later
+    assert np.abs(whole[fill] - 0.3).max() < 0.03  # the level of the clear surroundings
+    fading = fill_output.matched(physical, method, fill, 3)
+    assert fading[9, 9] == pytest.approx(0.1)  # five pixels in: the method's own value
+    assert abs(fading[5, 10] - 0.3) < abs(fading[6, 10] - 0.3) < abs(fading[7, 10] - 0.3)
+    np.testing.assert_array_equal(fill_output.matched(physical, method, fill, 0), method)
 
 
 def test_a_nodata_hole_is_filled_by_default(tmp_path):
@@ -220,7 +223,7 @@ def test_scl_classes_from_the_classification_beside_the_input(tmp_path):
         dst.write(scl, 1)
     result = api.fill(s2, mask="scl", method="interpolate", output=tmp_path / "out.tif")
     expected = np.kron(scl == 9, np.ones((2, 2), bool))
-    np.testing.assert_array_equal(result.filled_mask.values == gap.FILLED, expected)
+    np.testing.assert_array_equal(result.filled_mask.values == fill_output.FILLED, expected)
     assert result.attrs["fill_mask"].startswith("scl (classes 3, 8, 9, 10)")
     with pytest.raises(InputError, match="no scene classification layer"):
         api.fill(S2, mask="scl", method="interpolate")
@@ -279,7 +282,7 @@ def test_an_all_clear_mask_is_a_stated_no_op_and_another_crs_is_reprojected(tmp_
         dst.write(data, 1)
     with pytest.warns(GeoCopGenWarning, match="reprojected onto the input"):
         result = api.fill(S2, mask=wgs84, method="interpolate")
-    filled = result.filled_mask.values == gap.FILLED
+    filled = result.filled_mask.values == fill_output.FILLED
     assert (filled == block).mean() > 0.98  # the same block, up to its reprojected edge
 
 

@@ -25,7 +25,6 @@ from geocopgen.cli.options import (
     output_ready,
 )
 from geocopgen.options import ReadOptions, TranslateOptions
-from geocopgen.translation.fill import FEATHER_PX
 
 
 class Method(StrEnum):
@@ -71,13 +70,14 @@ def fill(
         ),
     ] = Method.model,
     feather: Annotated[
-        int,
+        str,
         typer.Option(
-            "--feather",
-            min=0,
-            help="Filled pixels inside the mask edge moved toward their clear neighbours.",
+            "--feather", metavar="N|all",
+            help="How far into the mask the filled values are matched to their clear "
+            "surroundings (the residual against the clear pixels, interpolated inward): all of "
+            "it, N pixels (fading out), or 0 (not at all).",
         ),
-    ] = FEATHER_PX,
+    ] = "all",
     modality: ModalityOpt = None,
     nodata: NodataOpt = None,
     model: ModelOpt = "default",
@@ -96,6 +96,7 @@ def fill(
     from geocopgen import api
 
     paths = modality_pairs(cond, "--cond")
+    reach = _feather(feather)
     if method is not Method.interpolate or mask == "model":
         api.check_model(model, bundled="--model default")
     output_ready(output, overwrite, [path, *paths.values()])
@@ -105,7 +106,7 @@ def fill(
         mask=mask,
         dilate=dilate,
         method=method.value,
-        feather=feather,
+        feather=reach,
         modality=modality,
         output=output,
         model=model,
@@ -117,6 +118,16 @@ def fill(
     fraction = float(result.attrs.get("filled_fraction", 0))
     echo(f"wrote {output} ({fraction:.1%} of the pixels filled, {method.value}); "
          f"{Path(output).stem}_filled{Path(output).suffix} says which")  # fmt: skip
+
+
+def _feather(value: str) -> int | None:
+    """``--feather all`` or a number of pixels (0 or more)."""
+    if value == "all":
+        return None
+    if not value.isdigit():
+        raise typer.BadParameter(f"give 'all' or a number of pixels, not {value!r}",
+                                 param_hint="--feather")  # fmt: skip
+    return int(value)
 
 
 def register(app: typer.Typer) -> None:

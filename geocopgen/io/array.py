@@ -44,10 +44,11 @@ def band_array(
     *,
     name: str,
     attrs: Mapping[str, Any],
-    nodata: float = np.nan,
+    nodata: float | None = np.nan,
 ) -> xr.DataArray:
     """Wrap any ``(band, y, x)`` array on ``grid`` (a ModalityArray, the sample bands of a
-    translation, a categorical output) with its coordinates, CRS, transform and nodata."""
+    translation, a categorical output) with its coordinates, CRS, transform and nodata
+    (``None``: none declared, as a file may have)."""
     x, y = xy_coords(grid)
     array = xr.DataArray(
         data,
@@ -58,4 +59,4 @@ def band_array(
     )
     array = array.rio.write_crs(rasterio_crs(grid))
     array = array.rio.write_transform(grid.affine)
-    return array.rio.write_nodata(nodata, encoded=False)
+    return array if nodata is None else array.rio.write_nodata(nodata, encoded=False)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,12 @@ from typing import Any
 import numpy as np
 import rasterio
 import torch
+import xarray as xr
 from rasterio.enums import Resampling
 from rasterio.warp import reproject, transform_bounds
 
 from geocopgen.errors import ConfigError, GeoCopGenWarning, InputError, warn
-from geocopgen.raster.grid import GeoBox, rasterio_crs
+from geocopgen.raster.grid import GeoBox, grid_of, rasterio_crs
 
 #: The Sentinel-2 L2A scene classes a ``"scl"`` mask fills, by code (ESA L2A product spec).
 SCL_FILLED = {
@@ -129,6 +131,41 @@ def dilate(fill: np.ndarray, pixels: int) -> np.ndarray:
     return (grown[0, 0] > 0.5).numpy()
 
 
+def invalid_pixels(array: xr.DataArray) -> np.ndarray:
+    """Pixels where any band of ``array`` is invalid (computed window by window by dask)."""
+    return np.asarray(array.isnull().any("band").values)
+
+
+def scl_on(path: Path, grid: GeoBox) -> np.ndarray:
+    """A scene classification raster's filled classes on ``grid`` (nearest neighbour)."""
+    with rasterio.open(path) as src:
+        return from_scl(nearest(src.read(1), src.transform, src.crs, grid))
+
+
+def resolve(
+    array: xr.DataArray,
+    mask: str | os.PathLike,
+    dilation: int = 0,
+    *,
+    model_mask: Callable[[xr.DataArray], np.ndarray] | None = None,
+) -> FillMask:
+    """The pixels of ``array``'s grid to fill, from the source ``mask`` (see the module
+    docstring), grown by ``dilation`` px. ``model_mask`` makes the model's cloud mask."""
+    grid = grid_of(array)
+    source = str(mask)
+    if source == "nodata":
+        fill = invalid_pixels(array)
+    elif source == "scl":
+        fill = scl_on(scl_layer(array.attrs.get("source", "")), grid)
+    elif source == "model":
+        if model_mask is None:
+            raise ConfigError("mask='model' needs a COP-GEN-layout model with a cloud-mask slot")
+        fill = model_mask(array)
+    else:
+        fill = from_raster(source, grid)
+    return FillMask(dilate(fill, dilation), describe_source(mask))
+
+
 def describe_source(mask: str | os.PathLike) -> str:
     """How a mask source is named in tags and messages."""
     if str(mask) == "scl":
@@ -146,6 +183,9 @@ __all__ = [
     "dilate",
     "from_raster",
     "from_scl",
+    "invalid_pixels",
     "nearest",
+    "resolve",
     "scl_layer",
+    "scl_on",
 ]

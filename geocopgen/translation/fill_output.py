@@ -1,0 +1,296 @@
+"""A gap fill's output: the input's stored values with the filled pixels replaced, band by band.
+
+Clear pixels are the input's own stored values, copied **bit for bit** (a file's digital
+numbers, offset and dtype kept). Filled pixels are the method's values matched to their clear
+surroundings (:func:`matched`), clipped to the modality's physical domain and stored as the
+input stores them (:class:`Stored`). Beside the filled raster go ``<stem>_filled`` (0 kept, 1
+filled, 255 no data) and, with samples, ``<stem>_std``; each file is written under a temporary
+name and renamed into place when complete. A band is composed at a time: memory holds one band
+of the input, the method and the mask.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+import xarray as xr
+
+from geocopgen.io.array import band_array
+from geocopgen.io.codecs import Codec
+from geocopgen.modalities import get_modality
+from geocopgen.outputs import check_output, move_into_place, temporary_name
+from geocopgen.raster.grid import grid_of, rasterio_crs
+from geocopgen.translation.fill_mask import invalid_pixels
+from geocopgen.translation.fill_methods import inverse_distance
+
+#: ``<stem>_filled`` values.
+KEPT, FILLED, NO_DATA = 0, 1, 255
+Values = xr.DataArray | np.ndarray
+
+
+@dataclass(frozen=True)
+class Stored:
+    """How the input stores its values: a file's bands (read back raw, decoded and encoded with
+    its reading codec) or, for an array in memory, the physical values themselves.
+
+    ``indexes[i]`` is the file band (1-based) holding the array's band ``i``; the file's other
+    bands are copied unchanged.
+    """
+
+    array: xr.DataArray
+    path: Path | None = None
+    codec: Codec | None = None
+    indexes: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, array: xr.DataArray) -> Stored:
+        """The storage behind ``array``: its file when it was opened from one file whose bands
+        lie on the array's grid, else the array."""
+        from geocopgen.io.readers import plan_input
+
+        source = Path(str(array.attrs.get("source", "")))
+        if not source.is_file():
+            return cls(array)
+        plan = plan_input(source, array.attrs["modality"], offset=array.attrs.get("s2_offset"))
+        paths = {b.path for b in plan.bands}
+        if len(paths) != 1 or any(b.resampling for b in plan.bands) or plan.grid != grid_of(array):
+            return cls(array)
+        by_name = {b.name: b.index for b in plan.bands}
+        indexes = tuple(by_name[str(b)] for b in array.band.values)
+        return cls(array, source, plan.codec, indexes)
+
+    @property
+    def count(self) -> int:
+        return int(self.profile()["count"])
+
+    def band(self, index: int) -> np.ndarray:
+        """Stored band ``index`` (1-based, file order) as stored."""
+        if self.path is None:
+            return np.asarray(self.array.isel(band=index - 1).values, dtype=np.float32)
+        with rasterio.open(self.path) as src:
+            return src.read(index)
+
+    def array_band(self, index: int) -> int | None:
+        """Which band of the array stored band ``index`` holds (``None``: none, copy it)."""
+        if self.path is None:
+            return index - 1
+        return self.indexes.index(index) if index in self.indexes else None
+
+    def physical(self, raw: np.ndarray) -> np.ndarray:
+        """Stored values in physical units (NaN invalid)."""
+        return raw if self.codec is None else self.codec.decode(raw)
+
+    def store(self, raw: np.ndarray, physical: np.ndarray, where: np.ndarray) -> np.ndarray:
+        """``raw`` with the pixels ``where`` replaced by ``physical`` stored as the input stores."""
+        out = raw.copy()
+        if self.codec is None:
+            out[where] = physical[where]
+        else:
+            profile = self.profile()
+            out[where] = self.codec.encode(physical[where], out.dtype, profile["nodata"] or 0)
+        return out
+
+    def profile(self) -> dict[str, Any]:
+        """The output file's profile: the input's, tiled and compressed."""
+        grid = grid_of(self.array)
+        if self.path is None:
+            base: dict[str, Any] = {"count": self.array.sizes["band"], "dtype": "float32",
+                                    "nodata": float("nan")}  # fmt: skip
+        else:
+            with rasterio.open(self.path) as src:
+                base = {"count": src.count, "dtype": src.dtypes[0], "nodata": src.nodata}
+        return {
+            **base, "driver": "GTiff", "width": grid.width, "height": grid.height,
+            "crs": rasterio_crs(grid), "transform": grid.affine, "tiled": True,
+            "blockxsize": 256, "blockysize": 256, "compress": "deflate", "BIGTIFF": "IF_SAFER",
+        }  # fmt: skip
+
+    def descriptions(self) -> tuple[str | None, ...]:
+        if self.path is None:
+            return tuple(str(b) for b in self.array.band.values)
+        with rasterio.open(self.path) as src:
+            return src.descriptions
+
+
+# --- composition --------------------------------------------------------------------------------
+def distance_to_clear(clear: np.ndarray, reach: int) -> np.ndarray:
+    """Chessboard distance of every pixel to the nearest ``clear`` one, up to ``reach`` (0 on
+    clear pixels and beyond ``reach``)."""
+    distance = np.zeros(clear.shape, dtype=np.float32)
+    reached = torch.from_numpy(clear.astype(np.float32))[None, None]
+    for step in range(1, reach + 1):
+        grown = torch.nn.functional.max_pool2d(reached, 3, stride=1, padding=1)
+        distance[((grown > 0) & (reached == 0))[0, 0].numpy()] = step
+        reached = grown
+    return distance
+
+
+def matched(
+    physical: np.ndarray, method: np.ndarray, fill: np.ndarray, reach: int | None
+) -> np.ndarray:
+    """One band of the method's values with the filled pixels moved toward their clear
+    surroundings: the residual (input - method) on the clear pixels, inverse-distance
+    interpolated into the mask and added, in full (``reach=None``), fading linearly to nothing
+    at ``reach`` px from the nearest clear pixel, or not at all (``reach=0``). The method then
+    meets the clear pixels without a step, and its level follows theirs."""
+    clear = ~fill & np.isfinite(physical) & np.isfinite(method)
+    if reach == 0 or not clear.any() or not fill.any():
+        return method
+    residual = inverse_distance(np.where(clear, physical - method, 0), clear)
+    if reach is None:
+        weight: np.ndarray | float = 1.0
+    else:
+        distance = distance_to_clear(clear, reach)
+        weight = np.where(distance > 0, (reach + 1 - distance) / (reach + 1), 0.0)
+    return np.where(fill, method + weight * residual, method).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Composition:
+    """One fill composed: ``stored`` with ``method`` where ``fill`` says, matched over
+    ``reach`` (see :func:`matched`); ``std`` the method's spread over samples, if any."""
+
+    stored: Stored
+    method: Values
+    fill: np.ndarray
+    reach: int | None
+    std: Values | None = None
+
+    @cached_property
+    def written(self) -> np.ndarray:
+        """The filled pixels that get a value (the method has one there)."""
+        return self.fill & np.isfinite(np.asarray(self.method[0], dtype=np.float32))
+
+    def bands(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Every stored band (1-based index, values as stored) with its filled pixels replaced."""
+        domain = get_modality(self.stored.array.attrs["modality"]).domain
+        written = self.written
+        for index in range(1, self.stored.count + 1):
+            raw = self.stored.band(index)
+            b = self.stored.array_band(index)
+            if b is None or not written.any():
+                yield index, raw
+                continue
+            physical = self.stored.physical(raw)
+            values = np.asarray(self.method[b], dtype=np.float32)
+            out = np.clip(matched(physical, values, self.fill, self.reach), *domain)
+            yield index, self.stored.store(raw, out, written & np.isfinite(out))
+
+    def flags(self) -> np.ndarray:
+        """0 kept, 1 filled, 255 no data (invalid in the input and not filled)."""
+        flags = np.where(self.written, FILLED, KEPT).astype(np.uint8)
+        flags[~self.written & invalid_pixels(self.stored.array)] = NO_DATA
+        return flags
+
+    def spread(self) -> Iterator[np.ndarray]:
+        """The standard deviation of every band over the filled pixels (NaN elsewhere)."""
+        written = self.written
+        for b in range(len(self.stored.array.band)):
+            yield np.where(written, np.asarray(self.std[b], np.float32), np.nan)  # type: ignore[index]
+
+
+@contextlib.contextmanager
+def _atomic(path: Path, profile: Mapping[str, Any], *, overwrite: bool) -> Iterator[Any]:
+    """A GeoTIFF written under a temporary name and renamed into place when complete."""
+    tmp = temporary_name(path, ".tmp.tif")
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            yield dst
+        move_into_place(tmp, path, overwrite=overwrite)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def output_paths(path: Path, *, spread: bool) -> dict[str, Path]:
+    """The filled raster and, beside it, its ``_filled`` flags and (with ``spread``) ``_std``."""
+    paths = {"filled": path, "filled_mask": path.with_name(f"{path.stem}_filled{path.suffix}")}
+    if spread:
+        paths["std"] = path.with_name(f"{path.stem}_std{path.suffix}")
+    return paths
+
+
+def write(
+    fill: Composition, path: Path, *, tags: Mapping[str, Any], overwrite: bool
+) -> dict[str, Path]:
+    """Write the composition (each file atomically); returns the paths written."""
+    paths = output_paths(path, spread=fill.std is not None)
+    for p in paths.values():
+        check_output(p, overwrite=overwrite)
+    text = {k: str(v) for k, v in tags.items()}
+    profile = fill.stored.profile()
+    with contextlib.ExitStack() as stack:
+        main = stack.enter_context(_atomic(path, profile, overwrite=overwrite))
+        for index, values in fill.bands():
+            main.write(values, index)
+        main.update_tags(**text)
+        for i, description in enumerate(fill.stored.descriptions(), start=1):
+            if description:
+                main.set_band_description(i, description)
+        flags = {**profile, "count": 1, "dtype": "uint8", "nodata": NO_DATA}
+        side = stack.enter_context(_atomic(paths["filled_mask"], flags, overwrite=overwrite))
+        side.write(fill.flags(), 1)
+        side.update_tags(MEANING="0 kept from the input, 1 filled, 255 no data", **text)
+        if fill.std is not None:
+            bands = len(fill.stored.array.band)
+            spread = {**profile, "count": bands, "dtype": "float32", "nodata": float("nan")}
+            sd = stack.enter_context(_atomic(paths["std"], spread, overwrite=overwrite))
+            for i, values in enumerate(fill.spread(), start=1):
+                sd.write(values, i)
+            units = get_modality(fill.stored.array.attrs["modality"]).units
+            sd.update_tags(UNITS=units, **text)
+    return paths
+
+
+def in_memory(fill: Composition, *, tags: Mapping[str, Any]) -> xr.Dataset:
+    """The composition as a Dataset on the input grid: ``filled`` (the stored values),
+    ``filled_mask`` (the flags) and, with samples, ``std``."""
+    grid = grid_of(fill.stored.array)
+    attrs = {str(k).lower(): str(v) for k, v in tags.items()}
+    names = [d or f"band_{i}" for i, d in enumerate(fill.stored.descriptions(), start=1)]
+    values = np.stack([v for _, v in fill.bands()])
+    nodata = fill.stored.profile()["nodata"]
+    out = {"filled": band_array(values, grid, names, name="filled", attrs=attrs, nodata=nodata)}
+    meaning = {"meaning": "0 kept from the input, 1 filled, 255 no data"}
+    flags = band_array(fill.flags()[None], grid, ["filled"], name="filled_mask", attrs=meaning,
+                       nodata=NO_DATA)  # fmt: skip
+    out["filled_mask"] = flags.isel(band=0, drop=True)
+    if fill.std is not None:
+        spread = [f"{b}_std" for b in fill.stored.array.band.values]
+        out["std"] = band_array(np.stack(list(fill.spread())), grid, spread, name="std", attrs={})
+    return xr.Dataset(out, attrs=attrs)
+
+
+def read(paths: Mapping[str, Path]) -> xr.Dataset:
+    """A written fill read back lazily, as :func:`in_memory` returns it."""
+    import rioxarray
+
+    chunks = {"band": -1, "y": 1024, "x": 1024}
+    opened = {key: rioxarray.open_rasterio(path, chunks=chunks, mask_and_scale=False)
+              for key, path in paths.items()}  # fmt: skip
+    out = {key: array.rename(key) for key, array in opened.items()}
+    out["filled_mask"] = out["filled_mask"].isel(band=0, drop=True)
+    attrs = {str(k).lower(): v for k, v in opened["filled"].attrs.items()}
+    return xr.Dataset(out, attrs=attrs)
+
+
+__all__ = [
+    "FILLED",
+    "KEPT",
+    "NO_DATA",
+    "Composition",
+    "Stored",
+    "distance_to_clear",
+    "in_memory",
+    "matched",
+    "output_paths",
+    "read",
+    "write",
+]
