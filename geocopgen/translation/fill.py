@@ -116,10 +116,10 @@ def run(
         if writing.path is None:
             return fill_output.in_memory(fill, tags=tags)
         paths = fill_output.write(fill, writing.path, tags=tags, overwrite=writing.overwrite)
+        return fill_output.read(paths, fill)
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
-    return fill_output.read(paths)
 
 
 __all__ = ["METHODS", "FillOptions", "check_fill", "run"]

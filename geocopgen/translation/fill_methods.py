@@ -119,7 +119,10 @@ def model_values(
     plan = plan_grouped(model, array.attrs["modality"], scene, conditions, sampling, when=when,
                         dn_policy=dn_policy, tags=tags, keep=keep)  # fmt: skip
     writing = WriteOptions(path=path, overwrite=path is not None)  # our own temporary file
-    result = run_grouped_into(model, plan, writing, out_grid=place)
+    projected = rasterio_crs(place) == rasterio_crs(scene)
+    result = run_grouped_into(model, plan, writing, out_grid=place if projected else scene)
+    if not projected:  # a geographic input: the model works in UTM, the fill is on its grid
+        result = reproject(result, place, resampling="bilinear", warn=False)
     bands = [str(b) for b in array.band.values]
     std = None
     if sampling.samples > 1:

@@ -113,6 +113,16 @@ class Stored:
             "blockxsize": 256, "blockysize": 256, "compress": "deflate", "BIGTIFF": "IF_SAFER",
         }  # fmt: skip
 
+    def band_names(self) -> list[str]:
+        """A name per stored band: the array's band name where it holds one, else the file's
+        description, else ``band_<i>``."""
+        names = []
+        for index, description in enumerate(self.descriptions(), start=1):
+            b = self.array_band(index)
+            names.append(str(self.array.band.values[b]) if b is not None
+                         else description or f"band_{index}")  # fmt: skip
+        return names
+
     def descriptions(self) -> tuple[str | None, ...]:
         if self.path is None:
             return tuple(str(b) for b in self.array.band.values)
@@ -254,7 +264,7 @@ def in_memory(fill: Composition, *, tags: Mapping[str, Any]) -> xr.Dataset:
     ``filled_mask`` (the flags) and, with samples, ``std``."""
     grid = grid_of(fill.stored.array)
     attrs = {str(k).lower(): str(v) for k, v in tags.items()}
-    names = [d or f"band_{i}" for i, d in enumerate(fill.stored.descriptions(), start=1)]
+    names = fill.stored.band_names()
     values = np.stack([v for _, v in fill.bands()])
     nodata = fill.stored.profile()["nodata"]
     out = {"filled": band_array(values, grid, names, name="filled", attrs=attrs, nodata=nodata)}
@@ -263,19 +273,26 @@ def in_memory(fill: Composition, *, tags: Mapping[str, Any]) -> xr.Dataset:
                        nodata=NO_DATA)  # fmt: skip
     out["filled_mask"] = flags.isel(band=0, drop=True)
     if fill.std is not None:
-        spread = [f"{b}_std" for b in fill.stored.array.band.values]
-        out["std"] = band_array(np.stack(list(fill.spread())), grid, spread, name="std", attrs={})
+        spread = np.stack(list(fill.spread()))
+        out["std"] = band_array(spread, grid, _std_names(fill), name="std", attrs={})
     return xr.Dataset(out, attrs=attrs)
 
 
-def read(paths: Mapping[str, Path]) -> xr.Dataset:
-    """A written fill read back lazily, as :func:`in_memory` returns it."""
+def _std_names(fill: Composition) -> list[str]:
+    return [f"{b}_std" for b in fill.stored.array.band.values]
+
+
+def read(paths: Mapping[str, Path], fill: Composition) -> xr.Dataset:
+    """The written ``fill`` read back lazily, as :func:`in_memory` returns it."""
     import rioxarray
 
     chunks = {"band": -1, "y": 1024, "x": 1024}
     opened = {key: rioxarray.open_rasterio(path, chunks=chunks, mask_and_scale=False)
               for key, path in paths.items()}  # fmt: skip
     out = {key: array.rename(key) for key, array in opened.items()}
+    out["filled"] = out["filled"].assign_coords(band=fill.stored.band_names())
+    if "std" in out:
+        out["std"] = out["std"].assign_coords(band=_std_names(fill))
     out["filled_mask"] = out["filled_mask"].isel(band=0, drop=True)
     attrs = {str(k).lower(): v for k, v in opened["filled"].attrs.items()}
     return xr.Dataset(out, attrs=attrs)
