@@ -44,7 +44,7 @@ def test_nav_lists_the_user_guides():
 def test_examples_in_the_quick_start_exist_with_their_pictures():
     quickstart = (ROOT / "docs" / "quickstart.md").read_text()
     scripts = sorted(set(re.findall(r"`(\w+\.py)`", quickstart)))
-    assert len(scripts) == 6
+    assert len(scripts) == 7
     for script in scripts:
         assert (ROOT / "examples" / script).is_file(), script
         assert (ROOT / "examples" / script.replace(".py", ".png")).is_file(), script
