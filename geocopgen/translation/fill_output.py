@@ -195,9 +195,11 @@ class Composition:
             yield index, self.stored.store(raw, out, written & np.isfinite(out))
 
     def flags(self) -> np.ndarray:
-        """0 kept, 1 filled, 255 no data (invalid in the input and not filled)."""
+        """0 kept, 1 filled, 255 no data: invalid in the input and not filled, or masked where
+        the method has no value (a condition without data there; the input's value stays)."""
         flags = np.where(self.written, FILLED, KEPT).astype(np.uint8)
-        flags[~self.written & invalid_pixels(self.stored.array)] = NO_DATA
+        missed = self.fill | invalid_pixels(self.stored.array)
+        flags[~self.written & missed] = NO_DATA
         return flags
 
     def spread(self) -> Iterator[np.ndarray]:
