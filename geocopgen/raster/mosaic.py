@@ -47,8 +47,7 @@ from rasterio.windows import Window
 
 from geocopgen._version import __version__
 from geocopgen.errors import GeoCopGenError, GridError, NoValidDataError, OutputError
-from geocopgen.io.codecs import reading_tags
-from geocopgen.modalities import Modality, get_modality
+from geocopgen.modalities import Modality, get_modality, reading_tags
 from geocopgen.outputs import (
     disk_full,
     move_into_place,

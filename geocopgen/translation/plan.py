@@ -16,8 +16,7 @@ import xarray as xr
 
 from geocopgen.errors import ConfigError, ModalityError
 from geocopgen.io.align import align
-from geocopgen.io.codecs import reading_tags
-from geocopgen.modalities import get_modality
+from geocopgen.modalities import get_modality, reading_tags
 from geocopgen.models.autoencoder import ModalityAutoencoder
 from geocopgen.models.pipeline import CopGenPipeline
 from geocopgen.options import Reduce, TranslateOptions
