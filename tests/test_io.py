@@ -331,7 +331,7 @@ def test_plan_bands_from_bytes_reads_what_plan_input_reads():
         (b.name, b.resampling) for b in reference.bands
     ]
     assert plan.codec == reference.codec and plan.grid == reference.grid
-    a, b = reference.open(), plan.open()
+    a, b = reference.open().array, plan.open().array
     assert fetches == []  # lazy: nothing fetched yet
     for rows, cols in [(slice(1700, None), slice(0, 300)), (slice(200, 456), slice(900, 1156))]:
         expected = a.isel(y=rows, x=cols).values

@@ -59,7 +59,7 @@ from geocopgen.errors import (
     warn,
 )
 from geocopgen.io.align import reproject
-from geocopgen.io.readers import bands_on_grid
+from geocopgen.io.readers import OpenedInput, bands_on_grid
 from geocopgen.modalities import S2_OFFSET_DN, S2_OFFSET_START
 from geocopgen.options import TranslateOptions
 from geocopgen.precision import PrecisionPolicy
@@ -90,7 +90,7 @@ class GroupedPlan:
     """A COP-GEN translation planned once: which slots to generate, from what, where."""
 
     targets: tuple[str, ...]
-    conditions: Mapping[str, xr.DataArray]
+    conditions: Mapping[str, OpenedInput]
     condition_slots: Mapping[str, tuple[str, ...]]
     layout: GroupLayout
     options: TranslateOptions
@@ -105,7 +105,7 @@ class GroupedPlan:
         return registry_bands(slot(key))
 
 
-def dn_offset_for(conditions: Mapping[str, xr.DataArray], when: date | None, policy: str) -> int:
+def dn_offset_for(conditions: Mapping[str, OpenedInput], when: date | None, policy: str) -> int:
     """The DN offset the digital numbers given to and taken from COP-GEN carry.
 
     COP-GEN was trained on Major TOM digital numbers as the products delivered them: products of
@@ -117,9 +117,9 @@ def dn_offset_for(conditions: Mapping[str, xr.DataArray], when: date | None, pol
         return 0
     if policy != "stored":
         raise ConfigError(f"s2 DN policy must be 'stored' or 'reflectance', got {policy!r}")
-    for name, array in conditions.items():
-        if name.startswith("s2") and "s2_offset" in array.attrs:
-            return int(array.attrs["s2_offset"])
+    for name, opened in conditions.items():
+        if name.startswith("s2") and "s2_offset" in opened.array.attrs:
+            return int(opened.array.attrs["s2_offset"])
     if when is None:  # a model that leaves the date out, asked for stored DN without one
         raise ConfigError(
             "stored Sentinel-2 digital numbers carry +1000 from 2022-01-25, and neither an S2 "
@@ -130,15 +130,15 @@ def dn_offset_for(conditions: Mapping[str, xr.DataArray], when: date | None, pol
 
 
 def acquisition_date(
-    conditions: Mapping[str, xr.DataArray], given: date | str | None, *, required: bool = True
+    conditions: Mapping[str, OpenedInput], given: date | str | None, *, required: bool = True
 ) -> date | None:
     """The date COP-GEN conditions on: ``given``, else an input's ``datetime``; when nothing
     says, refused if ``required`` (the official code would silently use a default), else
     ``None`` (a model that omits absent slots leaves the date slot out)."""
     if given is not None:
         return given if isinstance(given, date) else date.fromisoformat(str(given)[:10])
-    for array in conditions.values():
-        when = array.attrs.get("datetime")
+    for opened in conditions.values():
+        when = opened.array.attrs.get("datetime")
         if when:
             return date.fromisoformat(str(when)[:10])
     if not required:
@@ -169,7 +169,7 @@ def plan_grouped(
     model: CopgenModel,
     to: str,
     scene: GeoBox,
-    conditions: Mapping[str, xr.DataArray],
+    conditions: Mapping[str, OpenedInput],
     options: TranslateOptions,
     *,
     when: date | str | None = None,
@@ -197,8 +197,8 @@ def plan_grouped(
     layout = GroupLayout.for_scene(scene, canvases, overlap_m)
     all_tags = {
         "TARGET_SLOTS": ", ".join(targets),
-        "CONDITIONS": ", ".join(f"{n}={a.attrs.get('source', 'array')}"
-                                for n, a in conditions.items()) or "none (unconditional)",
+        "CONDITIONS": ", ".join(f"{n}={c.array.attrs.get('source', 'array')}"
+                                for n, c in conditions.items()) or "none (unconditional)",
         "DATE": day.isoformat() if day else "unknown (the date slot left out)",
         "COPGEN_S2_DN_OFFSET": offset,
         "COPGEN_S2_DN_POLICY": dn_policy,
@@ -275,16 +275,17 @@ def encode_condition(
     return latents, has_data, floored, GridMask(observed, pixel_size(canvas.grid)[0])
 
 
-def group_pixels(array: xr.DataArray, bands: Sequence[str], grid: GeoBox) -> xr.DataArray:
+def group_pixels(opened: OpenedInput, bands: Sequence[str], grid: GeoBox) -> xr.DataArray:
     """One resolution group's ``bands`` of a condition on the group's ``grid``: read from the
     input's files straight onto it (a band stored at the group's resolution is read as stored),
-    or, for an array that is not an opened file, its bands resampled from its own grid."""
-    direct = bands_on_grid(array, bands, grid)
+    or, for an input without files (an array a user gave), its bands resampled from its own
+    grid."""
+    direct = bands_on_grid(opened, bands, grid)
     if direct is not None:
         return direct
     with warnings.catch_warnings():  # an announced derivation, not a surprise resampling
         warnings.simplefilter("ignore")
-        return reproject(array.sel(band=list(bands)), grid, warn=False)
+        return reproject(opened.array.sel(band=list(bands)), grid, warn=False)
 
 
 # --- 2. denoise -----------------------------------------------------------------------------

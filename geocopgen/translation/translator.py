@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from geocopgen.domain import DomainGuard
 from geocopgen.errors import NoValidDataError
+from geocopgen.io.readers import OpenedInput
 from geocopgen.modalities import get_modality
 from geocopgen.models.pipeline import CopGenPipeline
 from geocopgen.options import Reduce, TranslateOptions
@@ -452,7 +453,7 @@ class CanvasTranslator:
     def plan(
         self,
         grid: GeoBox,
-        conditions: Mapping[str, xr.DataArray],
+        conditions: Mapping[str, xr.DataArray | OpenedInput],
         *,
         out_grid: GeoBox | None = None,
         model: str = "",
