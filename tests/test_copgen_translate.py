@@ -26,10 +26,12 @@ from typer.testing import CliRunner
 from geocopgen import api
 from geocopgen.cli import app
 from geocopgen.copgen.convert import convert_copgen
-from geocopgen.copgen.layout import COPGEN_SLOTS, MODALITY_SLOTS
+from geocopgen.copgen.layout import COPGEN_SLOTS, MODALITY_SLOTS, slot
 from geocopgen.copgen.model import CopgenModel
+from geocopgen.domain import DomainWarning
 from geocopgen.errors import ConfigError, ModalityError
 from geocopgen.io import OpenedInput, reproject
+from geocopgen.modalities import get_modality
 from geocopgen.raster.grid import at_resolution, grid_of
 from geocopgen.translation.grouped import group_pixels
 from geocopgen.translation.groups import GroupLayout
@@ -385,12 +387,13 @@ def test_native_20m_bands_come_in_band_number_order_holding_their_own_values(
 ):
     """Issue 27 row 17: the native 20 m group came out as B05 B06 B07 B11 B12 B8A. It comes in
     band-number order (B8A in B08's place), as the registry and the merged outputs list them,
-    and each band holds its own channel: decoding is replaced by "VAE channel i is i + 1"."""
-    from geocopgen.copgen.layout import slot
+    and each band holds its own channel: decoding is replaced by "VAE channel i is (i + 1) / 10"
+    (a reflectance inside the domain, which every output is clipped to)."""
     from geocopgen.translation import grouped
 
     def channel_numbers(key, y, dn_offset):
-        return torch.arange(1, y.shape[1] + 1, dtype=y.dtype).view(1, -1, 1, 1).expand_as(y)
+        tenths = torch.arange(1, y.shape[1] + 1, dtype=y.dtype) / 10
+        return tenths.view(1, -1, 1, 1).expand_as(y)
 
     monkeypatch.setattr(grouped, "physical_from_model", channel_numbers)
     out = tmp_path / "l2a.tif"
@@ -401,7 +404,8 @@ def test_native_20m_bands_come_in_band_number_order_holding_their_own_values(
         for i, band in enumerate(src.descriptions, start=1):
             values = src.read(i)
             assert np.isfinite(values).any()
-            np.testing.assert_allclose(values[np.isfinite(values)], channels.index(band) + 1)
+            tenth = (channels.index(band) + 1) / 10
+            np.testing.assert_allclose(values[np.isfinite(values)], tenth, rtol=1e-6)
 
 
 def test_sample_takes_steps_and_a_preset_from_python(copgen_model):
@@ -452,4 +456,28 @@ def test_steps_far_above_the_samplers_useful_range_warn_at_the_callers_line(
               "--model", str(copgen_model), "--date", "2021-07-15", "--steps", "100000"],
     )  # fmt: skip
     assert "geocopgen: warning: 100000 sampler steps is far above" in result.output
+
+
+def test_copgen_outputs_follow_the_domain_rule_of_every_model(copgen_model, tmp_path):
+    """Issue 24: a COP-GEN output is clipped to its modality's domain like a 4-modality one,
+    counted in CLIPPED_TO_DOMAIN (each group's, summed in a merged output), warned about, and
+    tagged with how its inputs were read. The fixture's random S2 decoders overshoot."""
+    out = tmp_path / "l2a.tif"
+    with pytest.warns(DomainWarning, match="clipped to it"):
+        groups = api.translate(terramind("S1RTC"), "s2l2a", model=copgen_model, output=out,
+                               grid="native", **FAST)  # fmt: skip
+    low, high = np.float32(get_modality("s2l2a").domain)  # clipped in float32
+    total = 0
+    for key, array in groups.items():
+        with rasterio.open(tmp_path / f"l2a_{slot(key).resolution:g}m.tif") as src:
+            values, tags = src.read(), src.tags()
+        assert np.nanmin(values) >= low and np.nanmax(values) <= high
+        assert tags["S1_SCALE_OF_S1RTC"] == "db" and array.attrs["s1_scale_of_s1rtc"] == "db"
+        total += int(tags["CLIPPED_TO_DOMAIN"])
+    assert total > 0
+    with pytest.warns(DomainWarning):
+        merged = api.translate(terramind("S1RTC"), "s2l2a", model=copgen_model, grid="input",
+                               **FAST)  # fmt: skip
+    assert int(merged.attrs["clipped_to_domain"]) == total
+    assert float(merged.min()) >= low and float(merged.max()) <= high
 

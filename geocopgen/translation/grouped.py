@@ -15,7 +15,9 @@ of them at every solver call, outputs on each group's native grid.
    official treatment) unless the model says ``ignored="omit"``.
 3. **Decode.** Each generated group's pixel chips are decoded and blended into its own mosaic on
    its native grid: physical units for continuous slots, blended class scores turned into class
-   codes at the end for categorical ones.
+   codes at the end for categorical ones. Continuous values follow the one domain rule of every
+   model (:mod:`geocopgen.domain`): each sample clipped to its modality's physical domain,
+   counted, tagged ``CLIPPED_TO_DOMAIN`` and warned about; the codecs' limits are counted too.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from geocopgen.copgen.layout import (
     DATE_SLOT,
     LATLON_SLOT,
     MODALITY_SLOTS,
+    modality_of_slot,
     registry_band,
     registry_bands,
     slot,
@@ -51,6 +54,7 @@ from geocopgen.copgen.sampler import (
     initial_state,
 )
 from geocopgen.copgen.units import CATEGORIES, count_limits, physical_from_model, to_model_units
+from geocopgen.domain import DomainGuard
 from geocopgen.errors import (
     ConfigError,
     GeoCopGenWarning,
@@ -60,7 +64,7 @@ from geocopgen.errors import (
 )
 from geocopgen.io.align import reproject
 from geocopgen.io.readers import OpenedInput, bands_on_grid
-from geocopgen.modalities import S2_OFFSET_DN, S2_OFFSET_START
+from geocopgen.modalities import S2_OFFSET_DN, S2_OFFSET_START, reading_tags
 from geocopgen.options import TranslateOptions
 from geocopgen.precision import PrecisionPolicy
 from geocopgen.prefetch import prefetch, to_device
@@ -195,6 +199,8 @@ def plan_grouped(
     preset = sampler_preset(model, options)
     canvases = [*targets, *(k for keys in condition_slots.values() for k in keys)]
     layout = GroupLayout.for_scene(scene, canvases, overlap_m)
+    reading = {k: v for n, c in conditions.items()
+               for k, v in reading_tags(c.array.attrs, n.upper()).items()}  # fmt: skip
     all_tags = {
         "TARGET_SLOTS": ", ".join(targets),
         "CONDITIONS": ", ".join(f"{n}={c.array.attrs.get('source', 'array')}"
@@ -214,6 +220,7 @@ def plan_grouped(
         else "posterior sample (official)",
         "CHIP_GROUND_M": 1920,
         "OVERLAP_M": layout.overlap_units * 480,
+        **reading,
         **(tags or {}),
     }  # fmt: skip
     return GroupedPlan(targets, dict(conditions), condition_slots, layout, options, day, offset,
@@ -465,8 +472,9 @@ def decode_group(
     valid: ValidOn | None = None,
 ) -> dict[str, int]:
     """Decode one generated slot's canvas into ``sink`` (nodata where ``valid`` says a condition
-    has none); returns how many output values hit a limit of COP-GEN's codecs (reported, not
-    silent)."""
+    has none), a continuous slot's values clipped to its modality's domain, the count tagged and
+    warned about (:class:`~geocopgen.domain.DomainGuard`, as for every model); returns how many
+    output values hit a limit of COP-GEN's codecs (reported, not silent)."""
     s, canvas = slot(key), plan.layout.canvases[key]
     order = [registry_band(s, b) for b in s.bands]
     index = [order.index(b) for b in plan.output_bands(key)] if key not in CATEGORIES else None
@@ -484,13 +492,16 @@ def decode_group(
             return x.mean(axis=0).astype(np.float32)
         return reduce_samples(x, plan.options.reduce)
 
-    chips = decode_chips(decode, latents, canvas, valid=valid, reduce=reduce,
+    guard = None if key in CATEGORIES else DomainGuard(modality_of_slot(key), canvas.pixel_chips)
+    chips = decode_chips(decode, latents, canvas, valid=valid, reduce=reduce, guard=guard,
                          progress=plan.options.progress, desc=f"decoding {key}")  # fmt: skip
     for chip, values in prefetch(chips, depth=2):  # the next chips decode while this one writes
         if values is None:
             sink.skip(chip)
         else:
             sink.add(chip, values)
+    if guard is not None:
+        guard.report(sink)
     return limits
 
 

@@ -22,6 +22,7 @@ from rasterio.enums import Resampling
 from geocopgen.copgen.layout import modality_of_slot, slot
 from geocopgen.copgen.model import CopgenModel
 from geocopgen.copgen.units import CATEGORIES
+from geocopgen.domain import TAG as DOMAIN_TAG
 from geocopgen.io.array import band_array
 from geocopgen.modalities import MODALITIES, get_modality
 from geocopgen.options import TranslateOptions, WriteOptions
@@ -92,9 +93,9 @@ def _merged(
     names = reduced_bands(bands, plan.options.samples, plan.options.reduce)[0]
     data = np.stack([_onto(arrays[n].sel(band=n), out_grid) for n in names])
     limits: dict[str, int] = {}
-    for a in parts.values():  # each group's codec-limit counts, summed
+    for a in parts.values():  # each group's codec-limit and clipped counts, summed
         for k, v in a.attrs.items():
-            if k.startswith("limit_"):
+            if k.startswith("limit_") or k == DOMAIN_TAG.lower():
                 limits[k.upper()] = limits.get(k.upper(), 0) + int(v)
     tags = {**plan.tags, **limits, "SLOT": ", ".join(plan.targets)}
     whole = plan.options.samples == 1 and tuple(names) == modality.band_names
