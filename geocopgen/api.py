@@ -328,7 +328,7 @@ def _translate(
     from geocopgen.models.pipeline import CopGenPipeline as CanvasModel
     from geocopgen.translation import CanvasTranslator, result_array, run_plan
 
-    sources = [str(c.array.attrs.get("source", "")) for c in conditions.values()]
+    sources = [c.source for c in conditions.values()]
     check_model(model)  # a missing folder: nothing created
     created = writing.prepare(inputs=sources)  # before the model loads: a refusal costs nothing
     with removed_on_failure(created):

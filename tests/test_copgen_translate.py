@@ -29,7 +29,7 @@ from geocopgen.copgen.convert import convert_copgen
 from geocopgen.copgen.layout import COPGEN_SLOTS, MODALITY_SLOTS, slot
 from geocopgen.copgen.model import CopgenModel
 from geocopgen.domain import DomainWarning
-from geocopgen.errors import ConfigError, ModalityError
+from geocopgen.errors import ConfigError, ModalityError, OutputError
 from geocopgen.io import OpenedInput, reproject
 from geocopgen.modalities import get_modality
 from geocopgen.raster.grid import at_resolution, grid_of
@@ -481,3 +481,16 @@ def test_copgen_outputs_follow_the_domain_rule_of_every_model(copgen_model, tmp_
     assert int(merged.attrs["clipped_to_domain"]) == total
     assert float(merged.min()) >= low and float(merged.max()) <= high
 
+
+def test_each_group_file_is_checked_as_every_output_is(copgen_model, tmp_path):
+    """Issue 24: a COP-GEN model's per-group files go through the one output check: one that
+    is an input is refused even with overwrite (it was only refused when it existed), and a
+    refusal leaves the input intact."""
+    source = tmp_path / "l2a_10m.tif"
+    shutil.copy(terramind("S1RTC"), source)
+    before = source.read_bytes()
+    with pytest.raises(OutputError, match="is the input itself"):
+        api.translate(source, "s2l2a", modality="s1rtc", model=copgen_model, grid="native",
+                      output=tmp_path / "l2a.tif", overwrite=True, **FAST)  # fmt: skip
+    assert source.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l2a_10m.tif"]

@@ -154,6 +154,11 @@ class OpenedInput:
     array: xr.DataArray
     files: RasterSource | None = None
 
+    @property
+    def source(self) -> str:
+        """Where the input came from (a path, a URL or "array"), for messages and refusals."""
+        return str(self.array.attrs.get("source", "array"))
+
     @classmethod
     def of(cls, data: xr.DataArray | OpenedInput) -> OpenedInput:
         """``data`` if opened already, else an array alone (no files)."""
@@ -714,4 +719,3 @@ def open_raster(
     """Open a GeoTIFF, a one-file-per-band folder or an xarray object as a lazy ModalityArray
     (the array of :func:`open_input`, which takes the same options)."""
     return open_input(path, modality, **options).array
-
