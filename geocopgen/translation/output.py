@@ -103,9 +103,9 @@ def translate_to_file(
 ) -> TranslateStats:
     """Translate on ``grid`` and stream the result to ``path`` (on ``out_grid`` if given: e.g.
     the modality's native 30 m DEM grid, or the input's own grid; aggregated with ``average``)."""
-    writing = WriteOptions(path=Path(path), cog=cog, overwrite=overwrite)
-    writing.prepare([OpenedInput.of(c).source for c in conditions.values()])
     plan = translator.plan(grid, conditions, out_grid=out_grid, model=model, tags=tags)
+    writing = WriteOptions(path=Path(path), cog=cog, overwrite=overwrite)
+    writing.prepare([OpenedInput.of(c).source for c in conditions.values()])  # before the run
     return run_plan(translator, plan, writing)[0]
 
 
