@@ -79,9 +79,9 @@ from geocopgen.translation.canvas import (
 from geocopgen.translation.cost import DenoiseClock, announce_plan
 from geocopgen.translation.device import device_of, resolve_device_options
 from geocopgen.translation.groups import GroupLayout
-from geocopgen.translation.translator import (
+from geocopgen.translation.streaming import (
     ChipSink,
-    _batched,
+    batched,
     decode_chips,
     encode_chips,
     reduce_samples,
@@ -340,7 +340,7 @@ def denoise_groups(
         for k in plan.targets
     }  # fmt: skip
     per_call = max(1, opts.batch_size // samples)
-    batches = list(_batched(chips.positions, per_call))
+    batches = list(batched(chips.positions, per_call))
     generator = torch.Generator(device="cpu").manual_seed(opts.seed)
     bar = tqdm(
         total=plan.preset.steps * len(batches), desc="denoising", unit="batch",
