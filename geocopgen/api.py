@@ -479,10 +479,12 @@ def translate(
 ) -> xr.DataArray | dict[str, xr.DataArray]:
     """Translate ``source`` (and the extra conditions ``cond``) into modality ``to``.
 
-    ``source``: a path, rasterio dataset, DataArray or Dataset (``None`` if ``cond`` holds every
-    input); ``modality`` states the source's modality (detected when omitted). Without
-    ``output`` the result is computed in memory; with it, it is streamed to that GeoTIFF and the
-    returned array reads it lazily.
+    ``source``: a path, rasterio dataset, DataArray or Dataset, or an input :func:`open_inputs`
+    opened (``None`` if ``cond`` holds every input); ``modality`` states the source's modality
+    (detected when omitted). A file is read from its files onto each grid the model needs; a
+    DataArray (sliced, computed or as opened) is resampled from the array. Without ``output``
+    the result is computed in memory; with it, it is streamed to that GeoTIFF and the returned
+    array reads it lazily.
 
     ``options`` (keywords; or ready values ``reading=``, ``sampling=``, ``writing=``):
 
