@@ -143,7 +143,7 @@ class InputPlan:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: comparing DataArrays gives an array, not a bool
 class OpenedInput:
     """An input opened once: its lazy ModalityArray and, when geocopgen opened it from files,
     those files (``files``). A reader that needs another grid (a resolution group, a warp across
