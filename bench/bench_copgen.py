@@ -189,7 +189,7 @@ def worker(size: str, precision: str, batch: str, args: argparse.Namespace) -> d
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random weights: codec-limit warnings are expected
         inputs = api.open_inputs(folder, reading=ReadOptions(s2_offset=0))
-        layout = GroupLayout.for_scene(grid_of(inputs["s2l1c"]), ["DEM_DEM"])
+        layout = GroupLayout.for_scene(grid_of(inputs["s2l1c"].array), ["DEM_DEM"])
         clock = time.perf_counter()
         api.translate(
             folder, TARGET, model=model, date=DATE, steps=args.steps, output=Path(tmp) / "dem.tif",

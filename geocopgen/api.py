@@ -41,7 +41,7 @@ from geocopgen.errors import (
     ResamplingWarning,
     warn,
 )
-from geocopgen.io import align, model_grid, open_raster, utm_grid
+from geocopgen.io import OpenedInput, align, model_grid, open_input, utm_grid
 from geocopgen.io.source import is_remote, open_dataset
 from geocopgen.modalities import get_modality
 from geocopgen.options import ReadOptions, TranslateOptions, WriteOptions, split_options
@@ -64,7 +64,8 @@ if TYPE_CHECKING:  # torch and the models load with the first model, not with th
     from geocopgen.copgen.model import CopgenModel
     from geocopgen.models.pipeline import CopGenPipeline
 
-InputLike = str | os.PathLike | Any  # a path, a rasterio dataset, an xarray DataArray/Dataset
+#: a path, a rasterio dataset, an xarray DataArray/Dataset, or an input open_inputs opened
+InputLike = str | os.PathLike | Any
 GridLike = Literal["input", "model", "native"] | GeoBox
 ModelLike = "str | os.PathLike | CopGenPipeline | None"
 
@@ -192,9 +193,13 @@ def _open_one(
     reading: ReadOptions | None = None,
     *,
     nodata: float | None = None,
-) -> xr.DataArray:
-    """One input as a ModalityArray (lazy), read with ``reading``'s S2 offset and S1 scale and
-    the nodata override ``nodata``."""
+) -> OpenedInput:
+    """One input opened once (lazy), read with ``reading``'s S2 offset and S1 scale and the
+    nodata override ``nodata``: a file, folder, URL or rasterio dataset with the files it reads;
+    a DataArray (sliced, computed or as opened) without, so it is resampled from the array
+    wherever another grid is needed."""
+    if isinstance(obj, OpenedInput):
+        return obj
     if isinstance(obj, xr.Dataset):
         raise InputError(
             "a Dataset holds several modalities; pass it as the source (each variable becomes a "
@@ -205,16 +210,16 @@ def _open_one(
     if not isinstance(obj, xr.DataArray):
         kwargs["lulc_scheme"] = reading.lulc_scheme
     if isinstance(obj, xr.DataArray):
-        if _is_modality_array(obj, modality):
-            return obj  # already decoded (e.g. by open_raster): keep its windowed reads
-        return open_raster(obj, modality, **kwargs)
+        if _is_modality_array(obj, modality):  # decoded already (open_raster): as it was read
+            return OpenedInput.recovered(obj)
+        return open_input(obj, modality, **kwargs)
     if isinstance(obj, rasterio.io.DatasetReaderBase):
         if Path(obj.name).exists():
-            return open_raster(obj.name, modality, nodata=nodata, **kwargs)
+            return open_input(obj.name, modality, nodata=nodata, **kwargs)
         import rioxarray
 
-        return open_raster(rioxarray.open_rasterio(obj, chunks=True), modality, **kwargs)
-    return open_raster(obj, modality, nodata=nodata, **kwargs)  # a str: a URL stays one
+        return open_input(rioxarray.open_rasterio(obj, chunks=True), modality, **kwargs)
+    return open_input(obj, modality, nodata=nodata, **kwargs)  # a str: a URL stays one
 
 
 def _is_modality_array(obj: xr.DataArray, modality: str | None) -> bool:
@@ -237,13 +242,18 @@ def open_inputs(
     *,
     modality: str | None = None,
     reading: ReadOptions | None = None,
-) -> dict[str, xr.DataArray]:
-    """``source`` (+ ``cond``) as ModalityArrays keyed by modality, ``source`` first.
+) -> dict[str, OpenedInput]:
+    """``source`` (+ ``cond``) opened once, keyed by modality, ``source`` first: each an
+    :class:`~geocopgen.io.OpenedInput` (``.array`` is its ModalityArray), which translate and
+    generate also take as inputs.
 
     ``cond`` is a mapping modality → input (the modality is then stated, not detected), or one
     input or a sequence of inputs (detected). A ``Dataset`` source contributes every variable.
     ``reading`` applies its S2 offset and S1 scale to every input and its nodata override to
-    ``source`` alone (a condition has its own nodata).
+    ``source`` alone (a condition has its own nodata). A file geocopgen opens is read from its
+    files onto each grid a model needs (a 20 m band onto a 20 m group as stored); a DataArray
+    given here (sliced, computed or as :func:`~geocopgen.io.open_raster` made it) is resampled
+    from the array.
     """
     reading = reading or ReadOptions()
     items: list[tuple[str | None, InputLike, float | None]] = []
@@ -257,16 +267,17 @@ def open_inputs(
         items += [(None, v, None) for v in cond]
     elif cond is not None:
         items.append((None, cond, None))
-    out: dict[str, xr.DataArray] = {}
+    out: dict[str, OpenedInput] = {}
     for stated, obj, nodata in items:
-        array = _open_one(obj, stated, reading, nodata=nodata)
-        name = array.attrs["modality"]
+        opened = _open_one(obj, stated, reading, nodata=nodata)
+        name = opened.array.attrs["modality"]
         if name in out:
+            first = out[name].array.attrs.get("source")
             raise InputError(
-                f"two inputs are {get_modality(name).long_name} ({out[name].attrs.get('source')} "
-                f"and {array.attrs.get('source')}); give each modality once"
+                f"two inputs are {get_modality(name).long_name} ({first} "
+                f"and {opened.array.attrs.get('source')}); give each modality once"
             )
-        out[name] = array
+        out[name] = opened
     return out
 
 
@@ -303,7 +314,7 @@ def _warn_not_projected(reference: GeoBox, work: GeoBox) -> None:
 # --- translate / generate -----------------------------------------------------------------------
 def _translate(
     target: str,
-    conditions: Mapping[str, xr.DataArray],
+    conditions: Mapping[str, OpenedInput],
     place: GeoBox,
     *,
     reading: ReadOptions,
@@ -318,7 +329,7 @@ def _translate(
     from geocopgen.models.pipeline import CopGenPipeline as CanvasModel
     from geocopgen.translation import CanvasTranslator, result_array, run_plan
 
-    sources = [str(a.attrs.get("source", "")) for a in conditions.values()]
+    sources = [c.source for c in conditions.values()]
     check_model(model)  # a missing folder: nothing created
     created = writing.prepare(inputs=sources)  # before the model loads: a refusal costs nothing
     with removed_on_failure(created):
@@ -355,7 +366,7 @@ def _target_name(to: str) -> str:
 def _translate_copgen(
     model: CopgenModel,
     to: str,
-    conditions: Mapping[str, xr.DataArray],
+    conditions: Mapping[str, OpenedInput],
     place: GeoBox,
     reading: ReadOptions,
     sampling: TranslateOptions,
@@ -398,11 +409,12 @@ def _translate_copgen(
 
 
 def _warn_off_the_scene(
-    conditions: Mapping[str, xr.DataArray], place: GeoBox, scene: GeoBox
+    conditions: Mapping[str, OpenedInput], place: GeoBox, scene: GeoBox
 ) -> None:
     """Say which conditions are reprojected: those in another CRS, or whose pixels do not line
     up with the scene's (the first input's) lattice, as the 4-modality path's ``align`` does."""
-    for array in conditions.values():
+    for opened in conditions.values():
+        array = opened.array
         grid = grid_of(array)
         if grid == place or _lines_up(grid, scene):
             continue
@@ -429,12 +441,13 @@ def _lines_up(grid: GeoBox, scene: GeoBox) -> bool:
     return steps[0] >= 1 and bool(np.allclose(steps, np.round(steps), atol=1e-3))
 
 
-def _refuse_too_small(model: CopgenModel, conditions: Mapping[str, xr.DataArray]) -> None:
+def _refuse_too_small(model: CopgenModel, conditions: Mapping[str, OpenedInput]) -> None:
     """Refuse a condition smaller than one pixel of its coarsest resolution group: that group
     would hold no pixel wholly inside it, and the run would end in "no valid data" instead."""
     from geocopgen.copgen.layout import MODALITY_SLOTS, slot
 
-    for name, array in conditions.items():
+    for name, opened in conditions.items():
+        array = opened.array
         keys = [k for k in MODALITY_SLOTS.get(name, ()) if k in model.encodable]
         if not keys:
             continue  # plan_grouped names what the model cannot encode
@@ -467,10 +480,12 @@ def translate(
 ) -> xr.DataArray | dict[str, xr.DataArray]:
     """Translate ``source`` (and the extra conditions ``cond``) into modality ``to``.
 
-    ``source``: a path, rasterio dataset, DataArray or Dataset (``None`` if ``cond`` holds every
-    input); ``modality`` states the source's modality (detected when omitted). Without
-    ``output`` the result is computed in memory; with it, it is streamed to that GeoTIFF and the
-    returned array reads it lazily.
+    ``source``: a path, rasterio dataset, DataArray or Dataset, or an input :func:`open_inputs`
+    opened (``None`` if ``cond`` holds every input); ``modality`` states the source's modality
+    (detected when omitted). A file is read from its files onto each grid the model needs; a
+    DataArray (sliced, computed or as opened) is resampled from the array. Without ``output``
+    the result is computed in memory; with it, it is streamed to that GeoTIFF and the returned
+    array reads it lazily.
 
     ``options`` (keywords; or ready values ``reading=``, ``sampling=``, ``writing=``):
 
@@ -491,7 +506,7 @@ def translate(
     if not conditions:
         raise InputError("translate needs at least one input; use generate() for none")
     target = _target_name(to)
-    place = grid_of(next(iter(conditions.values())))
+    place = grid_of(next(iter(conditions.values())).array)
     return _translate(
         target,
         conditions,
@@ -563,7 +578,7 @@ def _grid_of_any(like: InputLike | GeoBox) -> GeoBox:
         return grid_of(like)
     location = like if is_remote(like) else str(Path(like))
     if Path(location).is_dir():
-        return grid_of(_open_one(location))
+        return grid_of(_open_one(location).array)
     with open_dataset(location) as src:
         return grid_of(src, source=location)
 
@@ -594,7 +609,7 @@ def generate(
     if cell is None and bbox is None and like is None:
         if not conditions:
             raise ConfigError("generate needs a place: cell=, bbox= or like= (or conditions)")
-        place = grid_of(next(iter(conditions.values())))
+        place = grid_of(next(iter(conditions.values())).array)
     else:
         place = grid_for(cell=cell, bbox=bbox, like=like)
     return _translate(
@@ -636,13 +651,14 @@ def encode(
         raise ConfigError(
             f"encode takes the reading options s2_offset, s1_scale, nodata; got {sorted(reading)}"
         ) from None
-    array = _open_one(source, modality, options, nodata=options.nodata)
+    opened = _open_one(source, modality, options, nodata=options.nodata)
+    array = opened.array
     name = array.attrs["modality"]
     pipeline = _canvas_model(model, device)
     grid = grid_of(array)
     work = model_grid(grid, name)
     if work != grid:
-        array = align([array], like=work)[0]
+        array = align([opened], like=work)[0]
     layout = layout_for(pipeline, work, [name], overlap)
     latents, has_data, _ = encode_canvas(
         pipeline, array, layout, batch_size=batch_size, progress=progress
@@ -782,7 +798,8 @@ def fill(
     reading, sampling, writing = split_options(options, writing={"path": output})
     request = gap.FillOptions(mask=mask, dilate=dilate, method=method, feather=feather)
     inputs = open_inputs(source, cond, modality=modality, reading=reading)
-    name, array = next(iter(inputs.items()))
+    name, opened = next(iter(inputs.items()))
+    array = opened.array
     if not name.startswith("s2"):
         raise InputError(
             f"{array.attrs.get('source', 'the input')}: fill fills Sentinel-2 (L1C or L2A); this "
@@ -792,19 +809,19 @@ def fill(
     uses_model = method == "model" or str(mask) == "model"
     if uses_model:
         check_model(model)
-    created = writing.prepare(inputs=[str(a.attrs.get("source", "")) for a in inputs.values()])
+    created = writing.prepare(inputs=[a.source for a in inputs.values()])
     with removed_on_failure(created):
         loaded = load_model(model, device=device) if uses_model else None
 
         def cloud_mask(a: xr.DataArray) -> np.ndarray:
-            classes = _translate("cloud_mask", {name: a}, grid_of(a), reading=reading,
+            classes = _translate("cloud_mask", {name: opened}, grid_of(a), reading=reading,
                                  writing=WriteOptions(grid="input"), sampling=sampling,
                                  model=loaded, device=device)  # fmt: skip
             return np.isin(np.asarray(classes.values)[0], (1, 2, 3))
 
         found = fill_mask.resolve(array, mask, dilate, model_mask=cloud_mask if loaded else None)
-        conds = ", ".join(f"{k}={v.attrs.get('source', 'array')}" for k, v in conditions.items())
-        return gap.run(array, found, request, conditions, sampling, reading, writing,
+        conds = ", ".join(f"{k}={v.source}" for k, v in conditions.items())
+        return gap.run(opened, found, request, conditions, sampling, reading, writing,
                        model=loaded, model_name=_model_name(model),
                        tags={"CONDITIONS": conds or "none"})  # fmt: skip
 

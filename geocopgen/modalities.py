@@ -294,6 +294,18 @@ _BASELINE_RE = re.compile(r"_N(\d{2})(\d{2})_")
 _PRODUCT_DATES_RE = re.compile(r"(?:^|_)(\d{8})T\d{6}_")  # ESA and Earth Engine ids
 
 
+#: The ModalityArray attrs that say how raw values were read (``Codec.reading_attrs``).
+READING_ATTRS = ("s2_offset", "s1_scale")
+
+
+def reading_tags(attrs: Mapping[str, Any], of: str) -> dict[str, Any]:
+    """Output provenance tags for the :data:`READING_ATTRS` in ``attrs``, e.g.
+    ``S2_OFFSET_OF_INPUT`` or ``S1_SCALE_OF_S1RTC``. Here, beside the raw-to-physical rules,
+    because every layer that writes an output (the mosaic writer, both translation paths)
+    records them."""
+    return {f"{key.upper()}_OF_{of}": attrs[key] for key in READING_ATTRS if key in attrs}
+
+
 def s2_offset(
     *,
     product_id: str | None = None,

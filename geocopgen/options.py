@@ -137,15 +137,24 @@ class WriteOptions:
         if self.cog and self.path is None:
             raise ConfigError("cog=True needs an output path; an in-memory result has no file")
 
-    def prepare(self, inputs: Iterable[str | os.PathLike] = ()) -> list[Path]:
+    def prepare(
+        self, inputs: Iterable[str | os.PathLike] = (), files: Iterable[Path | None] | None = None
+    ) -> list[Path]:
         """Before any work: refuse writing over an input, a folder, or an existing file without
-        ``overwrite``; create the missing parent folders and return them, for removal if the
-        run fails (:mod:`geocopgen.outputs`)."""
-        if self.path is None:
-            return []
+        ``overwrite``, and a name that is not GeoTIFF; create the missing parent folders and
+        return them, for removal if the run fails (:func:`geocopgen.outputs.prepare_output`).
+        ``files``: the files a run writes for this path, when not the path itself (a COP-GEN
+        model's per-group files). The one check of a translation's output: writers trust it."""
         from geocopgen.outputs import prepare_output
 
-        return prepare_output(self.path, overwrite=self.overwrite, inputs=inputs, raster=True)
+        inputs = list(inputs)
+        created: list[Path] = []
+        for path in [self.path] if files is None else files:
+            if path is not None:
+                created += prepare_output(
+                    path, overwrite=self.overwrite, inputs=inputs, raster=True
+                )
+        return created
 
 
 _VALUES = {"reading": ReadOptions, "sampling": TranslateOptions, "writing": WriteOptions}

@@ -94,6 +94,32 @@ def prepare_output(
     return make_parents(out)
 
 
+def check_model_folder(path: str | os.PathLike, *, overwrite: bool, marker: str) -> Path:
+    """A model folder's output (a conversion's): refused if it exists unless ``overwrite``, and
+    even then anything but a model folder (one holding ``marker``), so a mistyped ``-o`` cannot
+    replace an unrelated folder; a new one needs a writable folder above it, so a bad ``-o``
+    fails before minutes of reading and converting. The folder is written whole and renamed into
+    place by its writer, so nothing is created here."""
+    out = Path(path)
+    if not (out.exists() or out.is_symlink()):
+        parent = out.absolute().parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise OutputError(f"{out}: cannot be written there ({parent} is not a writable folder)")
+        return out
+    if not overwrite:
+        raise OutputError(f"{out}: exists; pass --overwrite to replace it, or choose another")
+    if not out.is_dir():
+        raise OutputError(f"{out}: is a file, not a model folder; choose another output")
+    if any(out.iterdir()) and not (out / marker).is_file():
+        raise OutputError(
+            f"{out}: is a folder without {marker}; --overwrite replaces only "
+            "geocopgen model folders, so choose another output"
+        )
+    return out
+
+
 def prepare_store(path: str | os.PathLike, *, overwrite: bool) -> list[Path]:
     """A latent store's output: an existing store is resumed and appended to (or, with
     ``overwrite``, removed to start afresh); an empty folder is used; a file is replaced only

@@ -101,8 +101,8 @@ def scores(pred: np.ndarray, true: np.ndarray, bands: list[str], where: np.ndarr
 def evaluate_place(place: str, model: object, folder: Path) -> dict:
     """Every mask x method of one place."""
     s2_path, s1_path = PLACES[place]
-    array = next(iter(open_inputs(s2_path).values()))
-    stored = Stored.of(array)
+    opened = next(iter(open_inputs(s2_path).values()))
+    array, stored = opened.array, Stored.of(opened)
     bands = [str(b) for b in array.band.values]
     true = np.asarray(array.values, dtype=np.float32)
     out: dict[str, dict] = {}

@@ -26,9 +26,12 @@ from typer.testing import CliRunner
 from geocopgen import api
 from geocopgen.cli import app
 from geocopgen.copgen.convert import convert_copgen
-from geocopgen.copgen.layout import COPGEN_SLOTS, MODALITY_SLOTS
+from geocopgen.copgen.layout import COPGEN_SLOTS, MODALITY_SLOTS, slot
 from geocopgen.copgen.model import CopgenModel
-from geocopgen.errors import ConfigError, ModalityError
+from geocopgen.domain import DomainWarning
+from geocopgen.errors import ConfigError, ModalityError, OutputError
+from geocopgen.io import OpenedInput, reproject
+from geocopgen.modalities import get_modality
 from geocopgen.raster.grid import at_resolution, grid_of
 from geocopgen.translation.grouped import group_pixels
 from geocopgen.translation.groups import GroupLayout
@@ -81,7 +84,7 @@ def copgen_model(tmp_path_factory) -> Path:
 
 
 def test_groups_derive_exactly_from_the_scene_grid():
-    scene = grid_of(api.open_inputs(terramind("S2L2A"))["s2l2a"])
+    scene = grid_of(api.open_inputs(terramind("S2L2A"))["s2l2a"].array)
     keys = [k for keys in MODALITY_SLOTS.values() for k in keys]
     layout = GroupLayout.for_scene(scene, keys)
     for key, canvas in layout.canvases.items():
@@ -120,7 +123,7 @@ def test_two_chips_get_different_latlon_tokens(copgen_model, monkeypatch):
     [("dem", 30, ["elevation"]), ("s1rtc", 10, ["VV", "VH"]), ("lulc", 10, ["land_cover"])],
 )
 def test_api_outputs_lie_on_their_native_grids(copgen_model, tmp_path, to, resolution, bands):
-    scene = grid_of(api.open_inputs(terramind("S2L2A"))["s2l2a"])
+    scene = grid_of(api.open_inputs(terramind("S2L2A"))["s2l2a"].array)
     out = tmp_path / f"{to}.tif"
     result = api.translate(terramind("S2L2A"), to, model=copgen_model, output=out, **FAST)
     expected = scene if resolution == 10 else at_resolution(scene, resolution)
@@ -143,7 +146,7 @@ def test_api_outputs_lie_on_their_native_grids(copgen_model, tmp_path, to, resol
 
 
 def test_s2_target_comes_out_as_three_group_files(copgen_model, tmp_path):
-    scene = grid_of(api.open_inputs(terramind("S2L2A"))["s2l2a"])
+    scene = grid_of(api.open_inputs(terramind("S2L2A"))["s2l2a"].array)
     out = tmp_path / "l1c.tif"
     result = api.translate(terramind("S2L2A"), "s2l1c", model=copgen_model, output=out, **FAST)
     assert set(result) == set(MODALITY_SLOTS["s2l1c"])
@@ -178,7 +181,7 @@ def test_the_date_is_required_and_the_s2_dn_policy_is_recorded(copgen_model):
 
 
 def test_accessor_and_cli(copgen_model, tmp_path):
-    s2 = api.open_inputs(terramind("S2L2A"))["s2l2a"]
+    s2 = api.open_inputs(terramind("S2L2A"))["s2l2a"].array
     via_accessor = s2.copgen.translate("dem", model=copgen_model, **FAST)
     via_api = api.translate(terramind("S2L2A"), "dem", model=copgen_model, **FAST)
     np.testing.assert_array_equal(via_accessor.values, via_api.values)
@@ -254,7 +257,7 @@ def test_outputs_are_nodata_where_a_condition_is(copgen_model, tmp_path):
 
 
 def test_on_the_input_grid_on_request_and_the_official_posterior_sample(copgen_model):
-    scene = grid_of(api.open_inputs(terramind("S2L2A"))["s2l2a"])
+    scene = grid_of(api.open_inputs(terramind("S2L2A"))["s2l2a"].array)
     dem = api.translate(terramind("S2L2A"), "dem", model=copgen_model, grid="input", **FAST)
     assert dem.rio.transform() == scene.affine and dem.shape[1:] == scene.shape
     assert "bilinear" in dem.attrs["resampled_to"] and np.isfinite(dem.values).all()
@@ -280,7 +283,7 @@ def test_every_sample_is_written_on_request_and_they_reduce_to_the_mean_and_std(
     np.testing.assert_allclose(every.values.mean(axis=0), mean, rtol=1e-5, atol=1e-3)
     # the std is taken per chip and blended like any band: the samples' std where one chip
     # covers a pixel, the chips' weighted mean std in overlaps (as the 4-modality translator)
-    scene = grid_of(api.open_inputs(terramind("S2L2A"))["s2l2a"])
+    scene = grid_of(api.open_inputs(terramind("S2L2A"))["s2l2a"].array)
     canvas = GroupLayout.for_scene(scene, ["DEM_DEM"]).canvases["DEM_DEM"]
     count = np.zeros(canvas.grid.shape, dtype=int)
     for chip in canvas.pixel_chips:
@@ -342,23 +345,29 @@ def test_a_group_stored_at_its_resolution_is_read_as_stored(tmp_path):
     grid: bands stored there are read as stored, not resampled to 10 m and back."""
     folder = _aligned_s2_folder(tmp_path / "l1c")
     s2 = api.open_inputs(folder)["s2l1c"]
-    scene = grid_of(s2)
+    scene = grid_of(s2.array)
     for res, bands in ((20, ["B05", "B06", "B07", "B8A", "B11", "B12"]),
                        (60, ["B01", "B09", "B10"])):  # fmt: skip
         group = group_pixels(s2, bands, at_resolution(scene, res))
-        offset = int(s2.attrs["s2_offset"])
+        offset = int(s2.array.attrs["s2_offset"])
         for name in bands:
             with rasterio.open(folder / f"{name}.tif") as src:
                 assert grid_of(src) == at_resolution(scene, res)
                 stored = src.read(1).astype(np.float64)
             expected = np.where(stored == 0, np.nan, (stored + offset) / 10000).astype(np.float32)
             np.testing.assert_array_equal(group.sel(band=name).values, expected)
-    # an array that is not an opened file (here loaded into memory) is resampled from its own
-    # 10 m grid instead; on a grid aligned with the files that gives the same pixels, slowly
+    # the same array given without its files (as a user's DataArray is) is resampled from its
+    # own 10 m grid instead, where its 20 m bands were put when it was opened: close to the
+    # stored pixels, not equal. (Before inputs were passed explicitly, ``s2.load()`` loaded
+    # ``s2`` in place, so this compared the resampled route with itself.)
     g20 = at_resolution(scene, 20)
-    resampled = group_pixels(s2.load(), ["B05"], g20)
+    resampled = group_pixels(OpenedInput(s2.array.copy(deep=True).load()), ["B05"], g20)
+    stored = group_pixels(s2, ["B05"], g20).values
     assert grid_of(resampled) == g20
-    np.testing.assert_allclose(resampled.values, group_pixels(s2, ["B05"], g20).values, atol=1e-6)
+    expected = reproject(s2.array.sel(band=["B05"]), g20, warn=False).values
+    np.testing.assert_array_equal(resampled.values, expected)
+    assert not np.array_equal(resampled.values, stored)
+    np.testing.assert_allclose(resampled.values, stored, atol=0.05)
 
 
 def test_a_coarse_group_pixel_partly_outside_the_raster_is_nodata():
@@ -366,11 +375,11 @@ def test_a_coarse_group_pixel_partly_outside_the_raster_is_nodata():
     group also cover ground beyond the raster and are nodata; the others are the mean of their
     6 x 6 pixels of 10 m (the tile stores every band at 10 m)."""
     s2 = api.open_inputs(terramind("S2L2A"))["s2l2a"]
-    grid = at_resolution(grid_of(s2), 60)
+    grid = at_resolution(grid_of(s2.array), 60)
     group = group_pixels(s2, ["B01", "B09"], grid).values
     assert group.shape == (2, 38, 38)
     assert np.isnan(group[:, -1]).all() and np.isnan(group[:, :, -1]).all()
-    tenths = s2.sel(band=["B01", "B09"]).values[:, :222, :222]
+    tenths = s2.array.sel(band=["B01", "B09"]).values[:, :222, :222]
     means = tenths.reshape(2, 37, 6, 37, 6).mean(axis=(2, 4))
     np.testing.assert_allclose(group[:, :37, :37], means, rtol=1e-6)
 
@@ -380,12 +389,13 @@ def test_native_20m_bands_come_in_band_number_order_holding_their_own_values(
 ):
     """Issue 27 row 17: the native 20 m group came out as B05 B06 B07 B11 B12 B8A. It comes in
     band-number order (B8A in B08's place), as the registry and the merged outputs list them,
-    and each band holds its own channel: decoding is replaced by "VAE channel i is i + 1"."""
-    from geocopgen.copgen.layout import slot
+    and each band holds its own channel: decoding is replaced by "VAE channel i is (i + 1) / 10"
+    (a reflectance inside the domain, which every output is clipped to)."""
     from geocopgen.translation import grouped
 
     def channel_numbers(key, y, dn_offset):
-        return torch.arange(1, y.shape[1] + 1, dtype=y.dtype).view(1, -1, 1, 1).expand_as(y)
+        tenths = torch.arange(1, y.shape[1] + 1, dtype=y.dtype) / 10
+        return tenths.view(1, -1, 1, 1).expand_as(y)
 
     monkeypatch.setattr(grouped, "physical_from_model", channel_numbers)
     out = tmp_path / "l2a.tif"
@@ -396,7 +406,8 @@ def test_native_20m_bands_come_in_band_number_order_holding_their_own_values(
         for i, band in enumerate(src.descriptions, start=1):
             values = src.read(i)
             assert np.isfinite(values).any()
-            np.testing.assert_allclose(values[np.isfinite(values)], channels.index(band) + 1)
+            tenth = (channels.index(band) + 1) / 10
+            np.testing.assert_allclose(values[np.isfinite(values)], tenth, rtol=1e-6)
 
 
 def test_sample_takes_steps_and_a_preset_from_python(copgen_model):
@@ -447,3 +458,41 @@ def test_steps_far_above_the_samplers_useful_range_warn_at_the_callers_line(
               "--model", str(copgen_model), "--date", "2021-07-15", "--steps", "100000"],
     )  # fmt: skip
     assert "geocopgen: warning: 100000 sampler steps is far above" in result.output
+
+
+def test_copgen_outputs_follow_the_domain_rule_of_every_model(copgen_model, tmp_path):
+    """Issue 24: a COP-GEN output is clipped to its modality's domain like a 4-modality one,
+    counted in CLIPPED_TO_DOMAIN (each group's, summed in a merged output), warned about, and
+    tagged with how its inputs were read. The fixture's random S2 decoders overshoot."""
+    out = tmp_path / "l2a.tif"
+    with pytest.warns(DomainWarning, match="clipped to it"):
+        groups = api.translate(terramind("S1RTC"), "s2l2a", model=copgen_model, output=out,
+                               grid="native", **FAST)  # fmt: skip
+    low, high = np.float32(get_modality("s2l2a").domain)  # clipped in float32
+    total = 0
+    for key, array in groups.items():
+        with rasterio.open(tmp_path / f"l2a_{slot(key).resolution:g}m.tif") as src:
+            values, tags = src.read(), src.tags()
+        assert np.nanmin(values) >= low and np.nanmax(values) <= high
+        assert tags["S1_SCALE_OF_S1RTC"] == "db" and array.attrs["s1_scale_of_s1rtc"] == "db"
+        total += int(tags["CLIPPED_TO_DOMAIN"])
+    assert total > 0
+    with pytest.warns(DomainWarning):
+        merged = api.translate(terramind("S1RTC"), "s2l2a", model=copgen_model, grid="input",
+                               **FAST)  # fmt: skip
+    assert int(merged.attrs["clipped_to_domain"]) == total
+    assert float(merged.min()) >= low and float(merged.max()) <= high
+
+
+def test_each_group_file_is_checked_as_every_output_is(copgen_model, tmp_path):
+    """Issue 24: a COP-GEN model's per-group files go through the one output check: one that
+    is an input is refused even with overwrite (it was only refused when it existed), and a
+    refusal leaves the input intact."""
+    source = tmp_path / "l2a_10m.tif"
+    shutil.copy(terramind("S1RTC"), source)
+    before = source.read_bytes()
+    with pytest.raises(OutputError, match="is the input itself"):
+        api.translate(source, "s2l2a", modality="s1rtc", model=copgen_model, grid="native",
+                      output=tmp_path / "l2a.tif", overwrite=True, **FAST)  # fmt: skip
+    assert source.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l2a_10m.tif"]

@@ -34,7 +34,7 @@ def test_every_modality_states_its_physical_domain():
 def test_the_readme_example_s_dem_is_in_range_by_construction(tmp_path):
     """The bundled model decodes the DEM through COP-GEN's log codec: every height lies in
     [0, 8847] m by construction, so nothing is clipped (the previous model had to clip pixels
-    kilometres below sea level on this tile)."""
+    kilometres below sea level on this tile); the tag says 0, as every output's does."""
     out = tmp_path / "dem.tif"
     result = CliRunner().invoke(
         app, ["translate", str(README_EXAMPLE), "--to", "dem", "-o", str(out), "--device", "cpu",
@@ -44,19 +44,20 @@ def test_the_readme_example_s_dem_is_in_range_by_construction(tmp_path):
     with rasterio.open(out) as src:
         tags = src.tags()
         values = src.read(1)
-    assert "CLIPPED_TO_DOMAIN" not in tags and tags["LIMIT_DEM_AT_FLOOR_0M"] == "0"
+    assert tags["CLIPPED_TO_DOMAIN"] == "0" and tags["LIMIT_DEM_AT_FLOOR_0M"] == "0"
+    assert tags["S2_OFFSET_OF_S2L2A"] == "0"  # how the input was read, as every model records
     assert np.nanmin(values) >= 0.0 and np.nanmax(values) <= 8847.5
     assert "CLIPPED_TO_DOMAIN" not in result.stderr
 
 
 def test_translated_reflectance_is_never_negative():
     """S1 → S2 L2A with the bundled model: its Sentinel-2 codecs decode by squaring, so no
-    reflectance is negative, without any clipping."""
+    reflectance is negative, without any clipping (the domain rule runs and counts 0)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", DomainWarning)
         s2 = geocopgen.translate(terramind("S1RTC"), "s2l2a", device="cpu", progress=False,
                                  steps=8)  # fmt: skip
-    assert "clipped_to_domain" not in s2.attrs
+    assert s2.attrs["clipped_to_domain"] == "0"
     assert float(s2.min()) >= 0.0 and s2.attrs["limit_s2_below_0"] == "0"
 
 

@@ -97,7 +97,7 @@ def test_the_cli_writes_the_fill_its_flags_and_the_spread_of_samples(clouds, tmp
 
 
 def test_the_accessor_fills_an_opened_array_as_the_api_does(clouds):
-    s2 = api.open_inputs(S2)["s2l2a"]
+    s2 = api.open_inputs(S2)["s2l2a"].array
     via_accessor = s2.copgen.fill(cond={"s1rtc": S1}, mask=clouds, **FAST)
     via_api = api.fill(S2, cond={"s1rtc": S1}, mask=clouds, **FAST)
     np.testing.assert_array_equal(via_accessor.filled.values, via_api.filled.values)
@@ -106,7 +106,7 @@ def test_the_accessor_fills_an_opened_array_as_the_api_does(clouds):
 
 
 def test_an_array_in_memory_is_filled_in_physical_units(clouds):
-    s2 = api.open_inputs(S2)["s2l2a"]
+    s2 = api.open_inputs(S2)["s2l2a"].array
     computed = (s2 * 1.0).compute()  # no longer an opened file: its values are what is stored
     computed.attrs = dict(s2.attrs, source="memory")
     result = api.fill(computed, mask=clouds, method="interpolate")
@@ -134,10 +134,9 @@ def test_the_held_cells_end_at_the_encoded_input(clouds):
 
     model = api.load_model("default")
     inputs = api.open_inputs(S2, {"s1rtc": S1})
-    s2 = inputs["s2l2a"]
     cloud = _mask(clouds)
-    keep = Keep(s2.where(~cloud[None]), cloud)
-    scene = model_grid(grid_of(s2))
+    keep = Keep(inputs["s2l2a"], cloud)
+    scene = model_grid(grid_of(inputs["s2l2a"].array))
     plan = plan_grouped(model, "s2l2a", scene, {"s1rtc": inputs["s1rtc"]},
                         TranslateOptions(steps=3, progress=False), keep=keep)  # fmt: skip
     conditions = {

@@ -1,5 +1,6 @@
 """The package imports cleanly: every module on its own in a fresh interpreter, no import cycle
-between its modules, nothing reaching into the package root for a name, and no forwarding stubs."""
+between its modules, every import pointing down the layers, nothing reaching into the package
+root for a name, and no forwarding stubs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pkgutil
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,22 +29,20 @@ def _module_of(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _import_edges() -> dict[str, set[str]]:
-    """Module → every geocopgen module it imports, anywhere in its source.
+def _imports() -> Iterator[tuple[str, int, str]]:
+    """(module, line, geocopgen module it imports) for every import anywhere in its source.
 
     Imports inside functions count: one that closes a loop (``readers`` importing
     ``xarray_input`` lazily while ``xarray_input`` imports ``readers``) is a cycle postponed,
-    not a cycle removed.
+    not a cycle removed; one that points up a layer is a layer broken, however late it runs.
     """
     known = set(_modules()) | {"geocopgen"}
-    graph: dict[str, set[str]] = {}
     for path in ROOT.rglob("*.py"):
         name = _module_of(path)
         is_pkg = path.name == "__init__.py"
-        edges: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
-                edges |= {a.name for a in node.names if a.name in known}
+                targets = {a.name for a in node.names if a.name in known}
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:  # relative import
@@ -50,10 +50,21 @@ def _import_edges() -> dict[str, set[str]]:
                     for _ in range(node.level - 1):
                         pkg = pkg.rpartition(".")[0]
                     base = f"{pkg}.{base}".rstrip(".")
-                if base in known:
-                    edges.add(base)
-                edges |= {f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in known}
-        graph[name] = edges - {name}
+                # ``from pkg import mod`` imports the module; a name from ``pkg`` imports pkg
+                subs = {f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in known}
+                whole = base in known and len(subs) < len(node.names)
+                targets = subs | ({base} if whole else set())
+            else:
+                continue
+            for target in sorted(targets - {name}):
+                yield name, node.lineno, target
+
+
+def _import_edges() -> dict[str, set[str]]:
+    """Module → every geocopgen module it imports, anywhere in its source."""
+    graph: dict[str, set[str]] = {_module_of(path): set() for path in ROOT.rglob("*.py")}
+    for name, _, target in _imports():
+        graph[name].add(target)
     return graph
 
 
@@ -111,6 +122,65 @@ def test_no_module_takes_names_from_the_package_root():
 def test_the_cycle_check_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+#: The package's layers, lowest first, by the name under ``geocopgen`` (a module or a package):
+#: a module imports only from its own layer or a lower one, so each layer can be read, tested
+#: and changed knowing only what is beneath it. ``domain`` (a top-level module) clips decoded
+#: outputs chip by chip, so it sits on ``raster``'s layer; ``models`` (the 4-modality tensors)
+#: sits with ``copgen``, which builds on it. The package root sits on top: nothing below may
+#: use it.
+LAYERS: tuple[frozenset[str], ...] = tuple(
+    frozenset(names.split())
+    for names in (
+        "_version errors",
+        "modalities precision prefetch outputs options weights baselines",
+        "raster domain",
+        "io",
+        "sources",
+        "models copgen",
+        "latents",
+        "translation",
+        "training evaluation",
+        "api",
+        "accessor",
+        "cli __main__ geocopgen",
+    )
+)
+
+
+def _layer(module: str) -> int:
+    """The index in :data:`LAYERS` of ``geocopgen.<name>...`` (the root: ``geocopgen``)."""
+    name = module.split(".")[1] if "." in module else module
+    found = [i for i, layer in enumerate(LAYERS) if name in layer]
+    assert found, f"{module} is in no layer: add {name!r} to LAYERS in tests/test_imports.py"
+    return found[0]
+
+
+def _upward(imports: Iterable[tuple[str, int, str]]) -> list[str]:
+    """Each import that points up a layer, as ``module:line imports target (layer a < b)``."""
+    return [
+        f"{module}:{line} imports {target} (layer {_layer(module)} < {_layer(target)})"
+        for module, line, target in imports
+        if _layer(module) < _layer(target)
+    ]
+
+
+def test_every_import_points_down_the_layers():
+    offenders = _upward(_imports())
+    assert not offenders, "imports that point up a layer:\n" + "\n".join(offenders)
+
+
+def test_every_module_has_a_layer():
+    for module in _modules():
+        _layer(module)
+
+
+def test_the_layer_check_names_the_offending_import():
+    assert _upward([("geocopgen.raster.mosaic", 50, "geocopgen.io.codecs")]) == [
+        "geocopgen.raster.mosaic:50 imports geocopgen.io.codecs (layer 2 < 3)"
+    ]
+    assert _upward([("geocopgen.io.codecs", 9, "geocopgen.raster.grid")]) == []
 
 
 def test_every_module_imports_on_its_own_in_a_fresh_interpreter():

@@ -331,7 +331,7 @@ def test_plan_bands_from_bytes_reads_what_plan_input_reads():
         (b.name, b.resampling) for b in reference.bands
     ]
     assert plan.codec == reference.codec and plan.grid == reference.grid
-    a, b = reference.open(), plan.open()
+    a, b = reference.open().array, plan.open().array
     assert fetches == []  # lazy: nothing fetched yet
     for rows, cols in [(slice(1700, None), slice(0, 300)), (slice(200, 456), slice(900, 1156))]:
         expected = a.isel(y=rows, x=cols).values
@@ -383,3 +383,18 @@ def test_selecting_one_band_reads_only_that_band(monkeypatch):
     np.testing.assert_array_equal(arr.sel(band="B05").values, expected[0])
     np.testing.assert_array_equal(arr.isel(band=1, x=-3).values, expected[1][:, -3])
     assert set(calls) == {(4,), (1,)}
+
+
+def test_an_input_is_read_from_its_files_only_when_opened_from_them():
+    """Issue 24: whether an input is read from its files is decided when it is opened, and
+    handed on in the OpenedInput; no array (as opened, or sliced) finds its files again."""
+    from geocopgen.io import OpenedInput, open_input
+    from geocopgen.io.readers import bands_on_grid
+
+    opened = open_input(VIRGINIA)
+    g20 = at_resolution(grid_of(opened.array), 20)
+    assert opened.files is not None and bands_on_grid(opened, ["B05"], g20) is not None
+    for array in (opened.array, opened.array.isel(x=slice(0, 100)), opened.array + 0):
+        assert OpenedInput.of(array).files is None and open_input(array).files is None
+        assert bands_on_grid(OpenedInput(array), ["B05"], g20) is None
+    assert OpenedInput.of(opened) is opened

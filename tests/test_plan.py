@@ -59,7 +59,7 @@ def test_each_input_file_is_opened_once(tiny, opened):
 
 
 def test_each_band_file_of_a_folder_is_opened_once(tiny, opened):
-    scene = api.open_inputs(VIRGINIA)["s2l1c"].isel(x=slice(0, 300), y=slice(0, 300))
+    scene = api.open_inputs(VIRGINIA)["s2l1c"].array.isel(x=slice(0, 300), y=slice(0, 300))
     api.translate(scene, "dem", model=tiny, **FAST)
     assert set(opened.values()) == {1}
     assert len(opened) == 13
@@ -152,7 +152,7 @@ def test_one_rule_feeds_partly_invalid_pixels_to_every_autoencoder():
     from geocopgen.training.autoencoder import RasterCrops
 
     s2 = get_modality("s2l2a")
-    tile = api.open_inputs(terramind("S2L2A"))["s2l2a"].values.astype(np.float32)
+    tile = api.open_inputs(terramind("S2L2A"))["s2l2a"].array.values.astype(np.float32)
     tile[3, 10:20, 10:20] = np.nan  # one band missing over a patch: partly invalid pixels
     expected = s2.model_input(tile.copy())
     assert np.all(expected[3, 10:20, 10:20] == 0) and np.all(expected[2, 10:20, 10:20] != 0)
@@ -161,7 +161,7 @@ def test_one_rule_feeds_partly_invalid_pixels_to_every_autoencoder():
         np.where(np.isfinite(tile), s2.normalize(tile), 0)[:, 10:20, 10:20].astype(np.float32),
     )
 
-    array = api.open_inputs(terramind("S2L2A"))["s2l2a"].copy(data=tile)
+    array = api.open_inputs(terramind("S2L2A"))["s2l2a"].array.copy(data=tile)
     crops = RasterCrops([array], s2, 224, augment=False)
     item = crops.item(*crops.read(0, 0, 0), augment=False)
     np.testing.assert_array_equal(item["x"].numpy(), expected)

@@ -170,7 +170,7 @@ def info(
 
     plan = plan_input(path, modality, offset=s2_offset, s1_scale=s1_scale.value, nodata=nodata)
     facts = engine.cli_facts(plan)
-    facts["valid_pixels"] = api.has_valid_pixels(plan.open())
+    facts["valid_pixels"] = api.has_valid_pixels(plan.open().array)
     try:
         api.check_model(model, bundled=BUNDLED)
         can: dict[str, Any] = api.capabilities(plan.modality.name, model).to_dict()

@@ -49,6 +49,7 @@ from geocopgen.copgen.vae import load_vae
 from geocopgen.errors import CheckpointError, ConfigError, GeoCopGenError, OutputError
 from geocopgen.models.checkpoints import read_config
 from geocopgen.models.pipeline import PIPELINE_CONFIG
+from geocopgen.outputs import check_model_folder
 
 #: The published backbone file and the VAE file name inside each hub folder.
 BACKBONE_FILE = "500000_nnet_ema.pth"
@@ -96,7 +97,7 @@ def convert_copgen(
     latents-only model. Returns the converted model (the same weights the folder holds).
     """
     say = progress or _quiet
-    output = check_output(output, overwrite=overwrite)
+    output = check_model_folder(output, overwrite=overwrite, marker=PIPELINE_CONFIG)
     model = read_official(
         backbone_pth, vae_folder, config=config, size=size, progress=say, provenance=provenance
     )
@@ -143,35 +144,6 @@ def read_official(
         **(provenance or {}),
     }
     return CopgenModel(backbone.eval(), vaes, size=name, provenance=record)
-
-
-def check_output(output: str | os.PathLike, *, overwrite: bool) -> Path:
-    """Refuse an existing output unless ``overwrite``, and even then anything but a model folder
-    (so a mistyped ``-o`` cannot replace an unrelated folder)."""
-    output = Path(output)
-    if not (output.exists() or output.is_symlink()):
-        _check_parent(output)
-        return output
-    if not overwrite:
-        raise OutputError(f"{output}: exists; pass --overwrite to replace it, or choose another")
-    if not output.is_dir():
-        raise OutputError(f"{output}: is a file, not a model folder; choose another output")
-    if any(output.iterdir()) and not (output / PIPELINE_CONFIG).is_file():
-        raise OutputError(
-            f"{output}: is a folder without {PIPELINE_CONFIG}; --overwrite replaces only "
-            "geocopgen model folders, so choose another output"
-        )
-    return output
-
-
-def _check_parent(output: Path) -> None:
-    """The nearest existing folder above ``output`` must be a writable folder, so that a bad
-    ``-o`` fails before minutes of reading and converting."""
-    parent = output.absolute().parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise OutputError(f"{output}: cannot be written there ({parent} is not a writable folder)")
 
 
 # --- the backbone's size ------------------------------------------------------------------------
@@ -444,7 +416,7 @@ def convert_copgen_from_hub(
 ) -> CopgenModel:
     """Download the published files (hub cache) and convert them into ``output``."""
     say = progress or _quiet
-    check_output(output, overwrite=overwrite)
+    check_model_folder(output, overwrite=overwrite, marker=PIPELINE_CONFIG)
     backbone, vaes, hub = download_official(
         revision=revision, vae_revision=vae_revision, progress=say
     )
@@ -480,7 +452,6 @@ __all__ = [
     "OFFICIAL_VAE_NAMES",
     "VAE_FILE",
     "backbone_dims",
-    "check_output",
     "convert_copgen",
     "convert_copgen_from_hub",
     "download_official",

@@ -1,7 +1,7 @@
 """Evaluation: metrics in physical units, distribution metrics, baselines, and the report that
 puts a model beside them (``evaluate``)."""
 
-from geocopgen.evaluation.baselines import LinearBaseline, MeanBaseline
+from geocopgen.baselines import LinearBaseline, MeanBaseline
 from geocopgen.evaluation.features import FeatureNet, load_feature_extractor
 from geocopgen.evaluation.metrics import (
     mae,

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from geocopgen.baselines import LinearBaseline, MeanBaseline
 from geocopgen.errors import ConfigError, ModalityError, OutputError
-from geocopgen.evaluation.baselines import LinearBaseline, MeanBaseline
 from geocopgen.evaluation.features import extract_features, frechet_distance, precision_recall
 from geocopgen.evaluation.metrics import (
     mae,

@@ -2,6 +2,8 @@
 
 * :func:`open_raster`: a GeoTIFF, a one-file-per-band folder (Major TOM, SAFE-like) or an xarray
   object → lazy ModalityArray (float32 physical units, NaN = invalid, rioxarray georeference).
+* :func:`open_input`: the same, opened once as an :class:`OpenedInput` (the array and the files
+  behind it), the value translation hands on to the readers.
 * :func:`plan_input`: what an input is detected as, without reading it (``geocopgen info``).
 * :func:`plan_bands`: the same plan for band files a source describes (Major TOM), opened by
   path or from GeoTIFF bytes (:class:`MemoryBands`), without reading a header.
@@ -15,7 +17,15 @@ builds them (:mod:`geocopgen.io.array`), so the raster engine's grid layer does 
 from geocopgen.io.align import align, model_grid, reproject, utm_grid
 from geocopgen.io.codecs import Codec
 from geocopgen.io.detect import Detection, detect_modality
-from geocopgen.io.readers import InputPlan, modality_array, open_raster, plan_bands, plan_input
+from geocopgen.io.readers import (
+    InputPlan,
+    OpenedInput,
+    modality_array,
+    open_input,
+    open_raster,
+    plan_bands,
+    plan_input,
+)
 from geocopgen.io.source import MemoryBands, RasterSource
 from geocopgen.raster.grid import grid_of
 
@@ -24,12 +34,14 @@ __all__ = [
     "Detection",
     "InputPlan",
     "MemoryBands",
+    "OpenedInput",
     "RasterSource",
     "align",
     "detect_modality",
     "grid_of",
     "modality_array",
     "model_grid",
+    "open_input",
     "open_raster",
     "plan_bands",
     "plan_input",

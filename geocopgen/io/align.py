@@ -23,7 +23,7 @@ from rasterio.warp import transform_bounds
 from geocopgen.errors import GridError, NoOverlapError, ResamplingWarning
 from geocopgen.errors import warn as warn_caller
 from geocopgen.io.array import modality_array
-from geocopgen.io.readers import bands_on_grid, choose_resampling
+from geocopgen.io.readers import OpenedInput, bands_on_grid, choose_resampling
 from geocopgen.io.source import crosses_antimeridian
 from geocopgen.modalities import Modality, get_modality
 from geocopgen.raster.grid import (
@@ -97,13 +97,17 @@ def overlaps(a: GeoBox, b: GeoBox) -> bool:
 
 
 def reproject(
-    array: xr.DataArray,
+    data: xr.DataArray | OpenedInput,
     grid: GeoBox,
     *,
     resampling: str | None = None,
     warn: bool = True,
 ) -> xr.DataArray:
-    """The ModalityArray resampled onto ``grid`` (lazy). Unchanged if already on it."""
+    """The ModalityArray (or an opened input's) resampled onto ``grid`` (lazy). Unchanged if
+    already on it. Only across the antimeridian does an opened input's files matter: they are
+    read onto ``grid``; an array alone is refused there."""
+    opened = OpenedInput.of(data)
+    array = opened.array
     source = str(array.attrs.get("source", "array"))
     src_grid = grid_of(array)
     if src_grid == grid:
@@ -119,7 +123,7 @@ def reproject(
             "Use inputs of the same place."
         )
     if crosses_antimeridian(rasterio_crs(src_grid), *src_grid.boundingbox.bbox[::2]):
-        return _across_antimeridian(array, grid, warn)
+        return _across_antimeridian(opened, grid, warn)
     m = get_modality(array.attrs["modality"])
     method = resampling or _resampling_for(m, src_grid, grid)
     allowed = _CATEGORICAL if m.categorical else _ALLOWED  # class codes are not interpolated
@@ -142,26 +146,29 @@ def reproject(
 
 
 def align(
-    arrays: Sequence[xr.DataArray] | Mapping[K, xr.DataArray],
+    arrays: Sequence[xr.DataArray | OpenedInput] | Mapping[K, xr.DataArray | OpenedInput],
     like: xr.DataArray | GeoBox | None = None,
     *,
     resampling: str | None = None,
 ) -> list[xr.DataArray] | dict[K, xr.DataArray]:
-    """Every array on one grid: ``like``'s, or the first array's. Lazy; warns for each resample."""
+    """Every array (or opened input) on one grid: ``like``'s, or the first one's. Lazy; warns for
+    each resample."""
     items = list(arrays.items()) if isinstance(arrays, Mapping) else list(enumerate(arrays))
     if not items:
         raise GridError("align() needs at least one array")
-    target = grid_of(like) if like is not None else grid_of(items[0][1])
+    first = items[0][1]
+    target = grid_of(like if like is not None else OpenedInput.of(first).array)
     out = [(k, reproject(a, target, resampling=resampling)) for k, a in items]
     return dict(out) if isinstance(arrays, Mapping) else [a for _, a in out]
 
 
-def _across_antimeridian(array: xr.DataArray, grid: GeoBox, warn: bool) -> xr.DataArray:
+def _across_antimeridian(opened: OpenedInput, grid: GeoBox, warn: bool) -> xr.DataArray:
     """A raster whose columns run past 180°, read onto ``grid`` from its files, whose warper
     takes longitudes around 180° (:func:`~geocopgen.io.source.warp_source_crs`); odc-geo's
     footprint breaks there. An array with no files behind it is refused in one line."""
+    array = opened.array
     source = str(array.attrs.get("source", "array"))
-    moved = bands_on_grid(array, [str(b) for b in array.band.values], grid)
+    moved = bands_on_grid(opened, [str(b) for b in array.band.values], grid)
     if moved is None:
         raise GridError(
             f"{source}: its columns cross the antimeridian (180°), which geocopgen reads only "

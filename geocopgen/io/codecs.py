@@ -14,9 +14,8 @@ and rounds once to float32, so ``encode(decode(dn)) == dn`` exactly for every 16
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 
@@ -40,10 +39,6 @@ TERRAMIND_TO_ESRI = np.array([0, 1, 2, 4, 5, 7, 8, 9, 10, 11], dtype=np.float64)
 
 #: Digital number Sentinel-2 products use for "no data" (ESA product specification).
 S2_NODATA_DN = 0
-
-
-#: The ModalityArray attrs that say how raw values were read (``Codec.reading_attrs``).
-READING_ATTRS = ("s2_offset", "s1_scale")
 
 
 @dataclass(frozen=True)
@@ -123,10 +118,10 @@ class Codec:
         return raw
 
     def reading_attrs(self) -> dict[str, int | str]:
-        """How the raw values were read, as ModalityArray attrs (:data:`READING_ATTRS`):
+        """How the raw values were read, as ModalityArray attrs (``modalities.READING_ATTRS``):
         ``s2_offset`` for Sentinel-2, ``s1_scale`` (``"db"`` or ``"linear"``) for Sentinel-1.
-        Outputs record them as provenance (:func:`reading_tags`), since either, guessed wrong,
-        silently changes what a model sees."""
+        Outputs record them as provenance (``modalities.reading_tags``), since either, guessed
+        wrong, silently changes what a model sees."""
         if self.modality.name.startswith("s2"):
             return {"s2_offset": self.offset}
         if self.modality.name.startswith("s1"):
@@ -142,12 +137,6 @@ class Codec:
         if self.encoding == TERRAMIND_CLASSES:
             return "TerraMind class index 0..9 -> ESRI land-cover code"
         return f"values already in {self.modality.units}"
-
-
-def reading_tags(attrs: Mapping[str, Any], of: str) -> dict[str, Any]:
-    """Output provenance tags for the :data:`READING_ATTRS` in ``attrs``, e.g.
-    ``S2_OFFSET_OF_INPUT`` or ``S1_SCALE_OF_S1RTC``."""
-    return {f"{key.upper()}_OF_{of}": attrs[key] for key in READING_ATTRS if key in attrs}
 
 
 def nodata_values(declared: Sequence[float | None]) -> tuple[float, ...]:

@@ -8,7 +8,9 @@ Sentinel-1 ``s1_scale``).
 
 Opening is two steps so that ``geocopgen info`` can show what *would* be read without reading
 pixels: :func:`plan_input` inspects files and decides modality, band order, grid, resampling and
-codec (an :class:`InputPlan`); :meth:`InputPlan.open` wraps a :class:`RasterSource` in dask.
+codec (an :class:`InputPlan`); :meth:`InputPlan.open` wraps a :class:`RasterSource` in dask and
+returns an :class:`OpenedInput`: the array and the files behind it, handed on explicitly to the
+readers that read those files onto another grid (:func:`bands_on_grid`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -31,6 +32,7 @@ from rasterio.enums import Resampling
 
 from geocopgen.errors import (
     BandMismatchError,
+    GeoCopGenError,
     GeoCopGenWarning,
     UnknownModalityError,
     UnreadableInputError,
@@ -101,12 +103,13 @@ class InputPlan:
         self.handles.clear()
         return RasterSource(self.bands, self.grid, codec, self.source, self.opener, spare=spare)
 
-    def open(self, chunks: int = DEFAULT_CHUNK) -> xr.DataArray:
-        """The lazy ModalityArray."""
+    def open(self, chunks: int = DEFAULT_CHUNK) -> OpenedInput:
+        """The lazy ModalityArray, with the files it reads."""
         attrs: dict[str, Any] = self.codec.reading_attrs()
         if self.datetime:
             attrs["datetime"] = self.datetime
-        return open_source(self.raster_source(), self.modality, attrs, chunks)
+        files = self.raster_source()
+        return OpenedInput(open_source(files, self.modality, attrs, chunks), files)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description (what ``geocopgen info --json`` prints)."""
@@ -141,37 +144,78 @@ class InputPlan:
         return out
 
 
-#: The RasterSource behind every array :func:`open_source` made, by the array's dask name; weak,
-#: so an entry lives as long as an array reading through that source.
-_OPENED: weakref.WeakValueDictionary[str, RasterSource] = weakref.WeakValueDictionary()
+#: How the dask graph of an opened input is named (then the token of its RasterSource).
+READ_PREFIX = "geocopgen-read-"
+
+
+@dataclass(frozen=True, eq=False)  # identity: comparing DataArrays gives an array, not a bool
+class OpenedInput:
+    """An input opened once: its lazy ModalityArray and, when geocopgen opened it from files,
+    those files (``files``). A reader that needs another grid (a resolution group, a warp across
+    the antimeridian) reads ``files`` straight onto it; an input without files (an array a user
+    gave, sliced, computed or as it was) is resampled from ``array``. Handed on explicitly, so
+    what an input is read from never depends on how its array was sliced."""
+
+    array: xr.DataArray
+    files: RasterSource | None = None
+
+    @property
+    def source(self) -> str:
+        """Where the input came from (a path, a URL or "array"), for messages and refusals."""
+        return str(self.array.attrs.get("source", "array"))
+
+    @classmethod
+    def of(cls, data: xr.DataArray | OpenedInput) -> OpenedInput:
+        """``data`` if opened already, else an array alone (no files)."""
+        return data if isinstance(data, OpenedInput) else cls(data)
+
+    @classmethod
+    def recovered(cls, array: xr.DataArray) -> OpenedInput:
+        """``array`` with its files found again when it is exactly what a reader opened: its
+        ``source`` planned again with the decisions its attrs record (S2 offset, S1 scale)
+        gives the same dask name, a token of the files, bands, grid and decoding that any
+        slice, computation or other reading changes. Else the array alone, resampled from
+        itself (an array opened with a nodata override or an LULC scheme included, since its
+        attrs do not record them)."""
+        name = getattr(array.data, "name", None)
+        source = array.attrs.get("source")
+        if not (isinstance(name, str) and name.startswith(READ_PREFIX) and source):
+            return cls(array)
+        scale = array.attrs.get("s1_scale", "auto")
+        try:
+            plan = plan_input(source, array.attrs.get("modality"),
+                              offset=array.attrs.get("s2_offset"), s1_scale=scale)  # fmt: skip
+        except (GeoCopGenError, OSError, ValueError):
+            return cls(array)
+        files = plan.raster_source()
+        if f"{READ_PREFIX}{tokenize(files)}" != name:
+            return cls(array)
+        return cls(array, files)
 
 
 def open_source(
     src: RasterSource, modality: Modality, attrs: Mapping[str, Any], chunks: int = DEFAULT_CHUNK
 ) -> xr.DataArray:
     """``src`` as a lazy ModalityArray (its bands; one dask chunk per file per window)."""
-    name = f"geocopgen-read-{tokenize(src)}"
     data = dsa.from_array(
         src,
         chunks=(_file_runs(src.bands), chunks, chunks),
         asarray=False,
         meta=np.empty((0, 0, 0), dtype=np.float32),
-        name=name,
+        name=f"{READ_PREFIX}{tokenize(src)}",
     )
-    _OPENED[name] = src
     bands = [b.name for b in src.bands]
     return modality_array(data, src.grid, modality, source=src.source, bands=bands, **attrs)
 
 
-def bands_on_grid(array: xr.DataArray, bands: Sequence[str], grid: GeoBox) -> xr.DataArray | None:
-    """``bands`` of an opened input read straight onto ``grid``, with the decisions it was read
-    with (S2 offset, S1 scale, nodata): each band from its own file, resampled once, from its
-    native grid, and only if that differs (a 20 m band of a SAFE onto a 20 m grid: the stored
-    pixels). ``None`` unless ``array`` is an opened input itself (not a crop, a resampling or a
-    computation of one), which the caller then resamples as an array."""
-    name = getattr(array.data, "name", None)
-    src = _OPENED.get(name) if isinstance(name, str) else None
-    if src is None or list(array.band.values) != [b.name for b in src.bands]:
+def bands_on_grid(opened: OpenedInput, bands: Sequence[str], grid: GeoBox) -> xr.DataArray | None:
+    """``bands`` of an input read from its files straight onto ``grid``, with the decisions it
+    was read with (S2 offset, S1 scale, nodata): each band from its own file, resampled once,
+    from its native grid, and only if that differs (a 20 m band of a SAFE onto a 20 m grid: the
+    stored pixels). ``None`` for an input without files, which the caller then resamples as an
+    array."""
+    src = opened.files
+    if src is None:
         return None
     by_name = {b.name: b for b in src.bands}
     native: dict[str, tuple[GeoBox, Any]] = {}
@@ -186,6 +230,7 @@ def bands_on_grid(array: xr.DataArray, bands: Sequence[str], grid: GeoBox) -> xr
     spare = {path: ds for path, (_, ds) in native.items()}
     inside = _inside(grid, src.grid)
     moved = RasterSource(refs, grid, src.codec, src.source, src.opener, spare=spare, inside=inside)
+    array = opened.array
     attrs = {k: v for k, v in array.attrs.items() if k not in ("modality", "units", "source")}
     attrs.pop("_FillValue", None)
     return open_source(moved, get_modality(array.attrs["modality"]), attrs)
@@ -658,7 +703,7 @@ def _looks_like_dn(sample: Callable[[Sequence[str]], np.ndarray], nodata: Sequen
 
 
 # --- public entry points --------------------------------------------------------------------
-def open_raster(
+def open_input(
     path: str | Path | xr.DataArray,
     modality: str | Modality | None = None,
     *,
@@ -668,8 +713,10 @@ def open_raster(
     grid: GeoBox | None = None,
     chunks: int = DEFAULT_CHUNK,
     lulc_scheme: str = "auto",
-) -> xr.DataArray:
-    """Open a GeoTIFF, a one-file-per-band folder or an xarray object as a lazy ModalityArray.
+) -> OpenedInput:
+    """Open a GeoTIFF, a one-file-per-band folder or an xarray object once, as an
+    :class:`OpenedInput`: a file or folder with the files it reads, an xarray object without
+    (resampled from the array wherever another grid is needed).
 
     ``modality`` is detected when omitted (see :mod:`geocopgen.io.detect`); ``offset`` overrides
     the Sentinel-2 DN offset; ``s1_scale`` is ``"auto"``, ``"db"`` or ``"linear"``; ``nodata``
@@ -679,7 +726,7 @@ def open_raster(
     indices (``"terramind"``), decided from tags, path and values when ``"auto"``.
     """
     if isinstance(path, xr.DataArray):
-        return from_xarray(path, modality, offset=offset, s1_scale=s1_scale)
+        return OpenedInput(from_xarray(path, modality, offset=offset, s1_scale=s1_scale))
     plan = plan_input(
         path,
         modality,
@@ -690,3 +737,13 @@ def open_raster(
         lulc_scheme=lulc_scheme,
     )
     return plan.open(chunks=chunks)
+
+
+def open_raster(
+    path: str | Path | xr.DataArray,
+    modality: str | Modality | None = None,
+    **options: Any,
+) -> xr.DataArray:
+    """Open a GeoTIFF, a one-file-per-band folder or an xarray object as a lazy ModalityArray
+    (the array of :func:`open_input`, which takes the same options)."""
+    return open_input(path, modality, **options).array

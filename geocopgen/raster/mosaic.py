@@ -47,13 +47,11 @@ from rasterio.windows import Window
 
 from geocopgen._version import __version__
 from geocopgen.errors import GeoCopGenError, GridError, NoValidDataError, OutputError
-from geocopgen.io.codecs import reading_tags
-from geocopgen.modalities import Modality, get_modality
+from geocopgen.modalities import Modality, get_modality, reading_tags
 from geocopgen.outputs import (
     disk_full,
     move_into_place,
     prepare_output,
-    refuse_inputs,
     remove_stale,
     temporary_name,
     write_failure,
@@ -152,7 +150,10 @@ class MosaicWriter:
     """Blend chip outputs into a GeoTIFF on ``grid``, streaming tile by tile.
 
     Use as a context manager: leaving the block normally calls :meth:`close` (the file appears),
-    leaving it with an exception calls :meth:`abort` (no file appears).
+    leaving it with an exception calls :meth:`abort` (no file appears). ``path`` is checked once,
+    before any work, by whoever starts the run (:func:`geocopgen.outputs.prepare_output`, e.g.
+    through ``WriteOptions.prepare``): the writer only writes a temporary file beside it and
+    renames it into place, refusing a file that appeared meanwhile unless ``overwrite``.
     """
 
     def __init__(
@@ -216,15 +217,11 @@ class MosaicWriter:
             self._dst = _ArrayTarget(len(self.bands), grid.height, grid.width, self._dtype)
             return
         self.overwrite = overwrite
-        self._prepare_path(overwrite)
+        remove_stale(self.path)
         self._tmp = self._tmp_name(".tmp.tif")
         self._dst = self._open(self._tmp, grid, units_list, descriptions, tags or {})
 
     # --- setup ---------------------------------------------------------------------------------
-    def _prepare_path(self, overwrite: bool) -> None:
-        prepare_output(self.path, overwrite=overwrite, raster=True)
-        remove_stale(self.path)
-
     def _tmp_name(self, suffix: str) -> Path:
         name = temporary_name(self.path, suffix)
         self._temps.append(name)
@@ -678,7 +675,7 @@ def apply_chipwise(
 
     source = str(array.attrs.get("source", "input"))
     grid = grid_of(array)
-    refuse_inputs(out_path, [source])
+    prepare_output(out_path, overwrite=overwrite, inputs=[source], raster=True)
     name = modality or array.attrs.get("modality")
     chips = ChipGrid.from_grid(grid, chip_size=chip_size, overlap=overlap)
     out_bands = list(bands) if bands is not None else [str(b) for b in array["band"].values]

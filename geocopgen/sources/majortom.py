@@ -251,7 +251,7 @@ class MajorTOM:
             raw_dtype=RAW_DTYPE.get(self.source),
             opener=opener,
         )
-        arr = plan.open()
+        arr = plan.open().array
         arr.attrs.update(grid_cell=row["grid_cell"], product_id=row["product_id"], datetime=when)
         return arr
 

@@ -27,6 +27,7 @@ from typing import Any
 import xarray as xr
 
 from geocopgen.errors import ConfigError, GeoCopGenWarning, InputError, warn
+from geocopgen.io.readers import OpenedInput
 from geocopgen.outputs import temporary_name
 from geocopgen.translation import fill_methods, fill_output
 from geocopgen.translation.fill_mask import FillMask, invalid_pixels
@@ -78,10 +79,10 @@ def check_fill(mask: FillMask, array: xr.DataArray) -> bool:
 
 
 def run(
-    array: xr.DataArray,
+    opened: OpenedInput,
     found: FillMask,
     request: FillOptions,
-    conditions: Mapping[str, xr.DataArray],
+    conditions: Mapping[str, OpenedInput],
     sampling: Any,
     reading: Any,
     writing: Any,
@@ -90,9 +91,10 @@ def run(
     model_name: str = "",
     tags: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
-    """Fill ``array`` where ``found`` says by ``request.method`` and compose the output, into
+    """Fill the input where ``found`` says by ``request.method`` and compose the output, into
     ``writing.path`` (read back lazily) or memory."""
-    stored = fill_output.Stored.of(array)
+    array = opened.array
+    stored = fill_output.Stored.of(opened)
     tags = {**request.tags(), "FILL_MASK": found.source,
             "FILLED_FRACTION": f"{found.fraction:.6f}", **(tags or {})}  # fmt: skip
     std, tmp = None, None
@@ -103,7 +105,7 @@ def run(
             if writing.path is not None:
                 tmp = temporary_name(writing.path, ".model.tif")
             made = fill_methods.model_values(
-                model, array, conditions, found.fill, sampling, when=reading.date,
+                model, opened, conditions, found.fill, sampling, when=reading.date,
                 dn_policy=reading.s2_dn, path=tmp, tags={"MODEL": model_name},
             )  # fmt: skip
             values, std = made.mean, made.std

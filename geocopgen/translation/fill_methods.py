@@ -22,9 +22,10 @@ import numpy as np
 import xarray as xr
 from rasterio.fill import fillnodata
 
+from geocopgen.baselines import LinearBaseline
 from geocopgen.errors import ConfigError, InputError
-from geocopgen.evaluation.baselines import LinearBaseline
 from geocopgen.io.align import reproject
+from geocopgen.io.readers import OpenedInput
 from geocopgen.raster.grid import GeoBox, grid_of, rasterio_crs
 from geocopgen.translation.fill_mask import invalid_pixels, nearest
 
@@ -49,11 +50,11 @@ def interpolated(array: xr.DataArray, fill: np.ndarray) -> np.ndarray:
 
 
 def ridge_filled(
-    array: xr.DataArray, conditions: Mapping[str, xr.DataArray], fill: np.ndarray
+    array: xr.DataArray, conditions: Mapping[str, OpenedInput], fill: np.ndarray
 ) -> np.ndarray:
     """Each band of ``array`` predicted per pixel from the conditions' bands by a ridge
     regression fitted on the scene's clear pixels
-    (:class:`~geocopgen.evaluation.baselines.LinearBaseline`): ``(bands, H, W)``, NaN where a
+    (:class:`~geocopgen.baselines.LinearBaseline`): ``(bands, H, W)``, NaN where a
     condition has no data."""
     if not conditions:
         raise ConfigError("method='ridge' predicts from other modalities; give --cond s1rtc=...")
@@ -86,8 +87,8 @@ class ModelFill:
 
 def model_values(
     model: Any,
-    array: xr.DataArray,
-    conditions: Mapping[str, xr.DataArray],
+    opened: OpenedInput,
+    conditions: Mapping[str, OpenedInput],
     fill: np.ndarray,
     sampling: Any,
     *,
@@ -96,8 +97,8 @@ def model_values(
     path: Path | None = None,
     tags: Mapping[str, Any] | None = None,
 ) -> ModelFill:
-    """Translate ``array``'s modality with its clear cells held (``fill`` on its grid: the pixels
-    to fill), conditioned on ``conditions``, onto ``array``'s grid; into ``path`` (a temporary
+    """Translate the input's modality with its clear cells held (``fill`` on its grid: the
+    pixels to fill), conditioned on ``conditions``, onto its grid; into ``path`` (a temporary
     GeoTIFF, read back lazily) or memory."""
     from geocopgen.copgen.model import CopgenModel
     from geocopgen.io.align import model_grid
@@ -110,12 +111,11 @@ def model_values(
             "gap filling with method='model' needs a COP-GEN-layout model (the bundled model or "
             "a converted COP-GEN); use method='interpolate' or 'ridge' with this one"
         )
+    array = opened.array
     place = grid_of(array)
     scene = model_grid(place, None)
     not_kept = fill | invalid_pixels(array)
-    kept = array.where(xr.DataArray(~not_kept, dims=("y", "x")))
-    kept.attrs = dict(array.attrs)
-    keep = Keep(kept, not_kept if scene == place else _onto(not_kept, place, scene))
+    keep = Keep(opened, not_kept if scene == place else _onto(not_kept, place, scene))
     plan = plan_grouped(model, array.attrs["modality"], scene, conditions, sampling, when=when,
                         dn_policy=dn_policy, tags=tags, keep=keep)  # fmt: skip
     writing = WriteOptions(path=path, overwrite=path is not None)  # our own temporary file

@@ -25,6 +25,7 @@ import xarray as xr
 
 from geocopgen.io.array import band_array
 from geocopgen.io.codecs import Codec
+from geocopgen.io.readers import OpenedInput
 from geocopgen.modalities import get_modality
 from geocopgen.outputs import check_output, move_into_place, temporary_name
 from geocopgen.raster.grid import grid_of, rasterio_crs
@@ -51,21 +52,19 @@ class Stored:
     indexes: tuple[int, ...] = ()
 
     @classmethod
-    def of(cls, array: xr.DataArray) -> Stored:
-        """The storage behind ``array``: its file when it was opened from one file whose bands
-        lie on the array's grid, else the array."""
-        from geocopgen.io.readers import plan_input
-
-        source = Path(str(array.attrs.get("source", "")))
-        if not source.is_file():
+    def of(cls, opened: OpenedInput) -> Stored:
+        """The storage behind an input: its file when it was opened from one local file whose
+        bands lie on its grid as stored, else its array."""
+        array, files = opened.array, opened.files
+        if files is None:
             return cls(array)
-        plan = plan_input(source, array.attrs["modality"], offset=array.attrs.get("s2_offset"))
-        paths = {b.path for b in plan.bands}
-        if len(paths) != 1 or any(b.resampling for b in plan.bands) or plan.grid != grid_of(array):
+        paths = {b.path for b in files.bands}
+        path = Path(next(iter(paths)))
+        if len(paths) != 1 or any(b.resampling for b in files.bands) or not path.is_file():
             return cls(array)
-        by_name = {b.name: b.index for b in plan.bands}
+        by_name = {b.name: b.index for b in files.bands}
         indexes = tuple(by_name[str(b)] for b in array.band.values)
-        return cls(array, source, plan.codec, indexes)
+        return cls(array, path, files.codec, indexes)
 
     @property
     def count(self) -> int:

@@ -15,7 +15,9 @@ of them at every solver call, outputs on each group's native grid.
    official treatment) unless the model says ``ignored="omit"``.
 3. **Decode.** Each generated group's pixel chips are decoded and blended into its own mosaic on
    its native grid: physical units for continuous slots, blended class scores turned into class
-   codes at the end for categorical ones.
+   codes at the end for categorical ones. Continuous values follow the one domain rule of every
+   model (:mod:`geocopgen.domain`): each sample clipped to its modality's physical domain,
+   counted, tagged ``CLIPPED_TO_DOMAIN`` and warned about; the codecs' limits are counted too.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from geocopgen.copgen.layout import (
     DATE_SLOT,
     LATLON_SLOT,
     MODALITY_SLOTS,
+    modality_of_slot,
     registry_band,
     registry_bands,
     slot,
@@ -51,6 +54,7 @@ from geocopgen.copgen.sampler import (
     initial_state,
 )
 from geocopgen.copgen.units import CATEGORIES, count_limits, physical_from_model, to_model_units
+from geocopgen.domain import DomainGuard
 from geocopgen.errors import (
     ConfigError,
     GeoCopGenWarning,
@@ -59,8 +63,8 @@ from geocopgen.errors import (
     warn,
 )
 from geocopgen.io.align import reproject
-from geocopgen.io.readers import bands_on_grid
-from geocopgen.modalities import S2_OFFSET_DN, S2_OFFSET_START
+from geocopgen.io.readers import OpenedInput, bands_on_grid
+from geocopgen.modalities import S2_OFFSET_DN, S2_OFFSET_START, reading_tags
 from geocopgen.options import TranslateOptions
 from geocopgen.precision import PrecisionPolicy
 from geocopgen.prefetch import prefetch, to_device
@@ -75,9 +79,9 @@ from geocopgen.translation.canvas import (
 from geocopgen.translation.cost import DenoiseClock, announce_plan
 from geocopgen.translation.device import device_of, resolve_device_options
 from geocopgen.translation.groups import GroupLayout
-from geocopgen.translation.translator import (
+from geocopgen.translation.streaming import (
     ChipSink,
-    _batched,
+    batched,
     decode_chips,
     encode_chips,
     reduce_samples,
@@ -89,14 +93,26 @@ from geocopgen.translation.validity import PixelMask
 class Keep:
     """What a gap fill keeps of the generated modality (:mod:`geocopgen.translation.fill`).
 
-    ``array`` is that modality in physical units with the pixels to fill set to NaN; ``fill``
-    says, on the scene grid, which pixels are to be filled (``True``) and which hold data the
-    fill keeps. A latent cell whose pixels are all kept is held to the encoded input at every
+    ``opened`` is that modality's input, read onto each group's grid as a condition is;
+    ``fill`` says, on the scene grid, which pixels are to be filled (``True``): they are made
+    invalid on every group's grid (a coarser pixel that covers one of them too) before
+    encoding. A latent cell whose pixels are all kept is held to the encoded input at every
     solver call; the rest is generated.
     """
 
-    array: xr.DataArray
+    opened: OpenedInput
     fill: np.ndarray
+
+    def on(self, canvas: CanvasLayout, scene: GeoBox, *, cells: bool = False) -> np.ndarray:
+        """``fill`` on ``canvas``'s pixel grid (``cells``: its latent cells): a coarse pixel
+        is to be filled if any scene pixel inside it is, or if it lies past the scene."""
+        step = round(pixel_size(canvas.grid)[0] / pixel_size(scene)[0])
+        rows, cols = canvas.shape if cells else canvas.grid.shape
+        step *= canvas.factor if cells else 1
+        out = np.ones((rows * step, cols * step), dtype=bool)
+        h, w = (min(a, b) for a, b in zip(self.fill.shape, out.shape, strict=True))
+        out[:h, :w] = self.fill[:h, :w]
+        return out.reshape(rows, step, cols, step).any(axis=(1, 3))
 
 
 @dataclass(frozen=True)
@@ -105,7 +121,7 @@ class GroupedPlan:
     ``keep``, a gap fill: the generated modality's clear cells are held to the input."""
 
     targets: tuple[str, ...]
-    conditions: Mapping[str, xr.DataArray]
+    conditions: Mapping[str, OpenedInput]
     condition_slots: Mapping[str, tuple[str, ...]]
     layout: GroupLayout
     options: TranslateOptions
@@ -121,7 +137,7 @@ class GroupedPlan:
         return registry_bands(slot(key))
 
 
-def dn_offset_for(conditions: Mapping[str, xr.DataArray], when: date | None, policy: str) -> int:
+def dn_offset_for(conditions: Mapping[str, OpenedInput], when: date | None, policy: str) -> int:
     """The DN offset the digital numbers given to and taken from COP-GEN carry.
 
     COP-GEN was trained on Major TOM digital numbers as the products delivered them: products of
@@ -133,9 +149,9 @@ def dn_offset_for(conditions: Mapping[str, xr.DataArray], when: date | None, pol
         return 0
     if policy != "stored":
         raise ConfigError(f"s2 DN policy must be 'stored' or 'reflectance', got {policy!r}")
-    for name, array in conditions.items():
-        if name.startswith("s2") and "s2_offset" in array.attrs:
-            return int(array.attrs["s2_offset"])
+    for name, opened in conditions.items():
+        if name.startswith("s2") and "s2_offset" in opened.array.attrs:
+            return int(opened.array.attrs["s2_offset"])
     if when is None:  # a model that leaves the date out, asked for stored DN without one
         raise ConfigError(
             "stored Sentinel-2 digital numbers carry +1000 from 2022-01-25, and neither an S2 "
@@ -146,15 +162,15 @@ def dn_offset_for(conditions: Mapping[str, xr.DataArray], when: date | None, pol
 
 
 def acquisition_date(
-    conditions: Mapping[str, xr.DataArray], given: date | str | None, *, required: bool = True
+    conditions: Mapping[str, OpenedInput], given: date | str | None, *, required: bool = True
 ) -> date | None:
     """The date COP-GEN conditions on: ``given``, else an input's ``datetime``; when nothing
     says, refused if ``required`` (the official code would silently use a default), else
     ``None`` (a model that omits absent slots leaves the date slot out)."""
     if given is not None:
         return given if isinstance(given, date) else date.fromisoformat(str(given)[:10])
-    for array in conditions.values():
-        when = array.attrs.get("datetime")
+    for opened in conditions.values():
+        when = opened.array.attrs.get("datetime")
         if when:
             return date.fromisoformat(str(when)[:10])
     if not required:
@@ -185,7 +201,7 @@ def plan_grouped(
     model: CopgenModel,
     to: str,
     scene: GeoBox,
-    conditions: Mapping[str, xr.DataArray],
+    conditions: Mapping[str, OpenedInput],
     options: TranslateOptions,
     *,
     when: date | str | None = None,
@@ -207,17 +223,19 @@ def plan_grouped(
             raise ModalityError(f"the input is already {name}; translate it to another modality")
         condition_slots[name] = keys
     options, precision = resolve_device_options(options, model.backbone)
-    inputs = dict(conditions) if keep is None else {to.lower(): keep.array, **conditions}
+    inputs = dict(conditions) if keep is None else {to.lower(): keep.opened, **conditions}
     day = acquisition_date(inputs, when, required=model.ignored != "omit")
     dn_policy = model.s2_dn if dn_policy == "model" else dn_policy
     offset = dn_offset_for(inputs, day, dn_policy)
     preset = sampler_preset(model, options)
     canvases = [*targets, *(k for keys in condition_slots.values() for k in keys)]
     layout = GroupLayout.for_scene(scene, canvases, overlap_m)
+    reading = {k: v for n, c in conditions.items()
+               for k, v in reading_tags(c.array.attrs, n.upper()).items()}  # fmt: skip
     all_tags = {
         "TARGET_SLOTS": ", ".join(targets),
-        "CONDITIONS": ", ".join(f"{n}={a.attrs.get('source', 'array')}"
-                                for n, a in conditions.items()) or "none (unconditional)",
+        "CONDITIONS": ", ".join(f"{n}={c.array.attrs.get('source', 'array')}"
+                                for n, c in conditions.items()) or "none (unconditional)",
         "DATE": day.isoformat() if day else "unknown (the date slot left out)",
         "COPGEN_S2_DN_OFFSET": offset,
         "COPGEN_S2_DN_POLICY": dn_policy,
@@ -233,6 +251,7 @@ def plan_grouped(
         else "posterior sample (official)",
         "CHIP_GROUND_M": 1920,
         "OVERLAP_M": layout.overlap_units * 480,
+        **reading,
         **(tags or {}),
     }  # fmt: skip
     return GroupedPlan(targets, dict(conditions), condition_slots, layout, options, day, offset,
@@ -271,14 +290,22 @@ def encode_condition(
 
 
 def encode_slot(
-    model: CopgenModel, plan: GroupedPlan, array: xr.DataArray, key: str, *, progress: bool
+    model: CopgenModel,
+    plan: GroupedPlan,
+    opened: OpenedInput,
+    key: str,
+    *,
+    progress: bool,
+    hide: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, np.ndarray, int, GridMask]:
-    """Slot ``key`` of ``array`` (physical units) encoded onto its canvas (see
-    :func:`encode_condition`)."""
+    """Slot ``key`` of an input encoded onto its canvas (see :func:`encode_condition`), its
+    pixels ``hide`` (on the group's grid) made invalid first."""
     canvas = plan.layout.canvases[key]
     s = slot(key)
     bands = [registry_band(s, b) for b in s.bands]
-    sub = group_pixels(array, bands, canvas.grid)
+    sub = group_pixels(opened, bands, canvas.grid)
+    if hide is not None:
+        sub = sub.where(xr.DataArray(~hide, dims=("y", "x")))
     device = device_of(model.backbone)
     floored = int((sub <= 0).sum().compute()) if key == "DEM_DEM" else 0
     sample = plan.options.posterior == "sample"  # the official posterior sample, on request
@@ -302,31 +329,28 @@ def encode_slot(
     return latents, has_data, floored, GridMask(observed, pixel_size(canvas.grid)[0])
 
 
-def group_pixels(array: xr.DataArray, bands: Sequence[str], grid: GeoBox) -> xr.DataArray:
+def group_pixels(opened: OpenedInput, bands: Sequence[str], grid: GeoBox) -> xr.DataArray:
     """One resolution group's ``bands`` of a condition on the group's ``grid``: read from the
     input's files straight onto it (a band stored at the group's resolution is read as stored),
-    or, for an array that is not an opened file, its bands resampled from its own grid."""
-    direct = bands_on_grid(array, bands, grid)
+    or, for an input without files (an array a user gave), its bands resampled from its own
+    grid."""
+    direct = bands_on_grid(opened, bands, grid)
     if direct is not None:
         return direct
     with warnings.catch_warnings():  # an announced derivation, not a surprise resampling
         warnings.simplefilter("ignore")
-        return reproject(array.sel(band=list(bands)), grid, warn=False)
+        return reproject(opened.array.sel(band=list(bands)), grid, warn=False)
 
 
 def kept_cells(model: CopgenModel, plan: GroupedPlan, key: str) -> tuple[torch.Tensor, np.ndarray]:
     """A gap fill's kept input of generated slot ``key``: its canvas ``(1, C, H, W)`` and which
     latent cells ``(H, W)`` hold only kept pixels (a cell is 8 pixels of its group: 80 m at
     10 m, 480 m at 60 m; a cell with one pixel to fill is generated whole)."""
-    assert plan.keep is not None
-    latents, *_ = encode_slot(model, plan, plan.keep.array, key, progress=plan.options.progress)
-    canvas = plan.layout.canvases[key]
-    step = round(canvas.factor * pixel_size(canvas.grid)[0] / pixel_size(plan.layout.scene)[0])
-    rows, cols = canvas.shape
-    fill = np.ones((rows * step, cols * step), dtype=bool)  # past the scene: nothing kept
-    h, w = (min(a, b) for a, b in zip(plan.keep.fill.shape, fill.shape, strict=True))
-    fill[:h, :w] = plan.keep.fill[:h, :w]
-    kept = ~fill.reshape(rows, step, cols, step).any(axis=(1, 3))
+    keep, canvas, scene = plan.keep, plan.layout.canvases[key], plan.layout.scene
+    assert keep is not None
+    latents, *_ = encode_slot(model, plan, keep.opened, key, progress=plan.options.progress,
+                              hide=keep.on(canvas, scene))  # fmt: skip
+    kept = ~keep.on(canvas, scene, cells=True)
     return latents, kept
 
 
@@ -407,7 +431,7 @@ def denoise_groups(
         for k in plan.targets
     }  # fmt: skip
     per_call = max(1, opts.batch_size // samples)
-    batches = list(_batched(chips.positions, per_call))
+    batches = list(batched(chips.positions, per_call))
     generator = torch.Generator(device="cpu").manual_seed(opts.seed)
     bar = tqdm(
         total=plan.preset.steps * len(batches), desc="denoising", unit="batch",
@@ -560,8 +584,9 @@ def decode_group(
     valid: ValidOn | None = None,
 ) -> dict[str, int]:
     """Decode one generated slot's canvas into ``sink`` (nodata where ``valid`` says a condition
-    has none); returns how many output values hit a limit of COP-GEN's codecs (reported, not
-    silent)."""
+    has none), a continuous slot's values clipped to its modality's domain, the count tagged and
+    warned about (:class:`~geocopgen.domain.DomainGuard`, as for every model); returns how many
+    output values hit a limit of COP-GEN's codecs (reported, not silent)."""
     s, canvas = slot(key), plan.layout.canvases[key]
     order = [registry_band(s, b) for b in s.bands]
     index = [order.index(b) for b in plan.output_bands(key)] if key not in CATEGORIES else None
@@ -579,13 +604,16 @@ def decode_group(
             return x.mean(axis=0).astype(np.float32)
         return reduce_samples(x, plan.options.reduce)
 
-    chips = decode_chips(decode, latents, canvas, valid=valid, reduce=reduce,
+    guard = None if key in CATEGORIES else DomainGuard(modality_of_slot(key), canvas.pixel_chips)
+    chips = decode_chips(decode, latents, canvas, valid=valid, reduce=reduce, guard=guard,
                          progress=plan.options.progress, desc=f"decoding {key}")  # fmt: skip
     for chip, values in prefetch(chips, depth=2):  # the next chips decode while this one writes
         if values is None:
             sink.skip(chip)
         else:
             sink.add(chip, values)
+    if guard is not None:
+        guard.report(sink)
     return limits
 
 

@@ -22,10 +22,10 @@ from rasterio.enums import Resampling
 from geocopgen.copgen.layout import modality_of_slot, slot
 from geocopgen.copgen.model import CopgenModel
 from geocopgen.copgen.units import CATEGORIES
+from geocopgen.domain import TAG as DOMAIN_TAG
 from geocopgen.io.array import band_array
 from geocopgen.modalities import MODALITIES, get_modality
 from geocopgen.options import TranslateOptions, WriteOptions
-from geocopgen.outputs import check_output
 from geocopgen.raster.chips import ChipGrid
 from geocopgen.raster.grid import GeoBox, pixel_size
 from geocopgen.raster.mosaic import GDAL_CACHE_MB, MosaicWriter
@@ -62,9 +62,8 @@ def _run_groups(
 ) -> dict[str, xr.DataArray]:
     """One mosaic (file or memory) per generated slot; their arrays by slot key."""
     paths = group_paths(writing.path, plan.targets)
-    for path in paths.values():
-        if path is not None:
-            check_output(path, overwrite=writing.overwrite)
+    if len(paths) > 1:  # one file per group, not the path the run was checked for
+        writing.prepare([c.source for c in plan.conditions.values()], files=paths.values())
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20), contextlib.ExitStack() as stack:
         writers = {
             k: stack.enter_context(_writer(plan, k, paths[k], writing, out_grid))
@@ -82,8 +81,6 @@ def _merged(
     """Every generated group resampled onto ``out_grid``, stacked in the registry's band order
     (reduced over samples as the groups are: then the ``_std`` bands, or sample by sample), in
     memory or written atomically as one GeoTIFF."""
-    if writing.path is not None:
-        check_output(writing.path, overwrite=writing.overwrite)
     parts = _run_groups(model, plan, replace(writing, path=None, cog=False), out_grid)
     modality = MODALITIES[modality_of_slot(plan.targets[0])]
     arrays = {str(b): a for a in parts.values() for b in a.band.values}
@@ -92,9 +89,9 @@ def _merged(
     names = reduced_bands(bands, plan.options.samples, plan.options.reduce)[0]
     data = np.stack([_onto(arrays[n].sel(band=n), out_grid) for n in names])
     limits: dict[str, int] = {}
-    for a in parts.values():  # each group's codec-limit counts, summed
+    for a in parts.values():  # each group's codec-limit and clipped counts, summed
         for k, v in a.attrs.items():
-            if k.startswith("limit_"):
+            if k.startswith("limit_") or k == DOMAIN_TAG.lower():
                 limits[k.upper()] = limits.get(k.upper(), 0) + int(v)
     tags = {**plan.tags, **limits, "SLOT": ", ".join(plan.targets)}
     whole = plan.options.samples == 1 and tuple(names) == modality.band_names

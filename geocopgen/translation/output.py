@@ -20,6 +20,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from geocopgen.io.array import DEFAULT_CHUNK, band_array, modality_array
+from geocopgen.io.readers import OpenedInput
 from geocopgen.modalities import get_modality
 from geocopgen.models.pipeline import CopGenPipeline
 from geocopgen.options import TranslateOptions, WriteOptions
@@ -91,7 +92,7 @@ def mosaic_source(writer: MosaicWriter) -> str:
 def translate_to_file(
     translator: CanvasTranslator,
     grid: GeoBox,
-    conditions: Mapping[str, xr.DataArray],
+    conditions: Mapping[str, xr.DataArray | OpenedInput],
     path: str | Path,
     *,
     out_grid: GeoBox | None = None,
@@ -104,22 +105,25 @@ def translate_to_file(
     the modality's native 30 m DEM grid, or the input's own grid; aggregated with ``average``)."""
     plan = translator.plan(grid, conditions, out_grid=out_grid, model=model, tags=tags)
     writing = WriteOptions(path=Path(path), cog=cog, overwrite=overwrite)
+    writing.prepare([OpenedInput.of(c).source for c in conditions.values()])  # before the run
     return run_plan(translator, plan, writing)[0]
 
 
 # --- arrays in, arrays out (evaluation) -------------------------------------------------------
 def stand_in_arrays(
     conditions: Mapping[str, np.ndarray],
-) -> tuple[GeoBox, dict[str, xr.DataArray]]:
-    """Bare co-registered ``(C, H, W)`` arrays as ModalityArrays on a stand-in 10 m grid
+) -> tuple[GeoBox, dict[str, OpenedInput]]:
+    """Bare co-registered ``(C, H, W)`` arrays as inputs (no files) on a stand-in 10 m grid
     (EPSG:3857, origin at the CRS origin, so seeding is by pixel position): what the
     evaluation's translators give a model that needs a grid."""
     shapes = {name: np.shape(a)[1:] for name, a in conditions.items()}
     (height, width), *_ = shapes.values() if shapes else [(0, 0)]
     grid = GeoBox((height, width), Affine(10.0, 0, 0, 0, -10.0, 0), CRS.from_epsg(3857))
     arrays = {
-        get_modality(name).name: modality_array(
-            np.asarray(a, dtype=np.float32), grid, get_modality(name), source=f"{name} array"
+        get_modality(name).name: OpenedInput(
+            modality_array(
+                np.asarray(a, dtype=np.float32), grid, get_modality(name), source=f"{name} array"
+            )
         )
         for name, a in conditions.items()
     }

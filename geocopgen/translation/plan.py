@@ -16,8 +16,8 @@ import xarray as xr
 
 from geocopgen.errors import ConfigError, ModalityError
 from geocopgen.io.align import align
-from geocopgen.io.codecs import reading_tags
-from geocopgen.modalities import get_modality
+from geocopgen.io.readers import OpenedInput
+from geocopgen.modalities import get_modality, reading_tags
 from geocopgen.models.autoencoder import ModalityAutoencoder
 from geocopgen.models.pipeline import CopGenPipeline
 from geocopgen.options import Reduce, TranslateOptions
@@ -160,7 +160,7 @@ def plan_translation(
     pipeline: CopGenPipeline,
     target: str,
     grid: GeoBox,
-    conditions: Mapping[str, xr.DataArray],
+    conditions: Mapping[str, xr.DataArray | OpenedInput],
     options: TranslateOptions,
     *,
     out_grid: GeoBox | None = None,

@@ -1,4 +1,5 @@
-"""Reference predictors that every evaluation report sets beside the model.
+"""Reference predictors that every evaluation report sets beside the model, and that gap filling
+ships as a method (``geocopgen fill --method ridge``).
 
 A number means little alone: a DEM MAE of 20 m is excellent in the Andes and poor on a flood
 plain. Each report therefore also scores two predictors fitted on the *training* pixels only:
