@@ -387,7 +387,9 @@ def test_selecting_one_band_reads_only_that_band(monkeypatch):
 
 def test_an_input_is_read_from_its_files_only_when_opened_from_them():
     """Issue 24: whether an input is read from its files is decided when it is opened, and
-    handed on in the OpenedInput; no array (as opened, or sliced) finds its files again."""
+    handed on in the OpenedInput; no registry: an array finds its files again only by proving
+    it is exactly that read (``OpenedInput.recovered``: the same dask name when its source is
+    planned again), never once sliced or computed."""
     from geocopgen.io import OpenedInput, open_input
     from geocopgen.io.readers import bands_on_grid
 
@@ -398,3 +400,6 @@ def test_an_input_is_read_from_its_files_only_when_opened_from_them():
         assert OpenedInput.of(array).files is None and open_input(array).files is None
         assert bands_on_grid(OpenedInput(array), ["B05"], g20) is None
     assert OpenedInput.of(opened) is opened
+    assert OpenedInput.recovered(opened.array).files is not None
+    for changed in (opened.array.isel(x=slice(0, 100)), opened.array + 0):
+        assert OpenedInput.recovered(changed).files is None
