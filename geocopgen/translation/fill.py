@@ -30,7 +30,7 @@ from geocopgen.errors import ConfigError, GeoCopGenWarning, InputError, warn
 from geocopgen.io.readers import OpenedInput
 from geocopgen.outputs import temporary_name
 from geocopgen.translation import fill_methods, fill_output
-from geocopgen.translation.fill_mask import FillMask, invalid_pixels
+from geocopgen.translation.fill_mask import FillMask
 
 METHODS = ("model", "interpolate", "ridge")
 
@@ -69,7 +69,7 @@ def check_fill(mask: FillMask, array: xr.DataArray) -> bool:
         warn(f"{source}: the mask ({mask.source}) marks no pixel; nothing to fill, the output "
              "is the input unchanged", GeoCopGenWarning)  # fmt: skip
         return False
-    if (mask.fill | invalid_pixels(array)).all():
+    if mask.not_kept.all():
         raise InputError(
             f"{source}: every pixel is to be filled ({mask.source}), so nothing clear is left to "
             "keep; translate from the other modalities instead (geocopgen translate ... --to "
@@ -105,7 +105,7 @@ def run(
             if writing.path is not None:
                 tmp = temporary_name(writing.path, ".model.tif")
             made = fill_methods.model_values(
-                model, opened, conditions, found.fill, sampling, when=reading.date,
+                model, opened, conditions, found.not_kept, sampling, when=reading.date,
                 dn_policy=reading.s2_dn, path=tmp, tags={"MODEL": model_name},
             )  # fmt: skip
             values, std = made.mean, made.std
@@ -114,7 +114,7 @@ def run(
             values = fill_methods.interpolated(array, found.fill)
         else:
             values = fill_methods.ridge_filled(array, conditions, found.fill)
-        fill = fill_output.Composition(stored, values, found.fill, request.feather, std)
+        fill = fill_output.Composition(stored, values, found, request.feather, std)
         if writing.path is None:
             return fill_output.in_memory(fill, tags=tags)
         paths = fill_output.write(fill, writing.path, tags=tags, overwrite=writing.overwrite)

@@ -47,10 +47,17 @@ _SCL_FILE = re.compile(r"(^|[_\-.])SCL([_\-.]|$)", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class FillMask:
-    """Which pixels of the input grid to fill, and where that came from (for the output's tags)."""
+    """Which pixels of the input grid to fill, where that came from (for the output's tags), and
+    which pixels of the input are invalid (computed once: every step of a fill needs them)."""
 
     fill: np.ndarray
     source: str
+    invalid: np.ndarray
+
+    @property
+    def not_kept(self) -> np.ndarray:
+        """The pixels that hold nothing to keep: to fill, or invalid."""
+        return self.fill | self.invalid
 
     @property
     def fraction(self) -> float:
@@ -153,8 +160,9 @@ def resolve(
     docstring), grown by ``dilation`` px. ``model_mask`` makes the model's cloud mask."""
     grid = grid_of(array)
     source = str(mask)
+    invalid = invalid_pixels(array)
     if source == "nodata":
-        fill = invalid_pixels(array)
+        fill = invalid
     elif source == "scl":
         fill = scl_on(scl_layer(array.attrs.get("source", "")), grid)
     elif source == "model":
@@ -163,7 +171,7 @@ def resolve(
         fill = model_mask(array)
     else:
         fill = from_raster(source, grid)
-    return FillMask(dilate(fill, dilation), describe_source(mask))
+    return FillMask(dilate(fill, dilation), describe_source(mask), invalid)
 
 
 def describe_source(mask: str | os.PathLike) -> str:

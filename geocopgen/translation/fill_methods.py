@@ -27,7 +27,7 @@ from geocopgen.errors import ConfigError, InputError
 from geocopgen.io.align import reproject
 from geocopgen.io.readers import OpenedInput
 from geocopgen.raster.grid import GeoBox, grid_of, rasterio_crs
-from geocopgen.translation.fill_mask import invalid_pixels, nearest
+from geocopgen.translation.fill_mask import nearest
 
 #: At most this many clear pixels fit the ridge baseline (a regular subsample beyond).
 RIDGE_PIXELS = 200_000
@@ -89,7 +89,7 @@ def model_values(
     model: Any,
     opened: OpenedInput,
     conditions: Mapping[str, OpenedInput],
-    fill: np.ndarray,
+    not_kept: np.ndarray,
     sampling: Any,
     *,
     when: Any = None,
@@ -97,9 +97,9 @@ def model_values(
     path: Path | None = None,
     tags: Mapping[str, Any] | None = None,
 ) -> ModelFill:
-    """Translate the input's modality with its clear cells held (``fill`` on its grid: the
-    pixels to fill), conditioned on ``conditions``, onto its grid; into ``path`` (a temporary
-    GeoTIFF, read back lazily) or memory."""
+    """Translate the input's modality with its clear cells held (``not_kept`` on its grid: the
+    pixels to fill and the invalid ones), conditioned on ``conditions``, onto its grid; into
+    ``path`` (a temporary GeoTIFF, read back lazily) or memory."""
     from geocopgen.copgen.model import CopgenModel
     from geocopgen.io.align import model_grid
     from geocopgen.options import WriteOptions
@@ -114,7 +114,6 @@ def model_values(
     array = opened.array
     place = grid_of(array)
     scene = model_grid(place, None)
-    not_kept = fill | invalid_pixels(array)
     keep = Keep(opened, not_kept if scene == place else _onto(not_kept, place, scene))
     plan = plan_grouped(model, array.attrs["modality"], scene, conditions, sampling, when=when,
                         dn_policy=dn_policy, tags=tags, keep=keep)  # fmt: skip

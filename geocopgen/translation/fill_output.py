@@ -29,7 +29,7 @@ from geocopgen.io.readers import OpenedInput
 from geocopgen.modalities import get_modality
 from geocopgen.outputs import check_output, move_into_place, temporary_name
 from geocopgen.raster.grid import grid_of, rasterio_crs
-from geocopgen.translation.fill_mask import invalid_pixels
+from geocopgen.translation.fill_mask import FillMask
 from geocopgen.translation.fill_methods import inverse_distance
 
 #: ``<stem>_filled`` values.
@@ -164,14 +164,18 @@ def matched(
 
 @dataclass(frozen=True)
 class Composition:
-    """One fill composed: ``stored`` with ``method`` where ``fill`` says, matched over
+    """One fill composed: ``stored`` with ``method`` where ``mask`` says, matched over
     ``reach`` (see :func:`matched`); ``std`` the method's spread over samples, if any."""
 
     stored: Stored
     method: Values
-    fill: np.ndarray
+    mask: FillMask
     reach: int | None
     std: Values | None = None
+
+    @property
+    def fill(self) -> np.ndarray:
+        return self.mask.fill
 
     @cached_property
     def written(self) -> np.ndarray:
@@ -197,8 +201,7 @@ class Composition:
         """0 kept, 1 filled, 255 no data: invalid in the input and not filled, or masked where
         the method has no value (a condition without data there; the input's value stays)."""
         flags = np.where(self.written, FILLED, KEPT).astype(np.uint8)
-        missed = self.fill | invalid_pixels(self.stored.array)
-        flags[~self.written & missed] = NO_DATA
+        flags[~self.written & self.mask.not_kept] = NO_DATA
         return flags
 
     def spread(self) -> Iterator[np.ndarray]:
