@@ -298,7 +298,7 @@ class BatchDrawer(Objective):
             r, c = origins[int(rng.integers(len(origins)))]
             chip = place.chip(r, c)
             if chip:
-                chips.append(_augment(chip, int(rng.integers(8))))
+                chips.append(augment(chip, int(rng.integers(8))))
                 centres.append(place.chip_centre_lonlat(r, c))
         present = set.intersection(*(set(c) for c in chips))
         latents = {
@@ -315,7 +315,7 @@ def _date_tokens(when: date | Sequence[date], n: int) -> torch.Tensor:
     return torch.cat([norm.encode_date(d).reshape(1, 1, 1, 3) for d in when])
 
 
-def _augment(chip: Mapping[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+def augment(chip: Mapping[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
     """One of the 8 flips and quarter turns, the same for every slot."""
     out = {}
     for key, x in chip.items():
