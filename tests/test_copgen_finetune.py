@@ -142,8 +142,8 @@ def test_finetune_resumes_exactly_keeps_frozen_weights_and_translates(
             assert torch.equal(v, base[k]), k  # frozen: untouched, EMA included
     assert any(not torch.equal(v, base[k]) for k, v in whole.items())  # the rest trained
     model = CopgenModel.from_pretrained(single / "model")
-    assert model.provenance["fine_tuned_from"] == str(copgen_model)
-    assert model.provenance["steps"] == 4
+    assert model.provenance["fine_tune"]["init"] == str(copgen_model)
+    assert model.provenance["fine_tune"]["steps"] == 4
     grids = {}
     for name, folder in (("base", copgen_model), ("tuned", single / "model")):
         out = tmp_path / f"{name}.tif"

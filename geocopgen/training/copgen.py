@@ -54,6 +54,7 @@ from geocopgen.training.config import TrainConfig, config_from_dict
 from geocopgen.training.distributed import DistInfo
 from geocopgen.training.loop import Trainer
 from geocopgen.training.stage import StageResult
+from geocopgen.weights import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -290,9 +291,10 @@ def build(
 
 
 def export(
-    ema: MultimodalUViT, base: CopgenModel, settings: BackboneSettings, provenance: dict
+    ema: MultimodalUViT, base: CopgenModel, settings: BackboneSettings, run: dict
 ) -> CopgenModel:
-    """The trained backbone with the base model's codecs, layout, normalisation and presets."""
+    """The trained backbone with the base model's codecs, layout, normalisation and presets;
+    ``run`` is recorded in its provenance (under ``fine_tune`` when it has an ``init``)."""
     dims = (ema.config.embed_dim, ema.config.depth, ema.config.num_heads)
     same = dims == tuple(base.backbone.config[k] for k in ("embed_dim", "depth", "num_heads"))
     return CopgenModel(
@@ -307,7 +309,10 @@ def export(
         first_guess=base.first_guess if settings.prediction != "epsilon" else None,
         default_grid=base.default_grid,
         strength=base.strength,
-        provenance={**base.provenance, **provenance},
+        provenance={
+            **base.provenance,
+            "fine_tune" if "init" in run else "training": run,
+        },
     )
 
 
@@ -342,8 +347,6 @@ def train_copgen(
         )
     base_model = None
     if spec.init:
-        from geocopgen.weights import resolve_model
-
         base_model = CopgenModel.from_pretrained(resolve_model(spec.init))
     settings = settings_of(config, spec, base_model)
     backbone, base = build(spec, settings, store, keys, base_model)
@@ -374,8 +377,8 @@ def train_copgen(
     target = Path(out_dir) / EXPORT_DIR
     if trainer.dist.is_main:
         provenance = {
-            "fine_tuned_from": str(spec.init) if spec.init else None,
-            "latent_store": str(data.store),
+            **({"init": str(resolve_model(spec.init))} if spec.init else {}),
+            "latent_store": str(Path(data.store).resolve()),
             "steps": trainer.step,
             "frozen": len(frozen),
             "new_slots": list(spec.new_slots),
