@@ -77,8 +77,9 @@ class CopGenArrayAccessor(_CopGenBase):
         ``None``); the array itself gives the place, not a condition."""
         return _api().generate(to, like=self.grid, cond=cond, **kwargs)
 
-    def encode(self, **kwargs: Any) -> xr.DataArray:
-        """Latents on the latent grid (see :func:`geocopgen.api.encode`)."""
+    def encode(self, **kwargs: Any) -> xr.DataArray | dict[str, xr.DataArray]:
+        """Latents on the latent grid, one array per slot for a COP-GEN model (see
+        :func:`geocopgen.api.encode`)."""
         return _api().encode(_mean_only(self._obj), **kwargs)
 
     def decode(self, **kwargs: Any) -> xr.DataArray:
