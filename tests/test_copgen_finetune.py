@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 from geocopgen.cli import app
 from geocopgen.copgen.model import CopgenModel
 from geocopgen.errors import ConfigError
+from geocopgen.latents.encode import codec_identity
 from geocopgen.latents.store import LatentStore
 from geocopgen.training.config import TrainConfig, config_from_dict
 from geocopgen.training.copgen import fresh_slots, train_copgen
@@ -221,3 +222,31 @@ def test_api_encode_decode_round_trip_with_a_copgen_model():
         "S2L2A_B05_B06_B07_B11_B12_B8A": (15, 15),
         "S2L2A_B01_B09": (5, 5),
     }
+
+
+def test_a_new_slot_takes_the_stores_codec_and_scratch_training_exports(
+    copgen_model, store, tmp_path
+):
+    """An init model without a DEM codec learns the DEM as a new slot (fresh rows, the codec
+    that wrote the store adopted); and a small backbone trains from scratch on the store."""
+    full = CopgenModel.from_pretrained(copgen_model)
+    vaes = {k: v for k, v in full.vaes.items() if k != "DEM_DEM"}
+    CopgenModel(full.backbone, vaes, size=full.size).save_pretrained(tmp_path / "no_dem")
+    loop = {"steps": 2, "batch_size": 4, "progress": False}
+    runs = {
+        "new": {"init": str(tmp_path / "no_dem"), "new_slots": ["DEM_DEM"]},
+        "scratch": {"backbone": {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 2}},
+    }
+    for name, model in runs.items():
+        values = {"model": model, "loop": loop, "data": {"store": str(store)}}
+        train_copgen(config_from_dict(TrainConfig, values), tmp_path / name)
+    new = CopgenModel.from_pretrained(tmp_path / "new" / "model")
+    assert "DEM_DEM" in new.vaes and new.provenance["fine_tune"]["new_slots"] == ["DEM_DEM"]
+    store_hash = LatentStore.open(store).codecs["DEM_DEM"]["codec"]["hash"]
+    assert codec_identity(new.vaes["DEM_DEM"])["hash"] == store_hash
+    scratch = CopgenModel.from_pretrained(tmp_path / "scratch" / "model")
+    assert scratch.backbone.config.embed_dim == 32 and scratch.size is None
+    assert set(scratch.vaes) == set(full.vaes)
+    with pytest.raises(ConfigError, match=r"list DEM_DEM in model\.new_slots"):
+        values = {"model": {"init": str(tmp_path / "no_dem")}, "data": {"store": str(store)}}
+        train_copgen(config_from_dict(TrainConfig, values), tmp_path / "refused")

@@ -216,13 +216,37 @@ def check_store_codecs(
     """Refuse a model whose codec for a slot did not write the store's latents."""
     for key in keys:
         want = store.codecs[key]["codec"]["hash"]
-        have = codec_identity(model.vaes[key])["hash"] if key in model.vaes else None
+        if key not in model.vaes:
+            raise ConfigError(
+                f"{where} has no {key} codec, but {store.path} holds {key} latents; list "
+                f"{key} in model.new_slots to learn it with the store's codec, or drop its "
+                "modality from data.modalities"
+            )
+        have = codec_identity(model.vaes[key])["hash"]
         if have != want:
             raise ConfigError(
                 f"{where}: its {key} codec (hash {have}) did not write the latents in "
                 f"{store.path} (hash {want}); fine-tune the model that encoded the store, or "
                 f"re-encode the store with `geocopgen encode ... --model {where}`"
             )
+
+
+def adopt_codecs(base: CopgenModel, store: LatentStore, keys: Sequence[str]) -> CopgenModel:
+    """New slots take the codec that wrote their latents (from the store's encoding model, its
+    scale factor into the layout), so the fine-tuned model can encode and decode them."""
+    slots, vaes = list(base.layout), dict(base.vaes)
+    for key in keys:
+        if store.codecs[key]["codec"]["hash"] == (
+            codec_identity(base.vaes[key])["hash"] if key in base.vaes else None
+        ):
+            continue
+        folder = codec_folder(store, [key])
+        source = CopgenModel.from_pretrained(folder)
+        check_store_codecs(store, [key], source, str(folder))
+        vaes[key] = source.vaes[key]
+        factor = float(vaes[key].config.scaling_factor)
+        slots = [dataclasses.replace(s, scale_factor=factor) if s.key == key else s for s in slots]
+    return rebuilt(base, slots=slots, vaes=vaes)
 
 
 def fresh_slots(backbone: MultimodalUViT, keys: Sequence[str], seed: int) -> None:
@@ -269,6 +293,7 @@ def build(
     the init model ``base`` (fine-tuning) or the store's encoding model (from scratch)."""
     if base is not None:
         check_store_codecs(store, [k for k in keys if k not in spec.new_slots], base, spec.init)
+        base = adopt_codecs(base, store, [k for k in spec.new_slots if k in keys])
         backbone = MultimodalUViT(**base.backbone.config)
         backbone.load_state_dict(base.backbone.state_dict())
         fresh_slots(backbone, spec.new_slots, settings.seed)
@@ -282,12 +307,26 @@ def build(
         else s
         for s in base.layout
     ]
-    base.layout = tuple(slots)
+    base = rebuilt(base, slots=slots)
     torch.manual_seed(settings.seed)
     config = layout_config(
         slots, embed_dim=settings.embed_dim, depth=settings.depth, num_heads=settings.num_heads
     )
     return MultimodalUViT(**config), base
+
+
+def rebuilt(base: CopgenModel, **changes: Any) -> CopgenModel:
+    """``base`` with some parts replaced (``backbone``, ``vaes``, ``slots``, ``prediction``,
+    ...), everything else (presets, normalisation choices, first guess) kept."""
+    parts: dict[str, Any] = {
+        "backbone": base.backbone, "vaes": base.vaes, "slots": base.layout, "size": base.size,
+        "sampler": base.sampler, "ignored": base.ignored, "s2_dn": base.s2_dn,
+        "prediction": base.prediction, "first_guess": base.first_guess,
+        "default_grid": base.default_grid, "strength": base.strength,
+        "provenance": base.provenance,
+    }  # fmt: skip
+    parts.update(changes)
+    return CopgenModel(parts.pop("backbone"), parts.pop("vaes"), **parts)
 
 
 def export(
@@ -297,22 +336,13 @@ def export(
     ``run`` is recorded in its provenance (under ``fine_tune`` when it has an ``init``)."""
     dims = (ema.config.embed_dim, ema.config.depth, ema.config.num_heads)
     same = dims == tuple(base.backbone.config[k] for k in ("embed_dim", "depth", "num_heads"))
-    return CopgenModel(
-        ema,
-        base.vaes,
-        slots=base.layout,
+    return rebuilt(
+        base,
+        backbone=ema,
         size=base.size if same else None,
-        sampler=base.sampler,
-        ignored=base.ignored,
-        s2_dn=base.s2_dn,
         prediction=settings.prediction,
         first_guess=base.first_guess if settings.prediction != "epsilon" else None,
-        default_grid=base.default_grid,
-        strength=base.strength,
-        provenance={
-            **base.provenance,
-            "fine_tune" if "init" in run else "training": run,
-        },
+        provenance={**base.provenance, "fine_tune" if "init" in run else "training": run},
     )
 
 
