@@ -250,3 +250,14 @@ def test_a_new_slot_takes_the_stores_codec_and_scratch_training_exports(
     with pytest.raises(ConfigError, match=r"list DEM_DEM in model\.new_slots"):
         values = {"model": {"init": str(tmp_path / "no_dem")}, "data": {"store": str(store)}}
         train_copgen(config_from_dict(TrainConfig, values), tmp_path / "refused")
+
+
+def test_the_wall_time_budget_stops_and_exports(copgen_model, store, tmp_path):
+    values = {
+        "model": {"init": str(copgen_model)},
+        "loop": {"steps": 50, "batch_size": 2, "minutes": 1e-9, "progress": False},
+        "data": {"store": str(store)},
+    }
+    result = train_copgen(config_from_dict(TrainConfig, values), tmp_path / "run")
+    assert result.train.step == 1  # the budget is spent after the first step
+    assert CopgenModel.from_pretrained(result.model_dir).provenance["fine_tune"]["steps"] == 1

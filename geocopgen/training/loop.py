@@ -320,10 +320,10 @@ class Trainer:
     def _out_of_time(self, budget: float) -> bool:
         if budget <= 0:
             return False
-        over = torch.tensor(float(self.seconds >= budget))
+        over = torch.tensor(float(self.seconds >= budget), device=self.device)
         if self.dist.enabled:
-            torch.distributed.broadcast(over.to(self.device), src=0)
-        return bool(over)
+            torch.distributed.broadcast(over, src=0)
+        return bool(over.item())
 
     def validate(self) -> dict[str, float]:
         if self.val_fn is None:
