@@ -100,12 +100,19 @@ def load_autoencoders(specs: list[str]) -> dict:
     return out
 
 
-def _codec_choice(autoencoder: list[str] | None, model: str | None) -> list[str]:
+def _codec_choice(
+    autoencoder: list[str] | None, model: str | None, scheduler: str | None = None
+) -> list[str]:
     """Exactly one of --autoencoder and --model; the modalities --autoencoder names."""
     if bool(autoencoder) == bool(model):
         raise ConfigError(
             "give either --model DIR (a COP-GEN-layout model folder, or 'default') or one "
             "--autoencoder MODALITY=DIR per modality (a 4-modality model), not both or neither"
+        )
+    if model and scheduler:
+        raise ConfigError(
+            "--scheduler runs --autoencoder encodings on a dask cluster; a --model encoding "
+            "runs one place at a time here (drop --scheduler, or split the places over runs)"
         )
     return [a.partition("=")[0] for a in autoencoder or []]
 
@@ -186,7 +193,7 @@ def encode_folder(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """A folder of co-registered rasters (one sub-folder per modality) → latent store."""
-    mods = _codec_choice(autoencoder, model) or modality
+    mods = _codec_choice(autoencoder, model, scheduler) or modality
     store_ready(output, overwrite)
     from geocopgen.latents.places import places_from_folder
 
@@ -233,7 +240,7 @@ def encode_majortom(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Major TOM cells (by id, bbox, dates, cloud cover) → latent store."""
-    _codec_choice(autoencoder, model)
+    _codec_choice(autoencoder, model, scheduler)
     store_ready(output, overwrite)
     from geocopgen.latents.places import places_from_majortom
     from geocopgen.sources.majortom import MajorTOM
@@ -287,7 +294,7 @@ def encode_stac(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """A STAC search (the first modality drives the time steps) → latent store."""
-    mods = _codec_choice(autoencoder, model) or list(modality or [])
+    mods = _codec_choice(autoencoder, model, scheduler) or list(modality or [])
     if not mods:
         raise ConfigError("with --model, name the modalities to search: --modality s2l2a ...")
     store_ready(output, overwrite)

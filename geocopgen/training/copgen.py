@@ -43,6 +43,7 @@ from geocopgen.copgen import vae as vae_ops
 from geocopgen.copgen.backbone import layout_config
 from geocopgen.copgen.layout import MODALITY_SLOTS, modality_of_slot
 from geocopgen.copgen.model import CopgenModel
+from geocopgen.copgen.places import MIN_VALID
 from geocopgen.copgen.train import BackboneSettings, Objective, augment, loss_of
 from geocopgen.errors import ConfigError
 from geocopgen.latents.encode import codec_identity
@@ -360,7 +361,10 @@ def train_copgen(
     from geocopgen.training.backbone import BackboneDataConfig, chip_subset
 
     spec = config_from_dict(CopgenModelConfig, config.model, where="model")
-    data = config_from_dict(BackboneDataConfig, config.data, where="data")
+    # a slot's chip trains when the recipe would train it (copgen.places.MIN_VALID)
+    data = config_from_dict(
+        BackboneDataConfig, {"min_valid": MIN_VALID, **config.data}, where="data"
+    )
     if data.autoencoders or data.val_places:
         raise ConfigError(
             f"{data.store} is a COP-GEN store: its codecs come from model.init (or the model that "
