@@ -7,8 +7,10 @@ a run with new places appends to the store. The recipes in ``pipelines/`` call t
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -100,19 +102,12 @@ def load_autoencoders(specs: list[str]) -> dict:
     return out
 
 
-def _codec_choice(
-    autoencoder: list[str] | None, model: str | None, scheduler: str | None = None
-) -> list[str]:
+def _codec_choice(autoencoder: list[str] | None, model: str | None) -> list[str]:
     """Exactly one of --autoencoder and --model; the modalities --autoencoder names."""
     if bool(autoencoder) == bool(model):
         raise ConfigError(
             "give either --model DIR (a COP-GEN-layout model folder, or 'default') or one "
             "--autoencoder MODALITY=DIR per modality (a 4-modality model), not both or neither"
-        )
-    if model and scheduler:
-        raise ConfigError(
-            "--scheduler runs --autoencoder encodings on a dask cluster; a --model encoding "
-            "runs one place at a time here (drop --scheduler, or split the places over runs)"
         )
     return [a.partition("=")[0] for a in autoencoder or []]
 
@@ -131,13 +126,30 @@ def _copgen_model(model: str):
     return CopgenModel.from_pretrained(path), Path(path)
 
 
-def _encode_slots(places, out, model: str, stride: float, batch_size: int, progress: bool):
+@contextlib.contextmanager
+def _client(scheduler: str | None) -> Iterator[Any]:
+    """A ``dask.distributed`` client for ``--scheduler``, closed afterwards; else ``None``."""
+    if not scheduler:
+        yield None
+        return
+    from distributed import Client
+
+    client = Client(scheduler)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _encode_slots(places, out, model, stride, batch_size, workers, scheduler, progress):
     from geocopgen.latents.slots import encode_slot_places
 
     copgen, path = _copgen_model(model)
-    report = encode_slot_places(
-        places, out, copgen, path, stride_m=stride, batch_size=batch_size, progress=progress
-    )
+    with _client(scheduler) as client:
+        report = encode_slot_places(
+            places, out, copgen, path, stride_m=stride, batch_size=batch_size, client=client,
+            num_workers=workers, progress=progress,
+        )  # fmt: skip
     _report(out, report)
 
 
@@ -158,19 +170,11 @@ def _encode(
     from geocopgen.latents import encode_places
 
     codecs = load_autoencoders(autoencoders)
-    client = None
-    if scheduler:
-        from distributed import Client
-
-        client = Client(scheduler)
-    try:
+    with _client(scheduler) as client:
         report = encode_places(
             places, out, codecs, chip_size=chip_size, overlap=overlap, batch_size=batch_size,
             client=client, num_workers=workers, progress=progress,
         )  # fmt: skip
-    finally:
-        if client is not None:
-            client.close()
     _report(out, report)
 
 
@@ -193,13 +197,13 @@ def encode_folder(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """A folder of co-registered rasters (one sub-folder per modality) → latent store."""
-    mods = _codec_choice(autoencoder, model, scheduler) or modality
+    mods = _codec_choice(autoencoder, model) or modality
     store_ready(output, overwrite)
     from geocopgen.latents.places import places_from_folder
 
     places = places_from_folder(root, mods or None)
     if model:
-        _encode_slots(places, output, model, stride, batch_size, progress)
+        _encode_slots(places, output, model, stride, batch_size, workers, scheduler, progress)
         return
     _encode(
         places, output, autoencoder, chip_size, overlap, batch_size, workers, scheduler, progress
@@ -240,7 +244,7 @@ def encode_majortom(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Major TOM cells (by id, bbox, dates, cloud cover) → latent store."""
-    _codec_choice(autoencoder, model, scheduler)
+    _codec_choice(autoencoder, model)
     store_ready(output, overwrite)
     from geocopgen.latents.places import places_from_majortom
     from geocopgen.sources.majortom import MajorTOM
@@ -263,7 +267,7 @@ def encode_majortom(
         )
     places = list(places_from_majortom(sources))
     if model:
-        _encode_slots(places, output, model, stride, batch_size, progress)
+        _encode_slots(places, output, model, stride, batch_size, workers, scheduler, progress)
         return
     _encode(
         places, output, autoencoder, chip_size, overlap, batch_size, workers, scheduler, progress
@@ -294,7 +298,7 @@ def encode_stac(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """A STAC search (the first modality drives the time steps) → latent store."""
-    mods = _codec_choice(autoencoder, model, scheduler) or list(modality or [])
+    mods = _codec_choice(autoencoder, model) or list(modality or [])
     if not mods:
         raise ConfigError("with --model, name the modalities to search: --modality s2l2a ...")
     store_ready(output, overwrite)
@@ -312,7 +316,7 @@ def encode_stac(
         max_items=max_items,
     )
     if model:
-        _encode_slots(places, output, model, stride, batch_size, progress)
+        _encode_slots(places, output, model, stride, batch_size, workers, scheduler, progress)
         return
     _encode(
         places, output, autoencoder, chip_size, overlap, batch_size, workers, scheduler, progress

@@ -29,7 +29,7 @@ from geocopgen.copgen.model import CopgenModel
 from geocopgen.copgen.places import CHIP_STEP_M, SlotPlace, chip_origins, slot_grid, slot_place
 from geocopgen.errors import ConfigError, ModalityError
 from geocopgen.io.align import model_grid
-from geocopgen.latents.encode import EncodeReport, Place, codec_identity
+from geocopgen.latents.encode import EncodeReport, Place, codec_identity, run_tasks
 from geocopgen.latents.store import ChipRecord, LatentStore
 from geocopgen.raster.grid import GeoBox, grid_of
 
@@ -100,14 +100,15 @@ def encode_slot_places(
     *,
     stride_m: float = CHIP_GROUND_SIZE_M,
     batch_size: int = 8,
+    client: Any = None,
+    num_workers: int | None = None,
     progress: bool = True,
 ) -> EncodeReport:
     """Encode every chip of ``places`` (all with the same modalities) into the COP-GEN store
     at ``store_path`` with ``model``'s codecs; resumable and appendable like
-    :func:`~geocopgen.latents.encode_places`. ``stride_m``: metres between chip origins, a
-    multiple of 60 (1920: chips side by side, the last one flush with the far edge)."""
-    from tqdm.auto import tqdm
-
+    :func:`~geocopgen.latents.encode_places`, one dask task per place (local threads, or the
+    ``dask.distributed`` ``client``). ``stride_m``: metres between chip origins, a multiple of
+    60 (1920: chips side by side, the last one flush with the far edge)."""
     if stride_m < CHIP_STEP_M or stride_m % CHIP_STEP_M:
         raise ConfigError(f"the chip stride must be a multiple of 60 m, got {stride_m}")
     places = list(places)
@@ -133,31 +134,58 @@ def encode_slot_places(
     indices = [store.add_chips(plan) for plan in plans]
     done = store.complete
     report = EncodeReport(planned=sum(len(p) for p in plans))
-    todo_total = sum(int((~done[idx]).sum()) for idx in indices)
-    report.already_complete = report.planned - todo_total
-    bar = tqdm(total=todo_total, unit="chip", disable=not progress)
+    batches = []
     for place, plan, idx in zip(places, plans, indices, strict=True):
-        todo = [(int(i), r) for i, r in zip(idx, plan, strict=True) if not done[i]]
-        if not todo:
-            continue
-        try:
-            slots = slot_place(
-                place.name, place.arrays, when=place_date(place), scene=place_scene(place)
-            )
-        except Exception as exc:  # an unreadable place must not abort the run
-            report.errors.append(f"{place.name}: {type(exc).__name__}: {exc}")
-            log.warning("skipping %s, which cannot be read: %s", place.name, exc)
-            continue
-        for k in range(0, len(todo), batch_size):
-            part = todo[k : k + batch_size]
-            origins = [(r.row_off, r.col_off) for _, r in part]
-            moments, valid = encode_chips(model, slots, keys, origins)
-            store.write_chips([i for i, _ in part], moments, valid)
-            report.encoded += len(part)
-            bar.update(len(part))
-    bar.close()
+        todo = [
+            (int(i), (r.row_off, r.col_off)) for i, r in zip(idx, plan, strict=True) if not done[i]
+        ]
+        report.already_complete += len(plan) - len(todo)
+        if todo:  # a place whose chips are all complete is not read
+            batches.append(_SlotBatch(place, [i for i, _ in todo], [o for _, o in todo]))
+    results = run_tasks(
+        _encode_place, batches, str(store_path), model, (keys, batch_size), client, num_workers,
+        progress,
+    )  # fmt: skip
+    for n, errors in results:
+        report.encoded += n
+        report.errors += errors
     report.failed = report.planned - report.already_complete - report.encoded
+    if report.failed:
+        log.warning("%d chips stay incomplete (rerun to retry): %s", report.failed,
+                    "; ".join(report.errors[:5]))  # fmt: skip
     return report
+
+
+class _SlotBatch:
+    """One dask task's work: the incomplete chips of one place (a plain class, so dask leaves
+    the lazy arrays inside alone; see ``latents.encode._Batch``)."""
+
+    __slots__ = ("indices", "origins", "place")
+
+    def __init__(self, place: Place, indices: list[int], origins: list[tuple[int, int]]) -> None:
+        self.place, self.indices, self.origins = place, indices, origins
+
+
+def _encode_place(
+    batch: _SlotBatch, store_path: str, model: CopgenModel, keys: Sequence[str], batch_size: int
+) -> tuple[int, list[str]]:
+    """Read one place through the slot pixel path, encode its chips in batches, write each
+    batch (data, then complete flags); errors are returned, not raised, so the run goes on."""
+    place, done = batch.place, 0
+    try:
+        slots = slot_place(
+            place.name, place.arrays, when=place_date(place), scene=place_scene(place)
+        )
+        store = LatentStore.open(store_path, mode="r+")
+        for k in range(0, len(batch.indices), batch_size):
+            part = slice(k, k + batch_size)
+            moments, valid = encode_chips(model, slots, keys, batch.origins[part])
+            store.write_chips(batch.indices[part], moments, valid)
+            done += len(batch.indices[part])
+    except Exception as exc:  # an unreadable place must not abort the run
+        log.warning("skipping chips of %s that cannot be encoded: %s", place.name, exc)
+        return done, [f"{place.name}: {type(exc).__name__}: {exc}"]
+    return done, []
 
 
 @torch.inference_mode()
