@@ -365,6 +365,11 @@ def train_copgen(
     data = config_from_dict(
         BackboneDataConfig, {"min_valid": MIN_VALID, **config.data}, where="data"
     )
+    if config.loop.val_every:
+        raise ConfigError(
+            "loop.val_every: a COP-GEN store run has no periodic validation yet; set it to 0 "
+            "and judge the exported model with `geocopgen evaluate`"
+        )
     if data.autoencoders or data.val_places:
         raise ConfigError(
             f"{data.store} is a COP-GEN store: its codecs come from model.init (or the model that "
