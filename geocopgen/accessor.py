@@ -88,8 +88,9 @@ class CopGenArrayAccessor(_CopGenBase):
         :func:`geocopgen.api.fill` (``mask``, ``dilate``, ``method``, ``samples``...)."""
         return _api().fill(self._obj, cond=cond, **kwargs)
 
-    def encode(self, **kwargs: Any) -> xr.DataArray:
-        """Latents on the latent grid (see :func:`geocopgen.api.encode`)."""
+    def encode(self, **kwargs: Any) -> xr.DataArray | dict[str, xr.DataArray]:
+        """Latents on the latent grid, one array per slot for a COP-GEN model (see
+        :func:`geocopgen.api.encode`)."""
         return _api().encode(_mean_only(self._obj), **kwargs)
 
     def decode(self, **kwargs: Any) -> xr.DataArray:

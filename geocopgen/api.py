@@ -55,7 +55,6 @@ from geocopgen.raster.grid import (
     pixel_size,
     rasterio_crs,
     validate_grid,
-    xy_coords,
 )
 
 if TYPE_CHECKING:  # torch and the models load with the first model, not with this module
@@ -174,8 +173,7 @@ def _canvas_model(model: ModelLike, device: str | torch.device | None) -> CopGen
     if not isinstance(pipeline, CopGenPipeline):
         raise ModalityError(
             f"{_model_name(model)} is a COP-GEN model: its latents live on one canvas per "
-            "resolution group, which encode()/decode() do not handle yet; translate() and "
-            "generate() do"
+            "slot; decode the dict of per-slot latents that encode() returned with it"
         )
     return pipeline
 
@@ -635,14 +633,18 @@ def encode(
     device: str | torch.device | None = None,
     progress: bool = True,
     **reading: Any,
-) -> xr.DataArray:
+) -> xr.DataArray | dict[str, xr.DataArray]:
     """The scene's latents ``(latent, y, x)`` on the latent grid (8 x the pixel size, same CRS
     and origin): chip encodings (posterior means) blended with raised-cosine weights. This is the
     translator's latent canvas, so it covers at least one chip (256 px): a smaller raster's
     latents extend past its edge over its reflection padding. Cells that no chip with valid
     pixels covers are NaN. ``attrs`` keep what :func:`decode` needs (the pixel grid's size).
+    A COP-GEN model gives one such array per slot of the modality, each on its group's latent
+    canvas over the 10 m working grid (:mod:`geocopgen.translation.grouped_latents`).
     ``reading``: ``s2_offset``, ``s1_scale``, ``nodata`` as in :func:`translate`."""
+    from geocopgen.copgen.model import CopgenModel
     from geocopgen.translation import encode_canvas, layout_for
+    from geocopgen.translation.grouped_latents import latent_array
     from geocopgen.translation.plan import check_codec
 
     try:
@@ -654,45 +656,38 @@ def encode(
     opened = _open_one(source, modality, options, nodata=options.nodata)
     array = opened.array
     name = array.attrs["modality"]
-    pipeline = _canvas_model(model, device)
+    loaded = load_model(model, device=device)
     grid = grid_of(array)
+    if isinstance(loaded, CopgenModel):
+        from geocopgen.translation.grouped_latents import encode_groups
+
+        scene = model_grid(grid, None)
+        overlap_m = None if overlap is None else overlap * pixel_size(scene)[0]
+        return encode_groups(
+            loaded, opened, scene, overlap_m=overlap_m, batch_size=batch_size,
+            progress=progress, model_name=_model_name(model),
+        )  # fmt: skip
     work = model_grid(grid, name)
     if work != grid:
         array = align([opened], like=work)[0]
-    layout = layout_for(pipeline, work, [name], overlap)
+    layout = layout_for(loaded, work, [name], overlap)
     latents, has_data, _ = encode_canvas(
-        pipeline, array, layout, batch_size=batch_size, progress=progress
+        loaded, array, layout, batch_size=batch_size, progress=progress
     )
-    values = latents[0].cpu().numpy()
-    covered = np.zeros(layout.shape, dtype=bool)
-    for chip in layout.latent_chips:
-        if has_data[chip.row, chip.col]:
-            covered[chip.slices] = True
-    values[:, ~covered] = np.nan
-    rows, cols = layout.shape
-    latent_grid = GeoBox((rows, cols), layout.latent_transform, work.crs)
-    x, y = xy_coords(latent_grid)
-    out = xr.DataArray(
-        values,
-        dims=("latent", "y", "x"),
-        coords={"latent": np.arange(values.shape[0]), "y": y, "x": x},
-        name=f"{name}_latents",
-        attrs={
-            "modality": name,
-            "source": str(array.attrs.get("source", "")),
-            "model": _model_name(model),
-            "downsampling": layout.factor,
-            "pixel_width": work.width,
-            "pixel_height": work.height,
-            "scaling_factor": float(check_codec(pipeline, name).config.scaling_factor),
-        },
-    )
-    out = out.rio.write_crs(rasterio_crs(work)).rio.write_transform(layout.latent_transform)
-    return out.rio.write_nodata(np.nan, encoded=False)
+    attrs = {
+        "modality": name,
+        "source": str(array.attrs.get("source", "")),
+        "model": _model_name(model),
+        "downsampling": layout.factor,
+        "pixel_width": work.width,
+        "pixel_height": work.height,
+        "scaling_factor": float(check_codec(loaded, name).config.scaling_factor),
+    }
+    return latent_array(latents[0], layout, has_data, work.crs, f"{name}_latents", attrs)
 
 
 def decode(
-    latents: xr.DataArray,
+    latents: xr.DataArray | Mapping[str, xr.DataArray],
     *,
     model: ModelLike = None,
     output: str | os.PathLike | None = None,
@@ -703,7 +698,8 @@ def decode(
 ) -> xr.DataArray:
     """Latents from :func:`encode` back to a ModalityArray on the pixel grid they came from,
     decoded chip by chip and blended like a translation (NaN where the latents are NaN); in
-    memory, or streamed to ``output``."""
+    memory, or streamed to ``output``. A COP-GEN model's per-slot latents (the dict
+    :func:`encode` returns) decode group by group, each resampled onto that grid."""
     import torch
 
     from geocopgen.domain import DomainGuard
@@ -711,6 +707,19 @@ def decode(
     from geocopgen.translation import decode_canvas, layout_for
     from geocopgen.translation.output import mosaic_array
 
+    if isinstance(latents, Mapping):
+        from geocopgen.copgen.model import CopgenModel
+        from geocopgen.translation.grouped_latents import decode_groups
+
+        WriteOptions(path=output, overwrite=overwrite).prepare()
+        loaded = load_model(model, device=device)
+        if not isinstance(loaded, CopgenModel):
+            raise InputError(
+                f"{_model_name(model)} is a 4-modality model; per-slot latents decode with the "
+                "COP-GEN model that encoded them"
+            )
+        return decode_groups(loaded, latents, output=output, overwrite=overwrite,
+                             progress=progress)  # fmt: skip
     name = latents.attrs.get("modality")
     if not name or "downsampling" not in latents.attrs:
         raise InputError(

@@ -29,7 +29,7 @@ from geocopgen.copgen.convert import convert_copgen
 from geocopgen.copgen.layout import COPGEN_SLOTS, MODALITY_SLOTS, slot
 from geocopgen.copgen.model import CopgenModel
 from geocopgen.domain import DomainWarning
-from geocopgen.errors import ConfigError, ModalityError, OutputError
+from geocopgen.errors import ConfigError, OutputError
 from geocopgen.io import OpenedInput, reproject
 from geocopgen.modalities import get_modality
 from geocopgen.raster.grid import at_resolution, grid_of
@@ -210,8 +210,9 @@ def test_generate_on_a_bbox_and_what_info_says(copgen_model):
     assert abs(native.rio.resolution()[0]) == 30
     can = api.capabilities("s2l2a", copgen_model)
     assert set(can.translate_to) == {"s2l1c", "s1rtc", "dem", "lulc", "cloud_mask"}
-    with pytest.raises(ModalityError, match="COP-GEN model"):
-        api.encode(terramind("S2L2A"), model=copgen_model)
+    # encode() of a COP-GEN model: one latent array per group (tests/test_copgen_finetune.py)
+    latents = api.encode(terramind("S2L2A"), model=copgen_model, progress=False)
+    assert [v.rio.resolution()[0] for v in latents.values()] == [80.0, 160.0, 480.0]
 
 
 def test_terramind_land_cover_is_read_as_esri_codes_and_conditions_a_translation(copgen_model):

@@ -7,8 +7,10 @@ a run with new places appends to the store. The recipes in ``pipelines/`` call t
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,12 +44,31 @@ def _autoencoders(values: list[str]) -> list[str]:
 
 
 AutoencoderOpt = Annotated[
-    list[str],
+    list[str] | None,
     typer.Option(
         "--autoencoder", "-a", metavar="MODALITY=DIR", callback=_autoencoders,
-        help="A saved ModalityAutoencoder folder; once per modality.",
+        help="A saved ModalityAutoencoder folder; once per modality (4-modality models).",
     ),
 ]  # fmt: skip
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model", metavar="DIR",
+        help="A COP-GEN-layout model folder (or 'default'): its codecs write one latent array "
+        "per slot, chips of 1920 m (instead of --autoencoder).",
+    ),
+]  # fmt: skip
+StrideOpt = Annotated[
+    float,
+    typer.Option(
+        "--stride", min=60, metavar="METRES",
+        help="With --model: metres between chip origins, a multiple of 60 (1920: side by side).",
+    ),
+]  # fmt: skip
+ModalityOpt = Annotated[
+    list[str] | None,
+    typer.Option("--modality", "-m", help="With --model: a modality to encode (repeat)."),
+]
 ChipOpt = Annotated[
     int,
     typer.Option(min=8, callback=latent_multiple, help="Chip size in pixels (multiple of 8)."),
@@ -81,25 +102,58 @@ def load_autoencoders(specs: list[str]) -> dict:
     return out
 
 
-def _encode(
-    places, out, autoencoders, chip_size, overlap, batch_size, workers, scheduler, progress
-):
-    from geocopgen.latents import encode_places
+def _codec_choice(autoencoder: list[str] | None, model: str | None) -> list[str]:
+    """Exactly one of --autoencoder and --model; the modalities --autoencoder names."""
+    if bool(autoencoder) == bool(model):
+        raise ConfigError(
+            "give either --model DIR (a COP-GEN-layout model folder, or 'default') or one "
+            "--autoencoder MODALITY=DIR per modality (a 4-modality model), not both or neither"
+        )
+    return [a.partition("=")[0] for a in autoencoder or []]
 
-    codecs = load_autoencoders(autoencoders)
-    client = None
-    if scheduler:
-        from distributed import Client
 
-        client = Client(scheduler)
+def _copgen_model(model: str):
+    """``--model``: a COP-GEN-layout folder (refused in one line otherwise), and its path."""
+    from geocopgen.copgen.model import CopgenModel, is_copgen_model
+    from geocopgen.weights import resolve_model
+
+    path = resolve_model(model)
+    if not is_copgen_model(path) or not Path(path).is_dir():
+        raise ConfigError(
+            f"--model {model}: not a COP-GEN-layout model folder (pipeline.json kind 'copgen'); "
+            "for a 4-modality model pass its autoencoders with --autoencoder MODALITY=DIR"
+        )
+    return CopgenModel.from_pretrained(path), Path(path)
+
+
+@contextlib.contextmanager
+def _client(scheduler: str | None) -> Iterator[Any]:
+    """A ``dask.distributed`` client for ``--scheduler``, closed afterwards; else ``None``."""
+    if not scheduler:
+        yield None
+        return
+    from distributed import Client
+
+    client = Client(scheduler)
     try:
-        report = encode_places(
-            places, out, codecs, chip_size=chip_size, overlap=overlap, batch_size=batch_size,
-            client=client, num_workers=workers, progress=progress,
-        )  # fmt: skip
+        yield client
     finally:
-        if client is not None:
-            client.close()
+        client.close()
+
+
+def _encode_slots(places, out, model, stride, batch_size, workers, scheduler, progress):
+    from geocopgen.latents.slots import encode_slot_places
+
+    copgen, path = _copgen_model(model)
+    with _client(scheduler) as client:
+        report = encode_slot_places(
+            places, out, copgen, path, stride_m=stride, batch_size=batch_size, client=client,
+            num_workers=workers, progress=progress,
+        )  # fmt: skip
+    _report(out, report)
+
+
+def _report(out, report) -> None:
     typer.echo(
         f"{out}: {report.planned} chips planned, {report.encoded} encoded, "
         f"{report.already_complete} already complete, {report.failed} failed"
@@ -110,14 +164,31 @@ def _encode(
         raise typer.Exit(3)
 
 
+def _encode(
+    places, out, autoencoders, chip_size, overlap, batch_size, workers, scheduler, progress
+):
+    from geocopgen.latents import encode_places
+
+    codecs = load_autoencoders(autoencoders)
+    with _client(scheduler) as client:
+        report = encode_places(
+            places, out, codecs, chip_size=chip_size, overlap=overlap, batch_size=batch_size,
+            client=client, num_workers=workers, progress=progress,
+        )  # fmt: skip
+    _report(out, report)
+
+
 @command(encode_app, "folder")
 def encode_folder(
     root: Annotated[
         Path, typer.Argument(metavar="ROOT", help="<root>/<MODALITY>/<name>.tif, co-registered.")
     ],
     output: StoreOutputOpt,
-    autoencoder: AutoencoderOpt,
+    autoencoder: AutoencoderOpt = None,
+    model: ModelOpt = None,
+    modality: ModalityOpt = None,
     chip_size: ChipOpt = 256,
+    stride: StrideOpt = 1920.0,
     overlap: EncodeOverlapOpt = 0,
     batch_size: BatchOpt = 16,
     workers: WorkersOpt = None,
@@ -126,11 +197,14 @@ def encode_folder(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """A folder of co-registered rasters (one sub-folder per modality) → latent store."""
+    mods = _codec_choice(autoencoder, model) or modality
     store_ready(output, overwrite)
     from geocopgen.latents.places import places_from_folder
 
-    mods = [a.partition("=")[0] for a in autoencoder]
-    places = places_from_folder(root, mods)
+    places = places_from_folder(root, mods or None)
+    if model:
+        _encode_slots(places, output, model, stride, batch_size, workers, scheduler, progress)
+        return
     _encode(
         places, output, autoencoder, chip_size, overlap, batch_size, workers, scheduler, progress
     )
@@ -147,7 +221,9 @@ def encode_majortom(
         ),
     ],
     output: StoreOutputOpt,
-    autoencoder: AutoencoderOpt,
+    autoencoder: AutoencoderOpt = None,
+    model: ModelOpt = None,
+    stride: StrideOpt = 1920.0,
     cells: Annotated[
         list[str] | None, typer.Option(metavar="CELL", help="Cell id to keep (repeat).")
     ] = None,
@@ -168,6 +244,7 @@ def encode_majortom(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Major TOM cells (by id, bbox, dates, cloud cover) → latent store."""
+    _codec_choice(autoencoder, model)
     store_ready(output, overwrite)
     from geocopgen.latents.places import places_from_majortom
     from geocopgen.sources.majortom import MajorTOM
@@ -189,6 +266,9 @@ def encode_majortom(
             nodata=(0.0, max_nodata) if max_nodata is not None else None,
         )
     places = list(places_from_majortom(sources))
+    if model:
+        _encode_slots(places, output, model, stride, batch_size, workers, scheduler, progress)
+        return
     _encode(
         places, output, autoencoder, chip_size, overlap, batch_size, workers, scheduler, progress
     )
@@ -198,7 +278,10 @@ def encode_majortom(
 def encode_stac(
     bbox: Annotated[str, bbox_option()],
     output: StoreOutputOpt,
-    autoencoder: AutoencoderOpt,
+    autoencoder: AutoencoderOpt = None,
+    model: ModelOpt = None,
+    modality: ModalityOpt = None,
+    stride: StrideOpt = 1920.0,
     api: Annotated[str, typer.Option(help="STAC API URL or preset name.")] = "earth-search",
     preset: Annotated[str | None, typer.Option(help="Asset naming preset.")] = None,
     datetime: Annotated[str | None, typer.Option(help="e.g. 2023-06-01/2023-08-31")] = None,
@@ -214,12 +297,14 @@ def encode_stac(
     progress: ProgressOpt = True,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """A STAC search (first --autoencoder modality drives the time steps) → latent store."""
+    """A STAC search (the first modality drives the time steps) → latent store."""
+    mods = _codec_choice(autoencoder, model) or list(modality or [])
+    if not mods:
+        raise ConfigError("with --model, name the modalities to search: --modality s2l2a ...")
     store_ready(output, overwrite)
     from geocopgen.latents.places import places_from_stac
     from geocopgen.sources.stac import StacSource
 
-    mods = [a.partition("=")[0] for a in autoencoder]
     places = places_from_stac(
         StacSource(api, preset=preset),
         mods,
@@ -230,6 +315,9 @@ def encode_stac(
         resolution=resolution,
         max_items=max_items,
     )
+    if model:
+        _encode_slots(places, output, model, stride, batch_size, workers, scheduler, progress)
+        return
     _encode(
         places, output, autoencoder, chip_size, overlap, batch_size, workers, scheduler, progress
     )

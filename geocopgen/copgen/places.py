@@ -63,27 +63,21 @@ class SlotPlace:
 
     def chip_origins(self) -> list[tuple[int, int]]:
         """Every chip origin (10 m row, col, on the 60 m step) where each slot's chip fits."""
-        step = round(CHIP_STEP_M / pixel_size(self.scene)[0])
-        rows = cols = None
-        for key, x in self.pixels.items():
-            ratio = IMAGE_SLOTS[key].resolution / pixel_size(self.scene)[0]
-            chip = IMAGE_SLOTS[key].chip_px
-            r = int((x.shape[1] - chip) * ratio)
-            c = int((x.shape[2] - chip) * ratio)
-            rows = r if rows is None else min(rows, r)
-            cols = c if cols is None else min(cols, c)
-        if rows is None or rows < 0 or cols < 0:
-            return []
-        return [(i, j) for i in range(0, rows + 1, step) for j in range(0, cols + 1, step)]
+        shapes = {key: tuple(x.shape[1:]) for key, x in self.pixels.items()}
+        return chip_origins(self.scene, shapes)
+
+    def window(self, key: str, row: int, col: int) -> tuple[slice, slice]:
+        """Slot ``key``'s chip window on its own grid for the 10 m origin (row, col)."""
+        s = IMAGE_SLOTS[key]
+        ratio = pixel_size(self.scene)[0] / s.resolution
+        r, c = round(row * ratio), round(col * ratio)
+        return slice(r, r + s.chip_px), slice(c, c + s.chip_px)
 
     def chip(self, row: int, col: int) -> dict[str, torch.Tensor]:
         """The slots' chips at 10 m origin (row, col), each slot whose chip is valid enough."""
         out = {}
         for key, x in self.pixels.items():
-            s = IMAGE_SLOTS[key]
-            ratio = pixel_size(self.scene)[0] / s.resolution
-            r, c = round(row * ratio), round(col * ratio)
-            window = (slice(r, r + s.chip_px), slice(c, c + s.chip_px))
+            window = self.window(key, row, col)
             if self.valid[key][window].float().mean() >= MIN_VALID:
                 out[key] = x[(slice(None), *window)]
         return out
@@ -101,6 +95,40 @@ class SlotPlace:
     def _to_lonlat(self) -> Transformer:
         """The scene CRS → lon/lat transformer, built once (training asks for it every chip)."""
         return Transformer.from_crs(rasterio_crs(self.scene), "EPSG:4326", always_xy=True)
+
+
+def slot_grid(scene: GeoBox, key: str) -> GeoBox:
+    """Image slot ``key``'s grid: the scene's, or derived from it at the slot's resolution."""
+    res = IMAGE_SLOTS[key].resolution
+    return scene if np.isclose(pixel_size(scene)[0], res) else at_resolution(scene, res)
+
+
+def chip_origins(
+    scene: GeoBox, shapes: Mapping[str, tuple[int, int]], stride_m: float = CHIP_STEP_M
+) -> list[tuple[int, int]]:
+    """Chip origins (10 m row, col) every ``stride_m`` (a multiple of the 60 m step) where
+    each slot's chip fits in its grid of ``shapes[key]`` pixels; a stride above the step adds
+    the last fitting origin, so chips reach the far edges."""
+    step = round(CHIP_STEP_M / pixel_size(scene)[0])
+    rows = cols = None
+    for key, (height, width) in shapes.items():
+        ratio = IMAGE_SLOTS[key].resolution / pixel_size(scene)[0]
+        chip = IMAGE_SLOTS[key].chip_px
+        r = int((height - chip) * ratio)
+        c = int((width - chip) * ratio)
+        rows = r if rows is None else min(rows, r)
+        cols = c if cols is None else min(cols, c)
+    if rows is None or rows < 0 or cols < 0:
+        return []
+    stride = step * max(1, round(stride_m / CHIP_STEP_M))
+    along = [_starts(rows, step, stride), _starts(cols, step, stride)]
+    return [(i, j) for i in along[0] for j in along[1]]
+
+
+def _starts(limit: int, step: int, stride: int) -> list[int]:
+    starts = list(range(0, limit + 1, stride))
+    last = limit // step * step
+    return starts if starts[-1] == last else [*starts, last]
 
 
 def slot_place(
@@ -131,11 +159,7 @@ def slot_pixels(
     """Each slot of ``modality``: its pixels in model units on its grid, and their validity."""
     for key in MODALITY_SLOTS[modality]:
         s = IMAGE_SLOTS[key]
-        grid = (
-            scene
-            if np.isclose(pixel_size(scene)[0], s.resolution)
-            else at_resolution(scene, s.resolution)
-        )
+        grid = slot_grid(scene, key)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             on_grid = reproject(array, grid, warn=False)
@@ -145,4 +169,12 @@ def slot_pixels(
         yield key, (to_model_units(key, values[None], 0)[0].contiguous(), ok)
 
 
-__all__ = ["CHIP_STEP_M", "MIN_VALID", "SlotPlace", "slot_pixels", "slot_place"]
+__all__ = [
+    "CHIP_STEP_M",
+    "MIN_VALID",
+    "SlotPlace",
+    "chip_origins",
+    "slot_grid",
+    "slot_pixels",
+    "slot_place",
+]

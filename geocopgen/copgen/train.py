@@ -27,7 +27,9 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from datetime import date
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -163,58 +165,59 @@ class Batch:
     targets: dict[str, torch.Tensor]
 
 
-class BatchDrawer:
-    """Random batches from the places, encoded by the codecs (deterministic per step); with a
-    ``first_guess``, a clean-latent target is the latent minus the guess from the batch's
-    conditions: the place's own entry of ``held_out_guesses`` (a guess fitted without it) when
-    there is one."""
+class Noise(Protocol):
+    """Where an objective's per-item randomness comes from: the times and the noise of the
+    generated slots (one generator for the batch in the recipe; one per sample in the store
+    path, so that a DDP run draws what a single process draws)."""
+
+    def times(self, n: int) -> torch.Tensor: ...
+
+    def eps(self, shape: torch.Size) -> torch.Tensor: ...
+
+
+class BatchNoise:
+    """Per-item draws from one generator shared by the batch (the recipe's)."""
+
+    def __init__(self, gen: torch.Generator) -> None:
+        self.gen = gen
+
+    def times(self, n: int) -> torch.Tensor:
+        return torch.randint(1, NUM_TRAIN_TIMESTEPS + 1, (n,), generator=self.gen)
+
+    def eps(self, shape: torch.Size) -> torch.Tensor:
+        return torch.randn(shape, generator=self.gen)
+
+
+class Objective:
+    """The COP-GEN training objective on a batch of clean latents: one role per modality
+    (generated, condition, left out), per-item times and noise, and the target after
+    ``settings.prediction``; with a ``first_guess``, a clean-latent target is the latent minus
+    the guess from the batch's conditions: the place's own entry of ``held_out_guesses`` (a
+    guess fitted without it) when there is one. Shared by the in-memory recipe
+    (:class:`BatchDrawer`) and training from a latent store (:mod:`geocopgen.training.copgen`)."""
 
     def __init__(
         self,
-        places: Sequence[SlotPlace],
-        codecs: Mapping[str, PatchCodec],
         s: BackboneSettings,
         first_guess: FirstGuess | None = None,
         held_out_guesses: Mapping[str, FirstGuess] | None = None,
     ) -> None:
-        usable = [(p, origins) for p in places if (origins := p.chip_origins())]
-        self.places = [p for p, _ in usable]
-        self.origins = [origins for _, origins in usable]
-        weights = np.array([len(p.modalities) ** 2 for p in self.places], dtype=np.float64)
-        self.weights = weights / weights.sum()
-        self.codecs = codecs
         self.settings = s
         self.first_guess = first_guess
         self.held_out_guesses = dict(held_out_guesses or {})
         self.alphas_bar = torch.cumprod(1 - copgen_betas(), dim=0).float()
 
-    def draw(self, step: int) -> Batch:
-        rng = np.random.default_rng([self.settings.seed, step])
-        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        i = int(rng.choice(len(self.places), p=self.weights))
-        place, origins = self.places[i], self.origins[i]
-        chips, centres = [], []
-        while len(chips) < self.settings.batch_size:
-            r, c = origins[int(rng.integers(len(origins)))]
-            chip = place.chip(r, c)
-            if chip:
-                chips.append(_augment(chip, int(rng.integers(8))))
-                centres.append(place.chip_centre_lonlat(r, c))
-        present = set.intersection(*(set(c) for c in chips))
-        latents = {
-            k: self.codecs[k].encode(torch.stack([c[k] for c in chips])).latent_dist.mean
-            for k in present
-        }
-        return self._roles(latents, centres, place, rng, gen)
-
-    def _roles(
+    def roles(
         self,
         latents: dict[str, torch.Tensor],
         centres: Sequence[tuple[float, float]],
-        place: SlotPlace,
+        when: date | Sequence[date] | None,
+        place: str,
         rng: np.random.Generator,
-        gen: torch.Generator,
+        noise: Noise,
     ) -> Batch:
+        """Roles from ``rng`` (one draw per batch), times and noise from ``noise``; ``when``
+        is the batch's date, or one per item."""
         n = len(centres)
         modalities = [m for m, keys in MODALITY_SLOTS.items() if all(k in latents for k in keys)]
         order = list(rng.permutation(modalities))
@@ -228,24 +231,23 @@ class BatchDrawer:
                 inputs[k], times[k] = latents[k], zero
         known = dict(inputs)
         for m in generated:
-            t = torch.randint(1, NUM_TRAIN_TIMESTEPS + 1, (n,), generator=gen)
+            t = noise.times(n)
             ab = self.alphas_bar[t - 1].reshape(n, 1, 1, 1)
             for k in MODALITY_SLOTS[m]:
-                eps = torch.randn(latents[k].shape, generator=gen)
+                eps = noise.eps(latents[k].shape)
                 inputs[k] = ab.sqrt() * latents[k] + (1 - ab).sqrt() * eps
                 times[k] = t.float()
-                targets[k] = self._target(latents[k], eps, ab, known, k, place.name)
+                targets[k] = self.target(latents[k], eps, ab, known, k, place)
         if rng.random() >= self.settings.p_drop_scalar:
             lon, lat = zip(*centres, strict=True)
             inputs[LATLON_SLOT] = norm.encode_latlon(list(lat), list(lon)).reshape(n, 1, 1, 3)
             times[LATLON_SLOT] = zero
-        if place.when is not None and rng.random() >= self.settings.p_drop_scalar:
-            day = norm.encode_date(place.when).reshape(1, 1, 1, 3)
-            inputs[DATE_SLOT] = day.expand(n, -1, -1, -1)
+        if when is not None and rng.random() >= self.settings.p_drop_scalar:
+            inputs[DATE_SLOT] = _date_tokens(when, n)
             times[DATE_SLOT] = zero
         return Batch(inputs, times, targets)
 
-    def _target(
+    def target(
         self,
         z: torch.Tensor,
         eps: torch.Tensor,
@@ -266,7 +268,54 @@ class BatchDrawer:
         return alpha_bar.sqrt() * eps - (1 - alpha_bar).sqrt() * residual
 
 
-def _augment(chip: Mapping[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+class BatchDrawer(Objective):
+    """Random batches from the places, encoded by the codecs (deterministic per step), under
+    the :class:`Objective`."""
+
+    def __init__(
+        self,
+        places: Sequence[SlotPlace],
+        codecs: Mapping[str, PatchCodec],
+        s: BackboneSettings,
+        first_guess: FirstGuess | None = None,
+        held_out_guesses: Mapping[str, FirstGuess] | None = None,
+    ) -> None:
+        super().__init__(s, first_guess, held_out_guesses)
+        usable = [(p, origins) for p in places if (origins := p.chip_origins())]
+        self.places = [p for p, _ in usable]
+        self.origins = [origins for _, origins in usable]
+        weights = np.array([len(p.modalities) ** 2 for p in self.places], dtype=np.float64)
+        self.weights = weights / weights.sum()
+        self.codecs = codecs
+
+    def draw(self, step: int) -> Batch:
+        rng = np.random.default_rng([self.settings.seed, step])
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        i = int(rng.choice(len(self.places), p=self.weights))
+        place, origins = self.places[i], self.origins[i]
+        chips, centres = [], []
+        while len(chips) < self.settings.batch_size:
+            r, c = origins[int(rng.integers(len(origins)))]
+            chip = place.chip(r, c)
+            if chip:
+                chips.append(augment(chip, int(rng.integers(8))))
+                centres.append(place.chip_centre_lonlat(r, c))
+        present = set.intersection(*(set(c) for c in chips))
+        latents = {
+            k: self.codecs[k].encode(torch.stack([c[k] for c in chips])).latent_dist.mean
+            for k in present
+        }
+        return self.roles(latents, centres, place.when, place.name, rng, BatchNoise(gen))
+
+
+def _date_tokens(when: date | Sequence[date], n: int) -> torch.Tensor:
+    """The date slot's input ``(n, 1, 1, 3)``: one date for the batch, or one per item."""
+    if isinstance(when, date):
+        return norm.encode_date(when).reshape(1, 1, 1, 3).expand(n, -1, -1, -1)
+    return torch.cat([norm.encode_date(d).reshape(1, 1, 1, 3) for d in when])
+
+
+def augment(chip: Mapping[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
     """One of the 8 flips and quarter turns, the same for every slot."""
     out = {}
     for key, x in chip.items():
@@ -439,6 +488,9 @@ def parameter_count(module: nn.Module) -> int:
 __all__ = [
     "BackboneSettings",
     "BatchDrawer",
+    "BatchNoise",
+    "Noise",
+    "Objective",
     "assemble",
     "build_backbone",
     "bundled_slots",

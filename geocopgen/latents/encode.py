@@ -225,7 +225,9 @@ def encode_places(
         for k in range(0, len(todo), batch_size):
             part = todo[k : k + batch_size]
             batches.append(_Batch(place, [i for i, _ in part], [w for _, w in part], chip_size))
-    results = _run(batches, str(store_path), codecs, mods, client, num_workers, progress)
+    results = run_tasks(
+        _encode_batch, batches, str(store_path), codecs, (mods,), client, num_workers, progress
+    )
     for n, errors in results:
         report.encoded += n
         report.errors += errors
@@ -251,15 +253,19 @@ def _latent_shape(codec: Any, n_bands: int, chip_size: int) -> tuple[int, int, i
     return tuple(int(v) for v in out.shape[1:])  # type: ignore[return-value]
 
 
-def _run(
-    batches: list[_Batch],
+def run_tasks(
+    task: Callable[..., tuple[int, list[str]]],
+    batches: Sequence[Any],
     store_path: str,
-    codecs: Mapping[str, MomentEncoder],
-    mods: Sequence[str],
+    shared: Any,
+    args: tuple[Any, ...],
     client: Any,
     num_workers: int | None,
     progress: bool,
 ) -> list[tuple[int, list[str]]]:
+    """``task(batch, store_path, shared, *args)`` for every batch (each with ``.indices``): on
+    local dask threads, or on a ``dask.distributed`` client with ``shared`` (the codecs, a
+    model) sent to every worker once; a progress bar counts chips."""
     from tqdm.auto import tqdm
 
     if not batches:
@@ -268,10 +274,8 @@ def _run(
     if client is not None:
         from distributed import as_completed
 
-        remote = client.scatter(dict(codecs), broadcast=True)
-        futures = [
-            client.submit(_encode_batch, b, store_path, remote, mods, pure=False) for b in batches
-        ]
+        remote = client.scatter(shared, broadcast=True)
+        futures = [client.submit(task, b, store_path, remote, *args, pure=False) for b in batches]
         results = []
         for fut in as_completed(futures):
             res = fut.result()
@@ -279,7 +283,7 @@ def _run(
             results.append(res)
         bar.close()
         return results
-    tasks = [dask.delayed(_encode_batch, pure=False)(b, store_path, codecs, mods) for b in batches]
+    tasks = [dask.delayed(task, pure=False)(b, store_path, shared, *args) for b in batches]
     sizes = {t.key: len(b.indices) for t, b in zip(tasks, batches, strict=True)}
     with _ProgressCallback(lambda key: bar.update(sizes.get(key, 0))):
         results = dask.compute(*tasks, scheduler="threads", num_workers=num_workers)

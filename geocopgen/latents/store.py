@@ -1,9 +1,9 @@
-"""The zarr (v3) latent store: latent moments per modality plus a chip table.
+"""The zarr (v3) latent store: latent moments per modality (or per COP-GEN slot) plus a chip table.
 
 Layout::
 
-    store.zarr/                      attrs: format, chip_size, modalities, codecs, normalisation
-      moments/<modality>  float32 (N, 2z, h, w)   mean ‖ logvar, one chunk per chip
+    store.zarr/                      attrs: format, kind, chip_size, modalities, codecs
+      moments/<name>      float32 (N, 2z, h, w)   mean ‖ logvar, one chunk per chip
       chips/key           str     (N,)            "<place>|<row_off>|<col_off>", unique
       chips/place         str     (N,)            Major TOM cell id, tile name, ...
       chips/crs           str     (N,)            WKT or EPSG code of the chip
@@ -12,7 +12,15 @@ Layout::
       chips/datetime      str     (N,)
       chips/sources       str     (N,)            product ids / item ids / file names
       chips/valid         float32 (N, M)          valid-pixel fraction per modality
+      chips/lonlat        float64 (N, 2)          chip centre (COP-GEN stores only)
       complete            bool    (N,)            set only after the chip's data is written
+
+``kind`` is ``"modalities"`` (one array per geocopgen modality, every one on the same latent
+grid: the 4-modality models) or ``"copgen"`` (one array per COP-GEN image slot, each at its own
+latent size: 24 x 24 for the 10 m groups, 12 x 12 at 20 m, 4 x 4 at 60 m, 8 x 8 for the 30 m
+DEM; a chip is the same 1920 m of ground in every slot, its window is on the 10 m scene grid and
+``chip_size`` is 192). The names in ``modalities`` are then slot keys, and each slot's codec
+identity carries the model folder it came from.
 
 The chip table is written up front, when chips are planned; an encoding task then writes a
 chip's moments and valid fractions and only then its ``complete`` flag. A killed run therefore
@@ -38,6 +46,8 @@ from geocopgen.modalities import get_modality
 from geocopgen.raster.grid import GeoBox, rasterio_crs
 
 FORMAT_VERSION = 1
+#: What a store's arrays are named after (see the module docstring).
+KINDS = ("modalities", "copgen")
 _STR_COLUMNS = ("key", "place", "crs", "datetime", "sources")
 
 
@@ -58,6 +68,7 @@ class ChipRecord:
     transform: tuple[float, ...]
     datetime: str = ""
     sources: str = ""
+    lonlat: tuple[float, float] | None = None
 
     @property
     def key(self) -> str:
@@ -73,13 +84,15 @@ class ChipRecord:
         *,
         datetime: str = "",
         sources: str = "",
+        lonlat: tuple[float, float] | None = None,
     ) -> ChipRecord:
         """The record of a chip whose GeoBox is ``grid`` (a sub-grid of its place's grid)."""
         crs = rasterio_crs(grid).to_string()
         transform = tuple(grid.affine)[:6]
         return cls(
-            place, row_off, col_off, grid.height, grid.width, crs, transform, datetime, sources
-        )
+            place, row_off, col_off, grid.height, grid.width, crs, transform, datetime, sources,
+            lonlat,
+        )  # fmt: skip
 
     @property
     def grid(self) -> GeoBox:
@@ -87,8 +100,21 @@ class ChipRecord:
         return GeoBox((self.height, self.width), Affine(*self.transform), self.crs)
 
 
-def codec_attrs(modality: str, codec: Mapping[str, Any]) -> dict[str, Any]:
-    """The attrs that identify a modality's codec and normalisation in a store."""
+def codec_attrs(
+    modality: str, codec: Mapping[str, Any], kind: str = "modalities"
+) -> dict[str, Any]:
+    """The attrs that identify a modality's (or a COP-GEN slot's) codec and normalisation in a
+    store (a slot's normalisation is fixed by its key: :mod:`geocopgen.copgen.units`)."""
+    if kind == "copgen":
+        from geocopgen.copgen.layout import slot
+
+        s = slot(modality)
+        return {
+            "codec": dict(codec),
+            "bands": list(s.bands),
+            "resolution": s.resolution,
+            "chip_px": s.chip_px,
+        }
     mod = get_modality(modality)
     return {
         "codec": dict(codec),
@@ -128,22 +154,26 @@ class LatentStore:
         codecs: Mapping[str, Mapping[str, Any]],
         latent_shape: Mapping[str, tuple[int, int, int]],
         chip_size: int,
+        kind: str = "modalities",
     ) -> LatentStore:
         """Open a store to add to, or create it; refuse one written with other codecs.
 
-        ``codecs`` maps modality → codec identity (name, hash, version, ...); ``latent_shape``
-        maps modality → moments shape ``(2z, h, w)`` of one chip.
+        ``codecs`` maps modality (or slot key, ``kind="copgen"``) → codec identity (name, hash,
+        version, ...); ``latent_shape`` maps it → moments shape ``(2z, h, w)`` of one chip.
         """
-        mods = [get_modality(m).name for m in codecs]
-        attrs = {m: codec_attrs(m, codecs[m]) for m in mods}
+        if kind not in KINDS:
+            raise ConfigError(f"a latent store's kind is one of {KINDS}, not {kind!r}")
+        mods = [_array_name(m, kind) for m in codecs]
+        attrs = {m: codec_attrs(m, codecs[m], kind) for m in mods}
         if Path(str(path), "zarr.json").exists():
             store = cls.open(path, mode="r+")
-            store._check_compatible(mods, attrs, chip_size)
+            store._check_compatible(mods, attrs, chip_size, kind)
             return store
         group = zarr.open_group(str(path), mode="w")
         group.attrs.update(
             {
                 "format": FORMAT_VERSION,
+                "kind": kind,
                 "chip_size": int(chip_size),
                 "modalities": mods,
                 "codecs": attrs,
@@ -163,17 +193,27 @@ class LatentStore:
             "chips/valid", shape=(0, len(mods)), chunks=(1, len(mods)), dtype="float32",
             fill_value=np.nan,
         )  # fmt: skip
+        if kind == "copgen":
+            group.create_array(
+                "chips/lonlat", shape=(0, 2), chunks=(4096, 2), dtype="float64",
+                fill_value=np.nan,
+            )  # fmt: skip
         group.create_array("complete", shape=(0,), chunks=(1,), dtype="bool", fill_value=False)
         return cls(group, str(path))
 
     def _check_compatible(
-        self, mods: Sequence[str], attrs: Mapping[str, Any], chip_size: int
+        self, mods: Sequence[str], attrs: Mapping[str, Any], chip_size: int, kind: str
     ) -> None:
         have = self.group.attrs
-        if list(have["modalities"]) != list(mods) or int(have["chip_size"]) != int(chip_size):
+        if (
+            list(have["modalities"]) != list(mods)
+            or int(have["chip_size"]) != int(chip_size)
+            or self.kind != kind
+        ):
             raise ConfigError(
-                f"{self.path}: store holds {have['modalities']} at chip size {have['chip_size']}, "
-                f"this run asks for {list(mods)} at {chip_size}; write to a new store path"
+                f"{self.path}: store holds {self.kind} {have['modalities']} at chip size "
+                f"{have['chip_size']}, this run asks for {kind} {list(mods)} at {chip_size}; "
+                "write to a new store path"
             )
         for m in mods:
             old, new = have["codecs"][m], _jsonable(attrs[m])
@@ -187,7 +227,13 @@ class LatentStore:
 
     # --- facts --------------------------------------------------------------------------
     @property
+    def kind(self) -> str:
+        """``"modalities"`` or ``"copgen"`` (stores written before kinds existed: the first)."""
+        return str(self.group.attrs.get("kind", "modalities"))
+
+    @property
     def modalities(self) -> list[str]:
+        """The arrays' names: modalities, or the slot keys of a COP-GEN store."""
         return list(self.group.attrs["modalities"])
 
     @property
@@ -219,6 +265,9 @@ class LatentStore:
         valid = g["chips/valid"][:]
         for i, m in enumerate(self.modalities):
             t[f"valid_{m}"] = valid[:, i]
+        if "chips/lonlat" in g:
+            lonlat = g["chips/lonlat"][:]
+            t["lon"], t["lat"] = lonlat[:, 0], lonlat[:, 1]
         t["complete"] = self.complete
         return t
 
@@ -233,7 +282,7 @@ class LatentStore:
             for name in list(g["moments"].array_keys()):
                 arr = g[f"moments/{name}"]
                 arr.resize((n0 + n, *arr.shape[1:]))
-            for name in (*_STR_COLUMNS, "transform", "window", "valid"):
+            for name in g["chips"].array_keys():
                 arr = g[f"chips/{name}"]
                 arr.resize((n0 + n, *arr.shape[1:]))
             g["complete"].resize((n0 + n,))
@@ -247,6 +296,10 @@ class LatentStore:
             g["chips/window"][sl] = np.array(
                 [(r.row_off, r.col_off, r.height, r.width) for r in new], dtype=np.int64
             )
+            if "chips/lonlat" in g:
+                g["chips/lonlat"][sl] = np.array(
+                    [r.lonlat or (np.nan, np.nan) for r in new], dtype=np.float64
+                )
             existing.update({r.key: n0 + i for i, r in enumerate(new)})
         return np.array([existing[r.key] for r in records], dtype=np.int64)
 
@@ -273,7 +326,18 @@ class LatentStore:
 
     # --- reading ------------------------------------------------------------------------
     def moments(self, modality: str, index: int | slice | np.ndarray) -> np.ndarray:
-        return np.asarray(self.group[f"moments/{get_modality(modality).name}"][index])
+        return np.asarray(self.group[f"moments/{_array_name(modality, self.kind)}"][index])
+
+
+def _array_name(name: str, kind: str) -> str:
+    """A modality's registry name, or a COP-GEN image slot's key (checked)."""
+    if kind != "copgen":
+        return get_modality(name).name
+    from geocopgen.copgen.layout import slot
+
+    if slot(name).kind != "image":
+        raise ConfigError(f"{name} is a scalar slot: a latent store keeps image slots only")
+    return name
 
 
 def _consecutive_runs(indices: Sequence[int]) -> list[tuple[int, int, int]]:

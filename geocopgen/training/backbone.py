@@ -270,13 +270,19 @@ def train_backbone(
     device: str | torch.device | None = None,
     dist_info: DistInfo | None = None,
 ) -> StageResult:
-    """Train (or resume) the backbone on a latent store; export to ``out_dir/pipeline``.
+    """Train (or resume) the backbone on a latent store; export to ``out_dir/pipeline``. A
+    COP-GEN store (one array per slot) trains a COP-GEN-layout model instead
+    (:func:`geocopgen.training.copgen.train_copgen`, export ``out_dir/model``).
 
     With ``data.autoencoders`` the export is a complete :class:`CopGenPipeline` (backbone EMA
     weights, DPM-Solver++ scheduler, the codecs); without, the backbone alone
     (``out_dir/backbone``).
     """
     config = load_config(config) if isinstance(config, (str, Path)) else config
+    from geocopgen.training.copgen import is_copgen_store, train_copgen
+
+    if is_copgen_store(str(config.data.get("store", ""))):
+        return train_copgen(config, out_dir, resume=resume, device=device, dist_info=dist_info)
     spec, data = backbone_sections(config)
     store, mods = open_training_store(data)
     codecs = check_codecs(store, data.autoencoders)

@@ -53,6 +53,7 @@ class LoopConfig:
     ckpt_every: int = 100
     keep_checkpoints: int = 2
     progress: bool = True
+    minutes: float = 0.0  # wall-time budget of training (over resumptions); 0: steps only
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ RESUMABLE_CHANGES = {
     "ckpt_every",
     "keep_checkpoints",
     "progress",
+    "minutes",
 }
 
 
@@ -58,11 +60,14 @@ class LossFn(Protocol):
 
 
 class EMA:
-    """Shadow copy of the floating-point parameters and buffers, updated after every step."""
+    """Shadow copy of the floating-point parameters and buffers, updated after every step.
+    Frozen parameters (``requires_grad=False`` when it is built) are left as they are: an
+    average of a constant is not always the constant in floating point."""
 
     def __init__(self, model: nn.Module, decay: float, warmup: bool = True) -> None:
         self.decay, self.warmup = decay, warmup
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
 
     def rate(self, step: int) -> float:
         return min(self.decay, (1 + step) / (10 + step)) if self.warmup else self.decay
@@ -72,6 +77,8 @@ class EMA:
         d = self.rate(step)
         for k, v in model.state_dict().items():
             s = self.shadow[k]
+            if k in self.frozen:
+                continue
             if s.is_floating_point():
                 s.mul_(d).add_(v.detach(), alpha=1 - d)
             else:
@@ -146,6 +153,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.step = 0
+        self.seconds = 0.0  # training time so far, over every resumption (loop.minutes)
 
     # --- configuration ------------------------------------------------------------------
     def _autocast_dtype(self, precision: str) -> torch.dtype | None:
@@ -218,6 +226,7 @@ class Trainer:
         self.scaler.load_state_dict(state.optimizer["scaler"])
         restore_rng(state.rng)
         self.step = state.step
+        self.seconds = float(state.meta.get("seconds", 0.0))
         log.info("resumed from %s at step %d", path, self.step)
         return True
 
@@ -258,7 +267,11 @@ class Trainer:
                     "scaler": self.scaler.state_dict(),
                 },
                 rng=capture_rng(),
-                meta={"config": config_to_dict(self.config), "world_size": self.dist.world_size},
+                meta={
+                    "config": config_to_dict(self.config),
+                    "world_size": self.dist.world_size,
+                    "seconds": self.seconds,
+                },
             )
             path = save_checkpoint(self.out_dir, state, keep=self.config.loop.keep_checkpoints)
         if self.dist.enabled:
@@ -295,8 +308,22 @@ class Trainer:
         return result
 
     def _steps(self, total: int) -> Iterator[dict[str, float]]:
-        while self.step < total:
-            yield self.train_step()
+        """Steps until ``total``, or until ``loop.minutes`` of training (0: no time limit);
+        every process stops at the same step (rank 0's clock decides)."""
+        budget = self.config.loop.minutes * 60.0
+        while self.step < total and not self._out_of_time(budget):
+            start = time.perf_counter()
+            logs = self.train_step()
+            self.seconds += time.perf_counter() - start
+            yield logs
+
+    def _out_of_time(self, budget: float) -> bool:
+        if budget <= 0:
+            return False
+        over = torch.tensor(float(self.seconds >= budget), device=self.device)
+        if self.dist.enabled:
+            torch.distributed.broadcast(over, src=0)
+        return bool(over.item())
 
     def validate(self) -> dict[str, float]:
         if self.val_fn is None:

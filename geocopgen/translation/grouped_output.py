@@ -10,9 +10,10 @@ groups are one array and one file again, in the registry's band order.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -44,21 +45,34 @@ def group_paths(path: Path | None, targets: tuple[str, ...]) -> dict[str, Path |
     return {k: path.with_name(f"{path.stem}_{slot(k).resolution:g}m{path.suffix}") for k in targets}
 
 
+#: What fills the generated slots' sinks: ``run(model, plan, sinks)`` → codec-limit counts per
+#: slot (:func:`run_grouped`: encode, denoise, decode; ``geocopgen.api.decode``: decode only).
+GroupRun = Callable[[CopgenModel, GroupedPlan, Mapping[str, Any]], dict[str, dict[str, int]]]
+
+
 def run_grouped_into(
-    model: CopgenModel, plan: GroupedPlan, writing: WriteOptions, out_grid: GeoBox | None = None
+    model: CopgenModel,
+    plan: GroupedPlan,
+    writing: WriteOptions,
+    out_grid: GeoBox | None = None,
+    run: GroupRun = run_grouped,
 ) -> xr.DataArray | dict[str, xr.DataArray]:
     """Run ``plan`` into its files (or memory) and return the result: one DataArray, or one per
     generated slot when there are several. ``out_grid`` (the input grid, on request) takes every
     group there (bilinear onto a finer grid, average onto a coarser one, nearest for classes),
     as one array (and one file) in the registry's band order."""
     if out_grid is not None and len(plan.targets) > 1:
-        return _merged(model, plan, writing, out_grid)
-    arrays = _run_groups(model, plan, writing, out_grid)
+        return _merged(model, plan, writing, out_grid, run)
+    arrays = _run_groups(model, plan, writing, out_grid, run)
     return next(iter(arrays.values())) if len(arrays) == 1 else arrays
 
 
 def _run_groups(
-    model: CopgenModel, plan: GroupedPlan, writing: WriteOptions, out_grid: GeoBox | None
+    model: CopgenModel,
+    plan: GroupedPlan,
+    writing: WriteOptions,
+    out_grid: GeoBox | None,
+    run: GroupRun = run_grouped,
 ) -> dict[str, xr.DataArray]:
     """One mosaic (file or memory) per generated slot; their arrays by slot key."""
     paths = group_paths(writing.path, plan.targets)
@@ -69,19 +83,23 @@ def _run_groups(
             k: stack.enter_context(_writer(plan, k, paths[k], writing, out_grid))
             for k in plan.targets
         }
-        counts = run_grouped(model, plan, writers)
+        counts = run(model, plan, writers)
         for k, writer in writers.items():
             writer.update_tags(**{f"LIMIT_{name}": n for name, n in counts[k].items()})
     return {k: _array(plan, k, writers[k]) for k in plan.targets}
 
 
 def _merged(
-    model: CopgenModel, plan: GroupedPlan, writing: WriteOptions, out_grid: GeoBox
+    model: CopgenModel,
+    plan: GroupedPlan,
+    writing: WriteOptions,
+    out_grid: GeoBox,
+    run: GroupRun = run_grouped,
 ) -> xr.DataArray:
     """Every generated group resampled onto ``out_grid``, stacked in the registry's band order
     (reduced over samples as the groups are: then the ``_std`` bands, or sample by sample), in
     memory or written atomically as one GeoTIFF."""
-    parts = _run_groups(model, plan, replace(writing, path=None, cog=False), out_grid)
+    parts = _run_groups(model, plan, replace(writing, path=None, cog=False), out_grid, run)
     modality = MODALITIES[modality_of_slot(plan.targets[0])]
     arrays = {str(b): a for a in parts.values() for b in a.band.values}
     generated = {b for k in plan.targets for b in plan.output_bands(k)}
