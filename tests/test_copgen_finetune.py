@@ -213,7 +213,7 @@ def test_api_encode_decode_round_trip_with_a_copgen_model():
     assert latents["DEM_DEM"].shape == (8, 10, 10)  # 2400 m canvas, 240 m latent cells
     assert latents["DEM_DEM"].rio.resolution() == (240.0, -240.0)
     back = api.decode(latents, model="default", progress=False)
-    dem = api.open_inputs(terramind("DEM"))["dem"]
+    dem = api.open_inputs(terramind("DEM"))["dem"].array
     assert grid_of(back) == grid_of(dem) and back.attrs["modality"] == "dem"
     assert np.nanmean(np.abs(back.values - dem.values)[:, :192, :192]) < 1.0
     s2 = api.encode(terramind("S2L2A"), model="default", progress=False)

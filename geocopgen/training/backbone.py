@@ -23,7 +23,6 @@ Config::
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from geocopgen.models.schedule import (
 )
 from geocopgen.training import randomness
 from geocopgen.training.config import TrainConfig, config_from_dict, load_config
+from geocopgen.training.data import BackboneDataConfig, chip_subset
 from geocopgen.training.distributed import DistInfo
 from geocopgen.training.loop import Trainer
 from geocopgen.training.stage import StageResult, validate_final
@@ -77,21 +77,6 @@ class BackboneModelConfig:
 
     def __post_init__(self) -> None:
         check_prediction_type(self.prediction_type)
-
-
-@dataclass(frozen=True)
-class BackboneDataConfig:
-    """The ``data`` section: the latent store, which chips, and the codecs to ship with."""
-
-    store: str = ""
-    modalities: tuple[str, ...] = ()  # default: every modality of the store
-    autoencoders: dict[str, str] = field(default_factory=dict)  # modality → exported folder
-    include_places: tuple[str, ...] = ()  # fnmatch patterns on the chip's place; empty: all
-    exclude_places: tuple[str, ...] = ()  # e.g. the held-out place of a leave-one-out run
-    val_places: tuple[str, ...] = ()  # patterns: chips kept out of training, for validation
-    min_valid: float = 0.5
-    augment: bool = True
-    sample_posterior: bool = True  # a fresh posterior sample per access, as the official code
 
 
 # --- the store --------------------------------------------------------------------------------
@@ -136,19 +121,6 @@ def check_codecs(store: LatentStore, autoencoders: Mapping[str, str]) -> dict[st
             )
         codecs[m] = ae
     return codecs
-
-
-def chip_subset(dataset: LatentDataset, include: Sequence[str], exclude: Sequence[str]) -> Subset:
-    """The dataset items whose place matches ``include`` (any; all if empty) and no ``exclude``."""
-    keep = []
-    for i, key in enumerate(dataset.keys):
-        place = str(key).split("|", 1)[0]
-        if include and not any(fnmatch.fnmatchcase(place, p) for p in include):
-            continue
-        if any(fnmatch.fnmatchcase(place, p) for p in exclude):
-            continue
-        keep.append(i)
-    return Subset(dataset, keep)
 
 
 def build_backbone(

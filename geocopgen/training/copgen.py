@@ -52,6 +52,7 @@ from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.schedule import NUM_TRAIN_TIMESTEPS
 from geocopgen.training import randomness
 from geocopgen.training.config import TrainConfig, config_from_dict
+from geocopgen.training.data import BackboneDataConfig, chip_subset
 from geocopgen.training.distributed import DistInfo
 from geocopgen.training.loop import Trainer
 from geocopgen.training.stage import StageResult
@@ -358,7 +359,6 @@ def train_copgen(
 ) -> StageResult:
     """Train (fine-tune or from scratch) a COP-GEN-layout backbone on a COP-GEN latent store;
     export ``out_dir/model``."""
-    from geocopgen.training.backbone import BackboneDataConfig, chip_subset
 
     spec = config_from_dict(CopgenModelConfig, config.model, where="model")
     # a slot's chip trains when the recipe would train it (copgen.places.MIN_VALID)
