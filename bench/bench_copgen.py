@@ -116,9 +116,9 @@ def build_model(size: str, slots: tuple[str, ...]):
     """The ``size`` model with VAEs for ``slots`` only (see the module docstring)."""
     import torch
 
-    from geocopgen.copgen.backbone import copgen_backbone, load_copgen_backbone
     from geocopgen.copgen.convert import read_backbone_config
     from geocopgen.copgen.model import CopgenModel
+    from geocopgen.copgen.published import copgen_backbone, load_copgen_backbone
     from geocopgen.copgen.vae import load_vae
 
     if size == "bundled":

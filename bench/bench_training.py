@@ -32,7 +32,7 @@ import yaml
 
 from geocopgen.latents.dataset import LatentDataset
 from geocopgen.training import Trainer, config_from_dict
-from geocopgen.training.backbone import (
+from geocopgen.training.backbone_stage import (
     backbone_sections,
     build_backbone,
     chip_subset,

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from geocopgen.copgen import SLOT_NAMES
-from geocopgen.copgen.backbone import (
+from geocopgen.copgen.published import (
     COPGEN_SIZES,
     copgen_backbone,
     copgen_config,
@@ -22,7 +22,7 @@ from geocopgen.copgen.backbone import (
 )
 from geocopgen.errors import CheckpointError, ConfigError, ModalityError
 from geocopgen.models import MultimodalUViT, load_model, save_model
-from geocopgen.models.backbone import timestep_embedding
+from geocopgen.models.uvit import timestep_embedding
 
 REF = (Path(__file__).parents[1] / ".." / "shared" / "reference" / "copgen-parity").resolve()
 TINY = REF / "backbone_tiny.pth"

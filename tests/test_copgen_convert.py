@@ -23,7 +23,6 @@ from typer.testing import CliRunner
 import geocopgen
 from geocopgen.cli import app
 from geocopgen.copgen import SLOT_NAMES
-from geocopgen.copgen.backbone import COPGEN_SIZES, copgen_backbone, load_copgen_backbone
 from geocopgen.copgen.convert import (
     OFFICIAL_VAE_NAMES,
     backbone_dims,
@@ -37,6 +36,7 @@ from geocopgen.copgen.convert import (
     slot_of_vae_file,
 )
 from geocopgen.copgen.model import HUB_BACKBONE_REPO, CopgenModel, is_copgen_model
+from geocopgen.copgen.published import COPGEN_SIZES, copgen_backbone, load_copgen_backbone
 from geocopgen.copgen.sampler import COPGEN_SAMPLER
 from geocopgen.copgen.vae import decode, encode, encode_moments, load_vae
 from geocopgen.errors import CheckpointError, ConfigError, ModalityError, OutputError

@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from geocopgen.copgen.backbone import load_copgen_backbone
+from geocopgen.copgen.published import load_copgen_backbone
 from geocopgen.copgen.sampler import (
     COPGEN_SAMPLER,
     CopgenSamplerPreset,

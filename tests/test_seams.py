@@ -24,7 +24,7 @@ from conftest import VIRGINIA
 from geocopgen import api
 from geocopgen.copgen.model import CopgenModel
 from geocopgen.io import model_grid, open_raster
-from geocopgen.models.backbone import BackboneOutput
+from geocopgen.models.uvit import BackboneOutput
 from geocopgen.translation.groups import GroupLayout
 from geocopgen.translation.seams import chip_borders
 

@@ -89,7 +89,7 @@ def backbone(
     config: ConfigArg, output: RunOutputOpt, resume: ResumeOpt = True, device: DeviceOpt = "auto"
 ) -> None:
     """Stage 2: the backbone on a zarr latent store (exports a pipeline with the codecs)."""
-    from geocopgen.training.backbone import train_backbone
+    from geocopgen.training.backbone_stage import train_backbone
 
     cfg = _load(config, VERBOSITY.progress)
     out = _run_folder(output)

@@ -9,12 +9,12 @@ from importlib import import_module
 from typing import Any
 
 _WHERE = {
-    "COPGEN_SIZES": "backbone",
-    "copgen_backbone": "backbone",
-    "copgen_config": "backbone",
-    "import_copgen_weights": "backbone",
-    "load_copgen_backbone": "backbone",
-    "read_copgen_state_dict": "backbone",
+    "COPGEN_SIZES": "published",
+    "copgen_backbone": "published",
+    "copgen_config": "published",
+    "import_copgen_weights": "published",
+    "load_copgen_backbone": "published",
+    "read_copgen_state_dict": "published",
     "convert_copgen": "convert",
     "load_copgen": "convert",
     "COPGEN_SLOTS": "layout",

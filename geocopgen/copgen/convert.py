@@ -28,15 +28,6 @@ from typing import Any
 
 import torch
 
-from geocopgen.copgen.backbone import (
-    COPGEN_SIZES,
-    CopgenSize,
-    checkpoint_dims,
-    copgen_backbone,
-    guess_copgen_size,
-    import_copgen_weights,
-    read_copgen_state_dict,
-)
 from geocopgen.copgen.layout import COPGEN_SLOTS
 from geocopgen.copgen.model import (
     HUB_BACKBONE_REPO,
@@ -44,6 +35,15 @@ from geocopgen.copgen.model import (
     OFFICIAL_COMMIT,
     CopgenModel,
     Progress,
+)
+from geocopgen.copgen.published import (
+    COPGEN_SIZES,
+    CopgenSize,
+    checkpoint_dims,
+    copgen_backbone,
+    guess_copgen_size,
+    import_copgen_weights,
+    read_copgen_state_dict,
 )
 from geocopgen.copgen.vae import load_vae
 from geocopgen.errors import CheckpointError, ConfigError, GeoCopGenError, OutputError

@@ -30,10 +30,10 @@ from diffusers import AutoencoderKL
 from geocopgen._version import __version__
 from geocopgen.copgen import normalisation
 from geocopgen.copgen import vae as vae_ops
-from geocopgen.copgen.backbone import COPGEN_SIZES
 from geocopgen.copgen.codec import PatchCodec
 from geocopgen.copgen.first_guess import FirstGuess
 from geocopgen.copgen.layout import COPGEN_SLOTS, MODALITY_SLOTS, SLOT_NAMES, CopgenSlot
+from geocopgen.copgen.published import COPGEN_SIZES
 from geocopgen.copgen.sampler import (
     COPGEN_SAMPLER,
     PREDICTIONS,
@@ -43,10 +43,10 @@ from geocopgen.copgen.sampler import (
 )
 from geocopgen.errors import CheckpointError, ModalityError
 from geocopgen.modalities import OFFICIAL_ORDER
-from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.checkpoints import atomic_folder, load_model, read_config, save_model
 from geocopgen.models.pipeline import PIPELINE_CONFIG
 from geocopgen.models.sampling import Ignored, SamplingOutput
+from geocopgen.models.uvit import MultimodalUViT
 
 #: The ``pipeline.json`` discriminator that tells this folder from a ``CopGenPipeline`` folder.
 KIND = "copgen"

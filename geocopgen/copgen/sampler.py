@@ -30,9 +30,9 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from geocopgen.copgen.first_guess import FirstGuess
 from geocopgen.errors import ConfigError, ModalityError, warn
-from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.sampling import Ignored, SamplingOutput
 from geocopgen.models.schedule import NUM_TRAIN_TIMESTEPS, SCHEDULE
+from geocopgen.models.uvit import MultimodalUViT
 from geocopgen.precision import resolve_precision
 
 #: Called before every network evaluation with the network times (``N t``, shape ``(B,)``) and

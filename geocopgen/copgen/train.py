@@ -36,7 +36,6 @@ import torch
 from torch import nn
 
 from geocopgen.copgen import normalisation as norm
-from geocopgen.copgen.backbone import layout_config
 from geocopgen.copgen.codec import PatchCodec
 from geocopgen.copgen.first_guess import MEAN, FirstGuess, GuessStatistics
 from geocopgen.copgen.layout import (
@@ -48,10 +47,11 @@ from geocopgen.copgen.layout import (
 )
 from geocopgen.copgen.model import CopgenModel
 from geocopgen.copgen.places import IMAGE_SLOTS, SlotPlace
+from geocopgen.copgen.published import layout_config
 from geocopgen.copgen.sampler import PREDICTIONS, copgen_betas
 from geocopgen.errors import ConfigError
-from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.schedule import NUM_TRAIN_TIMESTEPS
+from geocopgen.models.uvit import MultimodalUViT
 
 #: How each image slot's codec reconstructs: Sentinel-2 through the square root (never negative).
 CODEC_TRANSFORMS = {key: "sqrt" if key.startswith("S2") else "identity" for key in IMAGE_SLOTS}

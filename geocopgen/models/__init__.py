@@ -14,7 +14,6 @@ from geocopgen.models.autoencoder import (
     fit_scaling_factor,
     sample_latents,
 )
-from geocopgen.models.backbone import BackboneOutput, MultimodalUViT
 from geocopgen.models.checkpoints import LoadReport, load_checked, load_model, save_model
 from geocopgen.models.objective import (
     LossOutput,
@@ -46,6 +45,7 @@ from geocopgen.models.thumbnails import (
     to_model_range,
     upsample_dem_thumbnail,
 )
+from geocopgen.models.uvit import BackboneOutput, MultimodalUViT
 
 __all__ = [
     "SD_SCALING_FACTOR",

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import torch
 
 from geocopgen.errors import ConfigError
-from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.schedule import NUM_TRAIN_TIMESTEPS, model_timestep
+from geocopgen.models.uvit import MultimodalUViT
 
 
 @dataclass(frozen=True)

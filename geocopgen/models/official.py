@@ -1,7 +1,7 @@
 """Import of the official COP-GEN-Beta weights (``nnet_ema_114000.pth``) and its sampler preset.
 
 The official ``Triffuser`` state dict is a plain ``OrderedDict[str, Tensor]``; geocopgen's
-:class:`~geocopgen.models.backbone.MultimodalUViT` uses the same parameter names, so the import is
+:class:`~geocopgen.models.uvit.MultimodalUViT` uses the same parameter names, so the import is
 a checked one-to-one load (every missing, unexpected or mis-shaped key is named). The file is read
 with ``torch.load(weights_only=True)``: tensors only, never unpickled code.
 
@@ -21,10 +21,10 @@ import torch
 from geocopgen.errors import CheckpointError
 from geocopgen.modalities import OFFICIAL_ORDER
 from geocopgen.models.autoencoder import ThumbnailAutoencoder
-from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.checkpoints import LoadReport, load_checked, read_flat_state_dict
 from geocopgen.models.pipeline import CopGenPipeline
 from geocopgen.models.schedule import official_scheduler
+from geocopgen.models.uvit import MultimodalUViT
 
 #: The official model's constructor values (U-ViT-L/2 over four 4x32x32 latents).
 OFFICIAL_CONFIG: dict = {

@@ -31,7 +31,6 @@ from diffusers.utils import BaseOutput
 from geocopgen._version import __version__
 from geocopgen.errors import CheckpointError, ModalityError
 from geocopgen.models.autoencoder import LatentCodecMixin, ModalityAutoencoder, ThumbnailAutoencoder
-from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.checkpoints import atomic_folder, load_model, read_config, save_model
 from geocopgen.models.sampling import (
     Generators,
@@ -41,6 +40,7 @@ from geocopgen.models.sampling import (
     sample_chain,
 )
 from geocopgen.models.schedule import default_scheduler, scheduler_from_config
+from geocopgen.models.uvit import MultimodalUViT
 from geocopgen.precision import resolve_precision
 
 PIPELINE_CONFIG = "pipeline.json"

@@ -30,8 +30,8 @@ from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
 from geocopgen.errors import ConfigError, ModalityError
-from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.schedule import model_timestep
+from geocopgen.models.uvit import MultimodalUViT
 from geocopgen.precision import PrecisionPolicy, resolve_precision
 
 Ignored = Literal["omit", "noise"]

@@ -24,7 +24,7 @@ def __getattr__(name: str):  # the stages pull in diffusers and the raster stack
 
         return StageResult
     if name == "train_backbone":
-        from geocopgen.training.backbone import train_backbone
+        from geocopgen.training.backbone_stage import train_backbone
 
         return train_backbone
     raise AttributeError(name)

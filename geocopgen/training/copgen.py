@@ -40,16 +40,16 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from geocopgen.copgen import vae as vae_ops
-from geocopgen.copgen.backbone import layout_config
 from geocopgen.copgen.layout import MODALITY_SLOTS, modality_of_slot
 from geocopgen.copgen.model import CopgenModel
 from geocopgen.copgen.places import MIN_VALID
+from geocopgen.copgen.published import layout_config
 from geocopgen.copgen.train import BackboneSettings, Objective, augment, loss_of
 from geocopgen.errors import ConfigError
 from geocopgen.latents.encode import codec_identity
 from geocopgen.latents.store import LatentStore
-from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.schedule import NUM_TRAIN_TIMESTEPS
+from geocopgen.models.uvit import MultimodalUViT
 from geocopgen.training import randomness
 from geocopgen.training.config import TrainConfig, config_from_dict
 from geocopgen.training.data import BackboneDataConfig, chip_subset

@@ -1,6 +1,6 @@
 """What a backbone trains on: the ``data`` section of a backbone config (the latent store, which
 chips, the codecs to ship with) and the chips it selects, shared by the 4-modality stage and
-the COP-GEN one (:mod:`geocopgen.training.backbone`, :mod:`geocopgen.training.copgen`)."""
+the COP-GEN one (:mod:`geocopgen.training.backbone_stage`, :mod:`geocopgen.training.copgen`)."""
 
 from __future__ import annotations
 

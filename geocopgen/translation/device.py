@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from geocopgen.models.backbone import MultimodalUViT
+from geocopgen.models.uvit import MultimodalUViT
 from geocopgen.options import TranslateOptions
 from geocopgen.precision import PrecisionPolicy, resolve_precision
 

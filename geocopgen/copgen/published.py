@@ -1,5 +1,5 @@
 """The published COP-GEN backbones (``COPGEN``, ``libs/copgen_multi_post_ln.py``) as
-:class:`~geocopgen.models.backbone.MultimodalUViT` configs, and a strict import of their weights.
+:class:`~geocopgen.models.uvit.MultimodalUViT` configs, and a strict import of their weights.
 
 The network is geocopgen's U-ViT with COP-GEN's per-slot latent shapes and patch sizes (spec A1,
 A2): twelve slots in :data:`~geocopgen.copgen.layout.SLOT_NAMES` order, ten image latents with
@@ -19,8 +19,8 @@ import torch
 
 from geocopgen.copgen.layout import COPGEN_SLOTS, SLOT_NAMES, CopgenSlot
 from geocopgen.errors import CheckpointError
-from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.checkpoints import LoadReport, load_checked, read_flat_state_dict
+from geocopgen.models.uvit import MultimodalUViT
 
 #: Where the published base backbone lives (`geocopgen convert copgen --hub` fetches it when asked).
 COPGEN_WEIGHTS_URL = "https://huggingface.co/mespinosami/copgen-base"

@@ -39,7 +39,6 @@ from geocopgen.latents.encode import codec_identity
 from geocopgen.latents.store import LatentStore
 from geocopgen.modalities import OFFICIAL_ORDER, get_modality
 from geocopgen.models.autoencoder import ModalityAutoencoder
-from geocopgen.models.backbone import MultimodalUViT
 from geocopgen.models.checkpoints import load_model, save_model
 from geocopgen.models.objective import RoleProbabilities, Roles, diffusion_loss, draw_roles
 from geocopgen.models.pipeline import CopGenPipeline
@@ -49,6 +48,7 @@ from geocopgen.models.schedule import (
     default_scheduler,
     training_scheduler,
 )
+from geocopgen.models.uvit import MultimodalUViT
 from geocopgen.training import randomness
 from geocopgen.training.config import TrainConfig, config_from_dict, load_config
 from geocopgen.training.data import BackboneDataConfig, chip_subset
