@@ -42,7 +42,7 @@ from geocopgen.errors import (
     warn,
 )
 from geocopgen.io import OpenedInput, align, model_grid, open_input, utm_grid
-from geocopgen.io.source import is_remote, open_dataset
+from geocopgen.io.raster_source import is_remote, open_dataset
 from geocopgen.modalities import get_modality
 from geocopgen.options import ReadOptions, TranslateOptions, WriteOptions, split_options
 from geocopgen.outputs import removed_on_failure

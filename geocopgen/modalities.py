@@ -294,7 +294,7 @@ _BASELINE_RE = re.compile(r"_N(\d{2})(\d{2})_")
 _PRODUCT_DATES_RE = re.compile(r"(?:^|_)(\d{8})T\d{6}_")  # ESA and Earth Engine ids
 
 
-#: The ModalityArray attrs that say how raw values were read (``Codec.reading_attrs``).
+#: The ModalityArray attrs that say how raw values were read (``Decoding.reading_attrs``).
 READING_ATTRS = ("s2_offset", "s1_scale")
 
 

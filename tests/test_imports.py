@@ -177,10 +177,10 @@ def test_every_module_has_a_layer():
 
 
 def test_the_layer_check_names_the_offending_import():
-    assert _upward([("geocopgen.raster.mosaic", 50, "geocopgen.io.codecs")]) == [
-        "geocopgen.raster.mosaic:50 imports geocopgen.io.codecs (layer 2 < 3)"
+    assert _upward([("geocopgen.raster.mosaic", 50, "geocopgen.io.decoding")]) == [
+        "geocopgen.raster.mosaic:50 imports geocopgen.io.decoding (layer 2 < 3)"
     ]
-    assert _upward([("geocopgen.io.codecs", 9, "geocopgen.raster.grid")]) == []
+    assert _upward([("geocopgen.io.decoding", 9, "geocopgen.raster.grid")]) == []
 
 
 def test_every_module_imports_on_its_own_in_a_fresh_interpreter():

@@ -118,7 +118,7 @@ def test_dates_are_read_from_bigearthnet_and_ssl4eo_names(tmp_path, layout, when
         warnings.simplefilter("error", OffsetWarning)  # the date decides the offset
         plan = plan_input(folder)
     assert plan.datetime == when
-    assert plan.codec.offset == 0  # both acquired before the 2022-01-25 offset
+    assert plan.decoding.offset == 0  # both acquired before the 2022-01-25 offset
     assert (
         plan.evidence["s2_offset"]
         == f"acquisition date {when[:10].replace('-', '')} in the product id"

@@ -24,7 +24,7 @@ from rasterio.windows import Window
 
 from geocopgen.errors import GridError, NoOverlapError, OffsetWarning, ResamplingWarning
 from geocopgen.io import align, model_grid, open_raster, plan_input, reproject, utm_grid
-from geocopgen.io.codecs import S2_DN, Codec
+from geocopgen.io.decoding import S2_DN, Decoding
 from geocopgen.modalities import get_modality
 from geocopgen.raster.grid import at_resolution, grid_of, pixel_size
 
@@ -90,8 +90,8 @@ def test_s2_dn_round_trip_is_exact():
     arr = open_raster(path)
     with rasterio.open(path) as src:
         dn = src.read()
-    codec = Codec(get_modality("s2l2a"), S2_DN, offset=arr.attrs["s2_offset"])
-    back = codec.encode(arr.values, dn.dtype, nodata=0)
+    decoding = Decoding(get_modality("s2l2a"), S2_DN, offset=arr.attrs["s2_offset"])
+    back = decoding.encode(arr.values, dn.dtype, nodata=0)
     np.testing.assert_array_equal(back, dn)
     expected = ((dn.astype(np.float64) + arr.attrs["s2_offset"]) / 10000).astype(np.float32)
     np.testing.assert_array_equal(arr.values, expected)
@@ -110,20 +110,20 @@ def test_majortom_offset_applied_by_processing_baseline():
 
 def test_majortom_n9999_offset_from_acquisition_date():
     plan = plan_input(MAJORTOM_199U)
-    assert plan.codec.offset == 0
+    assert plan.decoding.offset == 0
     assert "20200223" in plan.evidence["s2_offset"]
 
 
 def test_terramind_offset_from_dark_pixels_and_override():
     plan = plan_input(terramind("S2L2A"))
-    assert plan.codec.offset == 0 and "below 1000" in plan.evidence["s2_offset"]
-    assert plan_input(terramind("S2L2A"), offset=-1000).codec.offset == -1000
+    assert plan.decoding.offset == 0 and "below 1000" in plan.evidence["s2_offset"]
+    assert plan_input(terramind("S2L2A"), offset=-1000).decoding.offset == -1000
 
 
 def test_no_offset_evidence_warns():
     with pytest.warns(OffsetWarning, match="609U_541L_3_0"):
         plan = plan_input(terramind("S2L1C", "609U_541L_3_0"))
-    assert plan.codec.offset == 0
+    assert plan.decoding.offset == 0
 
 
 def test_warnings_name_the_callers_line():
@@ -152,7 +152,7 @@ def test_s1_linear_power_is_detected_and_converted(tmp_path):
         terramind("S1RTC"), tmp_path / "s1_gamma0.tif", data=lambda db: 10 ** (db / 10)
     )
     plan = plan_input(lin, "s1rtc")
-    assert plan.codec.encoding == "s1_linear"
+    assert plan.decoding.encoding == "s1_linear"
     with rasterio.open(terramind("S1RTC")) as src:
         db = src.read()
     np.testing.assert_allclose(open_raster(lin, "s1rtc").values, db, atol=1e-4)
@@ -307,7 +307,7 @@ def _virginia_bytes_plan(fetches: list[str]):
         "s2l1c",
         reference.grid,
         source="virginia-bytes",
-        offset=reference.codec.offset,
+        offset=reference.decoding.offset,
         raw_dtype=reference.raw_dtype,
         opener=opener,
     )
@@ -330,7 +330,7 @@ def test_plan_bands_from_bytes_reads_what_plan_input_reads():
     assert [(b.name, b.resampling) for b in plan.bands] == [
         (b.name, b.resampling) for b in reference.bands
     ]
-    assert plan.codec == reference.codec and plan.grid == reference.grid
+    assert plan.decoding == reference.decoding and plan.grid == reference.grid
     a, b = reference.open().array, plan.open().array
     assert fetches == []  # lazy: nothing fetched yet
     for rows, cols in [(slice(1700, None), slice(0, 300)), (slice(200, 456), slice(900, 1156))]:
@@ -358,17 +358,17 @@ def test_plan_bands_names_missing_bands():
 
 
 def test_s1_linear_power_zero_or_negative_is_nodata():
-    """The codec's documented rule: power <= 0 has no dB value, so it is NaN, not -inf."""
-    codec = Codec(get_modality("s1rtc"), "s1_linear", nodata=(-32768.0,))
+    """The decoding's documented rule: power <= 0 has no dB value, so it is NaN, not -inf."""
+    decoding = Decoding(get_modality("s1rtc"), "s1_linear", nodata=(-32768.0,))
     raw = np.array([[1.0, 0.1, 0.0, -0.5, -32768.0]], dtype=np.float32)
-    out = codec.decode(raw)
+    out = decoding.decode(raw)
     np.testing.assert_array_equal(np.isnan(out), [[False, False, True, True, True]])
     np.testing.assert_allclose(out[0, :2], [0.0, -10.0], atol=1e-6)
 
 
 def test_selecting_one_band_reads_only_that_band(monkeypatch):
     """``sel(band=...)`` gives the getter an integer: it must read that band, not all of them."""
-    from geocopgen.io.source import RasterSource
+    from geocopgen.io.raster_source import RasterSource
 
     calls = []
     read = RasterSource.read

@@ -12,7 +12,7 @@ from conftest import MAJORTOM_0U, VIRGINIA, leftovers, terramind
 
 from geocopgen.errors import OffsetWarning
 from geocopgen.io import open_raster
-from geocopgen.io.codecs import S2_DN, Codec
+from geocopgen.io.decoding import S2_DN, Decoding
 from geocopgen.modalities import get_modality
 from geocopgen.raster.chips import ChipGrid
 from geocopgen.raster.grid import at_resolution, grid_of, make_grid
@@ -59,8 +59,8 @@ def test_round_trip_recovers_the_digital_numbers(tmp_path):
     out = apply_chipwise(array, identity, tmp_path / "rt.tif", chip_size=96, progress=False)
     with rasterio.open(out) as dst, rasterio.open(path) as src:
         reflectance, dn = dst.read(), src.read()
-    codec = Codec(get_modality("s2l2a"), S2_DN, array.attrs["s2_offset"])
-    np.testing.assert_array_equal(codec.encode(reflectance, dn.dtype, 0), dn)
+    decoding = Decoding(get_modality("s2l2a"), S2_DN, array.attrs["s2_offset"])
+    np.testing.assert_array_equal(decoding.encode(reflectance, dn.dtype, 0), dn)
 
 
 def test_identity_round_trip_major_tom_cell(tmp_path):

@@ -15,7 +15,7 @@ from _translate_fixtures import one_torch_thread, save_tiny  # noqa: F401
 from conftest import VIRGINIA, terramind
 from typer.testing import CliRunner
 
-import geocopgen.io.source as source_module
+import geocopgen.io.raster_source as source_module
 from geocopgen import api
 from geocopgen.cli import app
 from geocopgen.errors import ConfigError, OutputError, UnreadableInputError

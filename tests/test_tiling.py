@@ -12,7 +12,7 @@ from rasterio.windows import transform as window_transform
 
 from geocopgen.errors import GridError
 from geocopgen.io import open_raster
-from geocopgen.io.source import RasterSource
+from geocopgen.io.raster_source import RasterSource
 from geocopgen.raster.chips import ChipGrid, chip_offsets, iter_chips, read_chip, read_chips
 
 

@@ -15,8 +15,9 @@ builds them (:mod:`geocopgen.io.array`), so the raster engine's grid layer does 
 """
 
 from geocopgen.io.align import align, model_grid, reproject, utm_grid
-from geocopgen.io.codecs import Codec
+from geocopgen.io.decoding import Decoding
 from geocopgen.io.detect import Detection, detect_modality
+from geocopgen.io.raster_source import MemoryBands, RasterSource
 from geocopgen.io.readers import (
     InputPlan,
     OpenedInput,
@@ -26,11 +27,10 @@ from geocopgen.io.readers import (
     plan_bands,
     plan_input,
 )
-from geocopgen.io.source import MemoryBands, RasterSource
 from geocopgen.raster.grid import grid_of
 
 __all__ = [
-    "Codec",
+    "Decoding",
     "Detection",
     "InputPlan",
     "MemoryBands",

@@ -23,8 +23,8 @@ from rasterio.warp import transform_bounds
 from geocopgen.errors import GridError, NoOverlapError, ResamplingWarning
 from geocopgen.errors import warn as warn_caller
 from geocopgen.io.array import modality_array
+from geocopgen.io.raster_source import crosses_antimeridian
 from geocopgen.io.readers import OpenedInput, bands_on_grid, choose_resampling
-from geocopgen.io.source import crosses_antimeridian
 from geocopgen.modalities import Modality, get_modality
 from geocopgen.raster.grid import (
     GeoBox,
@@ -164,7 +164,7 @@ def align(
 
 def _across_antimeridian(opened: OpenedInput, grid: GeoBox, warn: bool) -> xr.DataArray:
     """A raster whose columns run past 180°, read onto ``grid`` from its files, whose warper
-    takes longitudes around 180° (:func:`~geocopgen.io.source.warp_source_crs`); odc-geo's
+    takes longitudes around 180° (:func:`~geocopgen.io.raster_source.warp_source_crs`); odc-geo's
     footprint breaks there. An array with no files behind it is refused in one line."""
     array = opened.array
     source = str(array.attrs.get("source", "array"))

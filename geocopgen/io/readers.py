@@ -3,12 +3,12 @@
 A *ModalityArray* (the project's data contract) is a lazy, dask-backed ``xarray.DataArray`` with
 dims ``("band", "y", "x")``, float32 values in the modality's physical units, NaN where invalid,
 rioxarray georeferencing, ``band`` = the modality's band names, and attrs ``modality``, ``units``,
-``source`` and how the raw values were read (``Codec.reading_attrs``: Sentinel-2 ``s2_offset``,
+``source`` and how the raw values were read (``Decoding.reading_attrs``: Sentinel-2 ``s2_offset``,
 Sentinel-1 ``s1_scale``).
 
 Opening is two steps so that ``geocopgen info`` can show what *would* be read without reading
 pixels: :func:`plan_input` inspects files and decides modality, band order, grid, resampling and
-codec (an :class:`InputPlan`); :meth:`InputPlan.open` wraps a :class:`RasterSource` in dask and
+decoding (an :class:`InputPlan`); :meth:`InputPlan.open` wraps a :class:`RasterSource` in dask and
 returns an :class:`OpenedInput`: the array and the files behind it, handed on explicitly to the
 readers that read those files onto another grid (:func:`bands_on_grid`).
 """
@@ -38,12 +38,12 @@ from geocopgen.errors import (
     UnreadableInputError,
 )
 from geocopgen.io.array import DEFAULT_CHUNK, modality_array
-from geocopgen.io.codecs import (
+from geocopgen.io.decoding import (
     PHYSICAL,
     S1_LINEAR,
     S2_DN,
     TERRAMIND_CLASSES,
-    Codec,
+    Decoding,
     nodata_values,
 )
 from geocopgen.io.detect import Detection, detect_modality, looks_like_s1_db
@@ -53,7 +53,7 @@ from geocopgen.io.evidence import (  # noqa: F401  (DARK_FRACTION: re-exported)
     decide_s1_scale,
     decide_s2_offset,
 )
-from geocopgen.io.source import (
+from geocopgen.io.raster_source import (
     BandRef,
     Opener,
     RasterSource,
@@ -85,7 +85,7 @@ class InputPlan:
     detection: Detection
     grid: GeoBox
     bands: tuple[BandRef, ...]
-    codec: Codec
+    decoding: Decoding
     raw_dtype: str
     evidence: dict[str, str] = field(default_factory=dict)
     datetime: str | None = None
@@ -98,14 +98,14 @@ class InputPlan:
         return self.detection.modality
 
     def raster_source(self) -> RasterSource:
-        codec = self.codec.with_source(self.source)
+        decoding = self.decoding.with_source(self.source)
         spare = dict(self.handles)
         self.handles.clear()
-        return RasterSource(self.bands, self.grid, codec, self.source, self.opener, spare=spare)
+        return RasterSource(self.bands, self.grid, decoding, self.source, self.opener, spare=spare)
 
     def open(self, chunks: int = DEFAULT_CHUNK) -> OpenedInput:
         """The lazy ModalityArray, with the files it reads."""
-        attrs: dict[str, Any] = self.codec.reading_attrs()
+        attrs: dict[str, Any] = self.decoding.reading_attrs()
         if self.datetime:
             attrs["datetime"] = self.datetime
         files = self.raster_source()
@@ -122,10 +122,10 @@ class InputPlan:
             "bands": [b.name for b in self.bands],
             "units": self.modality.units,
             "raw_dtype": self.raw_dtype,
-            "encoding": self.codec.encoding,
-            "decode": self.codec.describe(),
-            "nodata": [_json_float(v) for v in self.codec.nodata],
-            "nan_is_nodata": self.codec.nan_is_nodata,
+            "encoding": self.decoding.encoding,
+            "decode": self.decoding.describe(),
+            "nodata": [_json_float(v) for v in self.decoding.nodata],
+            "nan_is_nodata": self.decoding.nan_is_nodata,
             "crs": rasterio_crs(g).to_string(),
             "epsg": rasterio_crs(g).to_epsg(),
             "transform": list(g.affine)[:6],
@@ -137,7 +137,7 @@ class InputPlan:
             "files": sorted({b.path for b in self.bands}),
         }
         if self.modality.name.startswith("s2"):
-            out["s2_offset"] = self.codec.offset
+            out["s2_offset"] = self.decoding.offset
         if self.datetime:
             out["datetime"] = self.datetime
         out.update({f"{k}_evidence": v for k, v in self.evidence.items()})
@@ -226,10 +226,12 @@ def bands_on_grid(opened: OpenedInput, bands: Sequence[str], grid: GeoBox) -> xr
             ds = src.opener(ref.path)
             native[ref.path] = (grid_of(ds, source=ref.path), ds)
         grid_in, ds = native[ref.path]
-        refs.append(_place(BandRef(ref.name, ref.path, ref.index), grid_in, grid, src.codec, ds))
+        refs.append(_place(BandRef(ref.name, ref.path, ref.index), grid_in, grid, src.decoding, ds))
     spare = {path: ds for path, (_, ds) in native.items()}
     inside = _inside(grid, src.grid)
-    moved = RasterSource(refs, grid, src.codec, src.source, src.opener, spare=spare, inside=inside)
+    moved = RasterSource(
+        refs, grid, src.decoding, src.source, src.opener, spare=spare, inside=inside
+    )
     array = opened.array
     attrs = {k: v for k, v in array.attrs.items() if k not in ("modality", "units", "source")}
     attrs.pop("_FillValue", None)
@@ -333,16 +335,16 @@ def plan_input(
     if str(tags.get("ENCODING", "")).lower() == PHYSICAL:
         encoding, off = PHYSICAL, 0
         evidence["encoding"] = "ENCODING=physical tag (a geocopgen output)"
-    codec = Codec(m, encoding, off, nodatas, nan_is_nodata, source)
+    decoding = Decoding(m, encoding, off, nodatas, nan_is_nodata, source)
     if encoding == S2_DN and np.dtype(raw_dtype).kind in "if":
         values = sample(m.band_names)
         declared = np.isin(values, [v for v in nodatas if not np.isnan(v)])
         _warn_negative_dns(values[~declared], source, decimated=_decimated(refs, handles))
 
-    bands = tuple(_place(r, native[r.path], target, codec, handles(r.path)) for r in refs)
+    bands = tuple(_place(r, native[r.path], target, decoding, handles(r.path)) for r in refs)
     when = _acquired(tags, product_id)
     return InputPlan(
-        source, detection, target, bands, codec, raw_dtype, evidence, when, handles=handles.open
+        source, detection, target, bands, decoding, raw_dtype, evidence, when, handles=handles.open
     )
 
 
@@ -384,7 +386,7 @@ def plan_bands(
     ``offset``, ``product_id`` and ``tags`` as :func:`plan_input` does, minus the pixel sample.
 
     The result is the plan :func:`plan_input` makes for the same files (same grid, resampling,
-    codec), so the pixels read are the same. Since no header was read, the ``opener`` should
+    decoding), so the pixels read are the same. Since no header was read, the ``opener`` should
     check each band against ``grid`` and its stated resolution when it opens it.
     """
     m = get_modality(modality)
@@ -404,7 +406,7 @@ def plan_bands(
             offset, product_id=product_id, tags=tags, sample=_no_sample, source=source
         )
     nan_is_nodata = any(np.isnan(v) for v in nodatas)
-    codec = Codec(m, encoding, off, nodatas, nan_is_nodata, source)
+    decoding = Decoding(m, encoding, off, nodatas, nan_is_nodata, source)
     native_res = {b.name: b.resolution for b in m.bands} | dict(resolutions or {})
     dtype = np.dtype(raw_dtype) if raw_dtype else None
     refs = []
@@ -412,12 +414,13 @@ def plan_bands(
         ref = BandRef(name, bands[name], 1)
         res = native_res[name]
         if not np.allclose(pixel_size(grid), (res, res)):
-            ref = _resampled(ref, at_resolution(grid, res), grid, codec, dtype)
+            ref = _resampled(ref, at_resolution(grid, res), grid, decoding, dtype)
         refs.append(ref)
     detection = Detection(m, "stated by the source")
     when = _acquired(tags, product_id)
     return InputPlan(
-        source, detection, grid, tuple(refs), codec, raw_dtype or "unknown", evidence, when, opener
+        source, detection, grid, tuple(refs), decoding, raw_dtype or "unknown", evidence, when,
+        opener,
     )
 
 
@@ -606,20 +609,20 @@ def _model_grid(refs: Sequence[BandRef], native: Mapping[str, GeoBox], m: Modali
     return min(grids, key=lambda g: pixel_size(g)[0] * pixel_size(g)[1])
 
 
-def _place(ref: BandRef, native: GeoBox, target: GeoBox, codec: Codec, ds: Any) -> BandRef:
+def _place(ref: BandRef, native: GeoBox, target: GeoBox, decoding: Decoding, ds: Any) -> BandRef:
     """The band as read on ``target``: resampled (explicitly) only if its grid differs."""
     if native == target:
         return ref
-    return _resampled(ref, native, target, codec, np.dtype(ds.dtypes[ref.index - 1]))
+    return _resampled(ref, native, target, decoding, np.dtype(ds.dtypes[ref.index - 1]))
 
 
 def _resampled(
-    ref: BandRef, native: GeoBox, target: GeoBox, codec: Codec, dtype: np.dtype | None
+    ref: BandRef, native: GeoBox, target: GeoBox, decoding: Decoding, dtype: np.dtype | None
 ) -> BandRef:
     """``ref`` resampled from ``native`` onto ``target``, with the nodata the resampler needs
     (``dtype`` None: unknown until read, so the fill outside the source is NaN)."""
     res = choose_resampling(native, target)
-    src_nd = codec.nodata[0] if codec.nodata else (0 if codec.encoding == S2_DN else None)
+    src_nd = decoding.nodata[0] if decoding.nodata else (0 if decoding.encoding == S2_DN else None)
     fill = _fill_for(dtype) if dtype is not None else float("nan")
     dst_nd = src_nd if src_nd is not None else fill
     log.info(
@@ -681,7 +684,7 @@ def _decimated(refs: Sequence[BandRef], handles: Callable[[str], Any]) -> bool:
 def _warn_negative_dns(values: np.ndarray, source: str, *, decimated: bool) -> None:
     """Say how many Sentinel-2 digital numbers are negative: no product stores one (DNs are
     unsigned), so a signed file holding them (besides its declared nodata) was made by a broken
-    step; they are read as nodata (:meth:`Codec.invalid`), not as negative reflectance."""
+    step; they are read as nodata (:meth:`Decoding.invalid`), not as negative reflectance."""
     negative = values[values < 0]
     if not negative.size:
         return

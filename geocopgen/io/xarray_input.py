@@ -17,7 +17,7 @@ import xarray as xr
 
 from geocopgen.errors import BandMismatchError, MissingCRSError
 from geocopgen.io.array import DEFAULT_CHUNK, modality_array
-from geocopgen.io.codecs import PHYSICAL, S1_LINEAR, S2_DN, Codec
+from geocopgen.io.decoding import PHYSICAL, S1_LINEAR, S2_DN, Decoding
 from geocopgen.io.detect import bands_match, detect_modality
 from geocopgen.io.evidence import decide_s1_scale, decide_s2_offset
 from geocopgen.modalities import Modality
@@ -67,20 +67,20 @@ def from_xarray(
             np.asarray(array.data), chunks=(array.shape[0], DEFAULT_CHUNK, DEFAULT_CHUNK)
         )
     )
-    codec = _codec_for(array, m, offset, s1_scale, source)
-    physical = data.map_blocks(codec.decode, dtype=np.float32)
-    return modality_array(physical, grid, m, source=source, **codec.reading_attrs())
+    decoding = _decoding_for(array, m, offset, s1_scale, source)
+    physical = data.map_blocks(decoding.decode, dtype=np.float32)
+    return modality_array(physical, grid, m, source=source, **decoding.reading_attrs())
 
 
-def _codec_for(
+def _decoding_for(
     array: xr.DataArray, m: Modality, offset: int | None, s1_scale: str, source: str
-) -> Codec:
+) -> Decoding:
     declared = array.rio.nodata if array.rio.nodata is not None else array.rio.encoded_nodata
     nodata = () if declared is None else (float(declared),)
     nan_is_nodata = True  # xarray's own convention: NaN means missing
     already_physical = "modality" in array.attrs and array.dtype.kind == "f"
     if already_physical:
-        return Codec(m, PHYSICAL, 0, nodata, nan_is_nodata, source)
+        return Decoding(m, PHYSICAL, 0, nodata, nan_is_nodata, source)
 
     def sample(_names: Any) -> np.ndarray:
         step_y = max(1, array.shape[1] // 512)
@@ -99,11 +99,11 @@ def _codec_for(
             sample=sample,
             source=source,
         )
-        return Codec(m, S2_DN, off, nodata, nan_is_nodata, source)
+        return Decoding(m, S2_DN, off, nodata, nan_is_nodata, source)
     if m.name == "s1rtc":
         scale, _ = decide_s1_scale(
             s1_scale, path=Path(source), tags={}, sample=sample, nodata=nodata, source=source
         )
         encoding = S1_LINEAR if scale == "linear" else PHYSICAL
-        return Codec(m, encoding, 0, nodata, nan_is_nodata, source)
-    return Codec(m, PHYSICAL, 0, nodata, nan_is_nodata, source)
+        return Decoding(m, encoding, 0, nodata, nan_is_nodata, source)
+    return Decoding(m, PHYSICAL, 0, nodata, nan_is_nodata, source)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from geocopgen.errors import DataSourceError, GeoCopGenError
-from geocopgen.io.source import open_dataset, probe
+from geocopgen.io.raster_source import open_dataset, probe
 from geocopgen.raster.grid import GeoBox, rasterio_crs
 
 #: Tolerance, in metres, when checking that a band file sits where the grid says it should

@@ -37,7 +37,7 @@ from affine import Affine
 
 from geocopgen.errors import DataSourceError
 from geocopgen.io import MemoryBands, plan_bands
-from geocopgen.io.codecs import PHYSICAL, S1_LINEAR, S2_DN
+from geocopgen.io.decoding import PHYSICAL, S1_LINEAR, S2_DN
 from geocopgen.modalities import Modality, get_modality
 from geocopgen.raster.grid import GeoBox
 from geocopgen.sources._raster import BandCheck, CheckedFiles
@@ -54,7 +54,7 @@ SOURCE_MODALITY = {
 }
 BAND_ALIASES = {"dem": {"elevation": "DEM"}}
 #: How each dataset stores its values, and the raw values it uses for "no data" besides NaN
-#: (Sentinel-2 DN 0 is nodata by the S2 codec's rule). Core-DEM marks missing pixels -32767
+#: (Sentinel-2 DN 0 is nodata by the S2 decoding rule). Core-DEM marks missing pixels -32767
 #: (dataset card); Core-S1RTC -32768 (the official S1 thumbnail code). Band resolutions are the
 #: modality registry's (S2 10/20/60 m, S1 10 m, DEM 30 m).
 ENCODING = {"Core-S2L2A": S2_DN, "Core-S2L1C": S2_DN, "Core-S1RTC": S1_LINEAR, "Core-DEM": PHYSICAL}

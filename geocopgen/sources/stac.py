@@ -7,7 +7,7 @@ grid is always explicit — a ``GeoBox``, a ModalityArray to match, a Major TOM 
 a load never shifts by half a pixel or silently snaps to another grid (odc-stac's default
 anchor snaps pixel edges to multiples of the resolution).
 
-Per-item radiometry is applied after loading, by the same :class:`~geocopgen.io.Codec` every
+Per-item radiometry is applied after loading, by the same :class:`~geocopgen.io.Decoding` every
 geocopgen reader decodes with: Sentinel-2 digital numbers get the offset of each item's
 processing baseline (or none when the API already removed it), Sentinel-1 RTC linear power
 becomes dB, nodata becomes NaN.
@@ -26,8 +26,8 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 
 from geocopgen.errors import DataSourceError
-from geocopgen.io import Codec, modality_array
-from geocopgen.io.codecs import PHYSICAL, S1_LINEAR, S2_DN, nodata_values
+from geocopgen.io import Decoding, modality_array
+from geocopgen.io.decoding import PHYSICAL, S1_LINEAR, S2_DN, nodata_values
 from geocopgen.modalities import Modality, get_modality, s2_offset
 
 log = logging.getLogger(__name__)
@@ -227,9 +227,9 @@ class StacSource:
         elif mod.name == "s1rtc":
             encoding = S1_LINEAR
         # odc-stac fills pixels outside the items with the nodata value, or NaN for floats.
-        codec = Codec(mod, encoding, offset, nodata, nan_is_nodata=True, source=self.url)
-        attrs.update(codec.reading_attrs())
-        data = raw.data.map_blocks(codec.decode, dtype=np.float32)
+        decoding = Decoding(mod, encoding, offset, nodata, nan_is_nodata=True, source=self.url)
+        attrs.update(decoding.reading_attrs())
+        data = raw.data.map_blocks(decoding.decode, dtype=np.float32)
         return modality_array(data, ds.odc.geobox, mod, source=self.url, **attrs)
 
 

@@ -24,7 +24,7 @@ import torch
 import xarray as xr
 
 from geocopgen.io.array import band_array
-from geocopgen.io.codecs import Codec
+from geocopgen.io.decoding import Decoding
 from geocopgen.io.readers import OpenedInput
 from geocopgen.modalities import get_modality
 from geocopgen.outputs import check_output, move_into_place, temporary_name
@@ -40,7 +40,7 @@ Values = xr.DataArray | np.ndarray
 @dataclass(frozen=True)
 class Stored:
     """How the input stores its values: a file's bands (read back raw, decoded and encoded with
-    its reading codec) or, for an array in memory, the physical values themselves.
+    its reading decoding) or, for an array in memory, the physical values themselves.
 
     ``indexes[i]`` is the file band (1-based) holding the array's band ``i``; the file's other
     bands are copied unchanged.
@@ -48,7 +48,7 @@ class Stored:
 
     array: xr.DataArray
     path: Path | None = None
-    codec: Codec | None = None
+    decoding: Decoding | None = None
     indexes: tuple[int, ...] = ()
 
     @classmethod
@@ -64,7 +64,7 @@ class Stored:
             return cls(array)
         by_name = {b.name: b.index for b in files.bands}
         indexes = tuple(by_name[str(b)] for b in array.band.values)
-        return cls(array, path, files.codec, indexes)
+        return cls(array, path, files.decoding, indexes)
 
     @property
     def count(self) -> int:
@@ -85,16 +85,16 @@ class Stored:
 
     def physical(self, raw: np.ndarray) -> np.ndarray:
         """Stored values in physical units (NaN invalid)."""
-        return raw if self.codec is None else self.codec.decode(raw)
+        return raw if self.decoding is None else self.decoding.decode(raw)
 
     def store(self, raw: np.ndarray, physical: np.ndarray, where: np.ndarray) -> np.ndarray:
         """``raw`` with the pixels ``where`` replaced by ``physical`` stored as the input stores."""
         out = raw.copy()
-        if self.codec is None:
+        if self.decoding is None:
             out[where] = physical[where]
         else:
             profile = self.profile()
-            out[where] = self.codec.encode(physical[where], out.dtype, profile["nodata"] or 0)
+            out[where] = self.decoding.encode(physical[where], out.dtype, profile["nodata"] or 0)
         return out
 
     def profile(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Codecs: what a file stores → the modality's physical units, and back.
 
-A :class:`Codec` is the exact, documented recipe (``docs/modalities.md``) for one input:
+A :class:`Decoding` is the exact, documented recipe (``docs/modalities.md``) for one input:
 
 * Sentinel-2 digital numbers: ``reflectance = (DN + offset) / 10000``; DN 0 is nodata.
 * Sentinel-1 linear power: ``dB = 10 * log10(power)``; power <= 0 is nodata.
@@ -42,7 +42,7 @@ S2_NODATA_DN = 0
 
 
 @dataclass(frozen=True)
-class Codec:
+class Decoding:
     """Raw stored values ↔ physical units for one input of one modality."""
 
     modality: Modality
@@ -56,11 +56,11 @@ class Codec:
         if self.encoding not in ENCODINGS:
             raise ValueError(f"unknown encoding {self.encoding!r}; use one of {ENCODINGS}")
 
-    def with_source(self, source: str) -> Codec:
+    def with_source(self, source: str) -> Decoding:
         return replace(self, source=source)
 
     def invalid(self, raw: np.ndarray) -> np.ndarray:
-        """Boolean mask of raw values that are nodata under this codec's rules."""
+        """Boolean mask of raw values that are nodata under this decoding's rules."""
         bad = np.zeros(raw.shape, dtype=bool)
         for value in self.nodata:
             if not np.isnan(value):

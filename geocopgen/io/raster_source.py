@@ -3,7 +3,7 @@
 One object knows, for each band, which file (and band index) holds it and whether it must be
 resampled onto the target grid; reading a window does one GDAL read per file (through a
 ``WarpedVRT`` with an explicit resampling for bands on another grid) and decodes the raw values to
-physical units with the input's :class:`~geocopgen.io.codecs.Codec`.
+physical units with the input's :class:`~geocopgen.io.decoding.Decoding`.
 
 It is wrapped in a dask array with ``dask.array.from_array``; dask fuses a slice of that array into
 the getter, so ``array[:, rows, cols].compute()`` reads exactly that window instead of whole
@@ -38,7 +38,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from geocopgen.errors import UnreadableInputError
-from geocopgen.io.codecs import Codec
+from geocopgen.io.decoding import Decoding
 from geocopgen.io.resample import bilinear_window
 from geocopgen.raster.grid import GeoBox, grid_profile, make_grid, rasterio_crs
 
@@ -192,7 +192,7 @@ class RasterSource:
         self,
         bands: Sequence[BandRef],
         grid: GeoBox,
-        codec: Codec,
+        decoding: Decoding,
         source: str,
         opener: Opener | None = None,
         *,
@@ -201,7 +201,7 @@ class RasterSource:
     ):
         self.bands = tuple(bands)
         self.grid = grid
-        self.codec = codec
+        self.decoding = decoding
         self.source = source
         self.opener = opener or open_dataset
         #: (rows, cols) of ``grid`` wholly inside the input's raster; the others read as nodata
@@ -251,7 +251,7 @@ class RasterSource:
 
     def __dask_tokenize__(self) -> tuple:
         inside = None if self.inside is None else tuple(a.tobytes() for a in self.inside)
-        return (type(self).__name__, self.bands, self.grid, self.codec, self.source, self.opener,
+        return (type(self).__name__, self.bands, self.grid, self.decoding, self.source, self.opener,
                 inside)  # fmt: skip
 
     def __getstate__(self) -> dict:
@@ -283,11 +283,11 @@ class RasterSource:
                     f"{path}: reading pixels failed ({exc}); the file is truncated or corrupt. "
                     "Re-create or re-download it."
                 ) from None
-            codec = self.codec.with_source(path)
+            decoding = self.decoding.with_source(path)
             if refs[0].resampling is not None:  # resampled values mark nodata with NaN/fill
                 extra = tuple(r.dst_nodata for r in refs if r.dst_nodata is not None)
-                codec = _with_nodata(replace(codec, nan_is_nodata=True), extra)
-            out[positions] = codec.decode(raw)
+                decoding = _with_nodata(replace(decoding, nan_is_nodata=True), extra)
+            out[positions] = decoding.decode(raw)
         if self.inside is not None:
             rows, cols = self.inside
             r0, c0 = int(window.row_off), int(window.col_off)
@@ -362,9 +362,10 @@ def _numpy_bilinear(ref: BandRef, src: Any, grid: GeoBox) -> bool:
     return ref.resampling == Resampling.bilinear and src.crs == rasterio_crs(grid)
 
 
-def _with_nodata(codec: Codec, extra: tuple[float, ...]) -> Codec:
-    """The codec plus the fill values a WarpedVRT writes outside the source's footprint."""
+def _with_nodata(decoding: Decoding, extra: tuple[float, ...]) -> Decoding:
+    """The decoding plus the fill values a WarpedVRT writes outside the source's footprint."""
     if any(np.isnan(v) for v in extra):
-        codec = replace(codec, nan_is_nodata=True)
-    merged = codec.nodata + tuple(v for v in extra if not np.isnan(v) and v not in codec.nodata)
-    return replace(codec, nodata=merged)
+        decoding = replace(decoding, nan_is_nodata=True)
+    known = decoding.nodata
+    merged = known + tuple(v for v in extra if not np.isnan(v) and v not in known)
+    return replace(decoding, nodata=merged)
