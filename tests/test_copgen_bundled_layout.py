@@ -339,5 +339,5 @@ def test_a_model_with_a_strength_below_one_starts_from_its_first_guess(tiny_mode
 
 def test_backbone_settings_refuse_an_unknown_prediction_before_training():
     """A misspelt prediction type fails when the settings are made, not at the first batch."""
-    with pytest.raises(ConfigError, match="prediction must be one of"):
+    with pytest.raises(ConfigError, match="prediction_type must be one of"):
         BackboneSettings(prediction="velocity")

@@ -210,17 +210,18 @@ def test_loss_counts_generated_modalities_only():
     assert bb.patch_embeds[1].proj.weight.grad is None  # s1rtc absent: not in the graph
 
 
-@pytest.mark.parametrize("kind", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction", "sample"])
 def test_loss_target_and_clean_estimate_follow_the_prediction_type(kind):
-    """The loss regresses onto the noise or the velocity, and ``predicted_clean`` inverts
-    whichever target the network was trained on back to the clean latent."""
+    """The loss regresses onto the noise, the velocity or the clean latent (the one list of
+    predictions every model shares), and ``predicted_clean`` inverts whichever target the
+    network was trained on back to the clean latent."""
     sched, g = training_scheduler(kind), torch.Generator().manual_seed(0)
     z0, eps = torch.randn(4, 4, 8, 8, generator=g), torch.randn(4, 4, 8, 8, generator=g)
     t = torch.tensor([0, 250, 700, 999])
     noisy = sched.add_noise(z0, eps, t)
     alpha = sched.alphas_cumprod[t].sqrt().reshape(-1, 1, 1, 1)
     sigma = (1 - sched.alphas_cumprod[t]).sqrt().reshape(-1, 1, 1, 1)
-    target = eps if kind == "epsilon" else alpha * eps - sigma * z0
+    target = {"epsilon": eps, "v_prediction": alpha * eps - sigma * z0, "sample": z0}[kind]
     torch.testing.assert_close(predicted_clean(sched, noisy, target, t), z0, atol=2e-4, rtol=0)
 
     class Oracle(torch.nn.Module):  # predicts exactly the target the loss should use
@@ -235,6 +236,6 @@ def test_loss_target_and_clean_estimate_follow_the_prediction_type(kind):
 
 def test_unknown_prediction_types_are_refused():
     with pytest.raises(ConfigError, match="prediction_type must be one of"):
-        training_scheduler("sample")
+        training_scheduler("x0")
     with pytest.raises(ConfigError, match="prediction_type must be one of"):
         default_scheduler("x0")

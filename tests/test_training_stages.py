@@ -169,7 +169,7 @@ def test_backbone_stage_exports_the_prediction_type_it_trained(store, tmp_path: 
     result = train_backbone(config, tmp_path / "v", dist_info=DistInfo())
     pipe = CopGenPipeline.from_pretrained(result.model_dir)
     assert pipe.scheduler.config.prediction_type == "v_prediction"
-    config = replace(config, model={**config.model, "prediction_type": "sample"})
+    config = replace(config, model={**config.model, "prediction_type": "x0"})
     with pytest.raises(ConfigError, match="prediction_type must be one of"):
         train_backbone(config, tmp_path / "w", dist_info=DistInfo())
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
@@ -31,17 +30,19 @@ from diffusers.utils.torch_utils import randn_tensor
 from geocopgen.copgen.first_guess import FirstGuess
 from geocopgen.errors import ConfigError, ModalityError, warn
 from geocopgen.models.sampling import Ignored, SamplingOutput
-from geocopgen.models.schedule import NUM_TRAIN_TIMESTEPS, SCHEDULE
+from geocopgen.models.schedule import (
+    NUM_TRAIN_TIMESTEPS,
+    PREDICTIONS,
+    SCHEDULE,
+    Prediction,
+    check_prediction_type,
+)
 from geocopgen.models.uvit import MultimodalUViT
 from geocopgen.precision import resolve_precision
 
 #: Called before every network evaluation with the network times (``N t``, shape ``(B,)``) and
 #: the full input dict (slot → latent); for traces and tests.
 CallHook = Callable[[torch.Tensor, Mapping[str, torch.Tensor]], None]
-#: What a backbone predicts: the noise (the published COP-GEN), the clean latent, or the
-#: velocity ``v = α ε - σ x0`` (see :func:`as_noise`).
-Prediction = Literal["epsilon", "sample", "v_prediction"]
-PREDICTIONS: tuple[str, ...] = get_args(Prediction)
 
 
 def copgen_betas(num_train_timesteps: int = NUM_TRAIN_TIMESTEPS) -> torch.Tensor:
@@ -315,8 +316,7 @@ def as_noise(
         if guess is not None:
             raise ConfigError("a first guess needs a 'sample' or 'v_prediction' backbone")
         return out
-    if prediction not in PREDICTIONS:
-        raise ConfigError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    check_prediction_type(prediction)
     alpha = _col(schedule.alpha(t), x)
     sigma = _col(schedule.sigma(t), x)
     base = 0.0 if guess is None else guess

@@ -48,9 +48,8 @@ from geocopgen.copgen.layout import (
 from geocopgen.copgen.model import CopgenModel
 from geocopgen.copgen.places import IMAGE_SLOTS, SlotPlace
 from geocopgen.copgen.published import layout_config
-from geocopgen.copgen.sampler import PREDICTIONS, copgen_betas
-from geocopgen.errors import ConfigError
-from geocopgen.models.schedule import NUM_TRAIN_TIMESTEPS
+from geocopgen.copgen.sampler import copgen_betas
+from geocopgen.models.schedule import NUM_TRAIN_TIMESTEPS, check_prediction_type
 from geocopgen.models.uvit import MultimodalUViT
 
 #: How each image slot's codec reconstructs: Sentinel-2 through the square root (never negative).
@@ -89,8 +88,7 @@ class BackboneSettings:
     checkpoint_every: int = 100
 
     def __post_init__(self) -> None:
-        if self.prediction not in PREDICTIONS:
-            raise ConfigError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
+        check_prediction_type(self.prediction)
 
 
 # --- layout -----------------------------------------------------------------------------------

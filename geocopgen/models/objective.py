@@ -108,13 +108,13 @@ def diffusion_loss(
 
     ``scheduler`` provides ``add_noise`` and ``get_velocity`` (a diffusers ``DDPMScheduler`` on
     the SD schedule, see :func:`~geocopgen.models.schedule.training_scheduler`); its
-    ``prediction_type`` says whether the target is the noise or the velocity. ``latents`` may
-    hold modalities that are absent this batch; they are ignored. ``timesteps`` (name → ``(B,)``
-    diffusers timesteps) and ``noise`` (name → tensor like the latent) replace the draws from
-    ``generator`` when given: a training loop that seeds every sample separately (exact resume,
-    DDP) draws them itself.
+    ``prediction_type`` says whether the target is the noise, the clean latent or the velocity.
+    ``latents`` may hold modalities that are absent this batch; they are ignored.
+    ``timesteps`` (name → ``(B,)`` diffusers timesteps) and ``noise`` (name → tensor like the
+    latent) replace the draws from ``generator`` when given: a training loop that seeds every
+    sample separately (exact resume, DDP) draws them itself.
     """
-    velocity = scheduler.config.prediction_type == "v_prediction"
+    prediction = scheduler.config.prediction_type
     inputs, times, targets = {}, {}, {}
     for name in roles.present:
         z0 = latents[name]
@@ -131,7 +131,8 @@ def diffusion_loss(
         noisy = scheduler.add_noise(z0, eps, t)
         inputs[name] = torch.where(gen[:, None, None, None], noisy, z0)
         times[name] = torch.where(gen, model_timestep(t).to(z0.device), 0.0)
-        targets[name] = scheduler.get_velocity(z0, eps, t) if velocity else eps
+        targets[name] = (scheduler.get_velocity(z0, eps, t) if prediction == "v_prediction"
+                         else z0 if prediction == "sample" else eps)  # fmt: skip
     pred = backbone(inputs, times).sample
     total = 0.0
     per_modality = {}

@@ -16,6 +16,8 @@ with the type it was trained for.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, DPMSolverSinglestepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
@@ -33,14 +35,18 @@ SCHEDULE = {
 }
 
 #: What the network may be trained to predict; the official weights predict ``epsilon``.
-PREDICTION_TYPES = ("epsilon", "v_prediction")
+#: What a backbone predicts, for every model: the noise (the published models), the clean latent,
+#: or the velocity ``v = α ε - σ x0`` (see :func:`geocopgen.copgen.sampler.as_noise`); the names
+#: are diffusers' ``prediction_type`` values.
+Prediction = Literal["epsilon", "sample", "v_prediction"]
+PREDICTIONS: tuple[str, ...] = get_args(Prediction)
 
 
 def check_prediction_type(prediction_type: str) -> str:
     """Return ``prediction_type`` if geocopgen can train and sample it, else raise."""
-    if prediction_type not in PREDICTION_TYPES:
+    if prediction_type not in PREDICTIONS:
         raise ConfigError(
-            f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {prediction_type!r}"
+            f"prediction_type must be one of {', '.join(PREDICTIONS)}, got {prediction_type!r}"
         )
     return prediction_type
 
@@ -117,4 +123,6 @@ def predicted_clean(
         return (noisy - sigma * output) / alpha
     if kind == "v_prediction":
         return alpha * noisy - sigma * output
+    if kind == "sample":
+        return output
     raise ConfigError(f"cannot turn a {kind!r} prediction into a clean latent")
