@@ -2,12 +2,16 @@
 previous bundled model's autoencoders on the same place.
 
     python pipelines/evaluate_codecs.py [--held-out 38D_378R_2_3] [--previous DIR]
+        [--decoder-reach 1]
 
 The codecs are fitted on every place of ``shared_places`` except the held-out TerraMind tile,
 then each slot of that tile is encoded and decoded whole. Errors are in physical units on the
 valid pixels: reflectance MAE for Sentinel-2, dB MAE for Sentinel-1, metres (mean and worst
-pixel) for the DEM, pixel agreement for land cover. ``--previous`` (a folder of the earlier
-4-modality kind) adds its autoencoders through ``geocopgen.encode``/``decode``.
+pixel) for the DEM, pixel agreement for land cover, and the blockiness of each reconstruction
+at the codec's patch size (``bench/blockiness.py``: 1.0 = no lattice of edges). ``--previous``
+(a folder of the earlier 4-modality kind) adds its autoencoders through
+``geocopgen.encode``/``decode``; ``--decoder-reach 1`` fits decoders with overlapping footprints
+(issue 28).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import shared_places
+from blockiness import blockiness
 
 from geocopgen.copgen.codec import PatchCodec
 from geocopgen.copgen.layout import MODALITY_SLOTS, registry_band
@@ -56,7 +62,11 @@ def reconstruct(codec: PatchCodec, place: SlotPlace, key: str) -> dict[str, floa
     x, valid = x[:, :h, :w], place.valid[key][:h, :w].numpy()
     with torch.no_grad():
         y = codec.decode(codec.encode(x[None]).latent_dist.mean).sample[0]
-    return score(key, physical(key, x), physical(key, y), valid)
+    got = physical(key, y)
+    out = score(key, physical(key, x), got, valid)
+    if key not in CATEGORIES:
+        out["blockiness"] = max(blockiness(band.astype(np.float64), f) for band in got)
+    return out
 
 
 def previous_codecs(folder: Path, place: SlotPlace, tile: str) -> dict[str, dict[str, float]]:
@@ -87,10 +97,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--held-out", default="38D_378R_2_3")
     parser.add_argument("--previous", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--decoder-reach", type=int, default=0)
     args = parser.parse_args(argv)
     places = shared_places.all_places(log=lambda _: None)
     held = next(p for p in places if p.name == args.held_out)
-    codecs = fit_codecs([p for p in places if p is not held], log=lambda _: None)
+    codecs = fit_codecs([p for p in places if p is not held], decoder_reach=args.decoder_reach,
+                        log=lambda _: None)  # fmt: skip
     rows = {key: reconstruct(codecs[key], held, key) for key in held.pixels}
     previous = previous_codecs(args.previous, held, args.held_out) if args.previous else {}
     print(f"held-out place: {args.held_out}")

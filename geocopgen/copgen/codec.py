@@ -21,6 +21,13 @@ components that cannot express it.
 ``transform="sqrt"`` (Sentinel-2) fits the components on the square root of reflectance and
 decodes by squaring: a decoded reflectance is never negative, by construction. The log codecs of
 Sentinel-1 and the DEM already bound their outputs (the DEM decodes into [0, 8847] m).
+
+``decoder_reach=r > 0`` gives the decoder overlapping footprints: every pixel is a linear map of
+the latents of its own cell and of the ``r`` cells around it (a ``2r+1`` convolution over the
+latent grid, then ``pixel_shuffle``), fitted in closed form by least squares on the same data
+after the components (:meth:`PatchCodec.fit`). With ``r = 0`` the decoder is the components'
+transpose: each ``f x f`` patch is decoded alone, so neighbouring patches meet at an edge
+(issue 28's blocks); with ``r = 1`` a pixel near a patch border also sees the patch beyond it.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ class PatchCodec(ModelMixin, ConfigMixin):
         transform: Transform = "identity",
         keep_means: bool = False,
         scaling_factor: float = 1.0,
+        decoder_reach: int = 0,
     ) -> None:
         super().__init__()
         self.register_to_config(out_channels=in_channels)
@@ -69,9 +77,15 @@ class PatchCodec(ModelMixin, ConfigMixin):
             raise ConfigError(f"{latent_channels} latent channels exceed the patch size {dim}")
         if keep_means and latent_channels < in_channels:
             raise ConfigError("keep_means needs a latent channel per image channel")
+        if decoder_reach < 0:
+            raise ConfigError(f"decoder_reach must be 0 or more cells, got {decoder_reach}")
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("components", torch.eye(latent_channels, dim))
         self.register_buffer("std", torch.ones(latent_channels))
+        if decoder_reach:
+            side = 2 * decoder_reach + 1
+            self.register_buffer("decoder_weight", torch.zeros(dim, latent_channels, side, side))
+            self.register_buffer("decoder_bias", torch.zeros(dim))
 
     # --- the AutoencoderKL interface ---------------------------------------------------------
     def encode(self, x: torch.Tensor, return_dict: bool = True) -> AutoencoderKLOutput:
@@ -96,10 +110,20 @@ class PatchCodec(ModelMixin, ConfigMixin):
 
     def reconstruct(self, z: torch.Tensor) -> torch.Tensor:
         """Whitened components → pixels."""
-        coeffs = z * self.std[None, :, None, None]
-        patches = torch.einsum("blhw,ld->bdhw", coeffs, self.components)
-        patches = patches + self.mean[None, :, None, None]
+        if self.config.decoder_reach:
+            patches = self._overlapping(z)
+        else:
+            coeffs = z * self.std[None, :, None, None]
+            patches = torch.einsum("blhw,ld->bdhw", coeffs, self.components)
+            patches = patches + self.mean[None, :, None, None]
         return self._inverse_transform(F.pixel_shuffle(patches, self.config.downsample))
+
+    def _overlapping(self, z: torch.Tensor) -> torch.Tensor:
+        """Patches ``(B, C·f², h, w)`` from each cell's ``2r+1`` neighbourhood of latents (the
+        latent grid's edge repeated outward)."""
+        r = self.config.decoder_reach
+        padded = F.pad(z, (r, r, r, r), mode="replicate")
+        return F.conv2d(padded, self.decoder_weight.to(z.dtype), self.decoder_bias.to(z.dtype))
 
     def _forward_transform(self, x: torch.Tensor) -> torch.Tensor:
         if self.config.transform == "sqrt":
@@ -115,7 +139,9 @@ class PatchCodec(ModelMixin, ConfigMixin):
     @torch.no_grad()
     def fit(self, chips: Iterable[tuple[torch.Tensor, torch.Tensor | None]]) -> PatchStats:
         """Fit mean, components and whitening from ``(pixels, valid)`` pairs: every patch whose
-        pixels are all valid counts (``valid`` ``(B, H, W)`` bool, ``None``: all valid)."""
+        pixels are all valid counts (``valid`` ``(B, H, W)`` bool, ``None``: all valid). With a
+        ``decoder_reach``, the overlapping decoder is fitted in a second pass over ``chips``
+        (give a sequence)."""
         stats = PatchStats(self.mean.numel())
         f = self.config.downsample
         for x, valid in chips:
@@ -130,7 +156,47 @@ class PatchCodec(ModelMixin, ConfigMixin):
         self.mean.copy_(mean)
         self.components.copy_(components)
         self.std.copy_(variance.clamp_min(1e-12).sqrt())
+        if self.config.decoder_reach:
+            self._fit_decoder(chips)
         return stats
+
+    @torch.no_grad()
+    def _fit_decoder(self, chips: Iterable[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
+        """The overlapping decoder by least squares: each patch (transformed pixels) regressed
+        on its cell's neighbourhood of latents (and a constant), over the patches whose pixels
+        are valid and whose neighbourhood lies inside the raster. A tiny ridge keeps the normal
+        equations solvable when a component never varies."""
+        f, r = self.config.downsample, self.config.decoder_reach
+        side, latent = 2 * r + 1, self.config.latent_channels
+        n_in = latent * side * side + 1
+        gram = torch.zeros(n_in, n_in, dtype=torch.float64)
+        cross = torch.zeros(n_in, self.mean.numel(), dtype=torch.float64)
+        for x, valid in chips:
+            target = F.pixel_unshuffle(self._forward_transform(x.to(torch.float64)), f)
+            z = self.project(x.to(torch.float32)).to(torch.float64)
+            near = F.unfold(z, side)  # (B, L·side², cells inside the raster's margin)
+            h, w = z.shape[-2] - 2 * r, z.shape[-1] - 2 * r
+            inner = target[..., r : r + h, r : r + w].reshape(x.shape[0], target.shape[1], -1)
+            ok = torch.isfinite(near).all(1) & torch.isfinite(inner).all(1)
+            if valid is not None:
+                patch_ok = F.pixel_unshuffle(valid[:, None].to(torch.float64), f).amin(dim=1)
+                ok &= patch_ok[..., r : r + h, r : r + w].reshape(x.shape[0], -1) > 0
+            feats = torch.cat([near, torch.ones_like(near[:, :1])], 1).permute(0, 2, 1)[ok]
+            goal = inner.permute(0, 2, 1)[ok]
+            gram += feats.T @ feats
+            cross += feats.T @ goal
+        if gram[-1, -1] < 2:
+            raise ConfigError(
+                "the overlapping decoder needs valid patches with whole neighbourhoods (and "
+                "chips it can read twice: a sequence, not a generator)"
+            )
+        scale = float(torch.diagonal(gram)[:-1].mean()) + float(gram[-1, -1])  # never 0
+        ridge = 1e-6 * scale * torch.eye(n_in, dtype=torch.float64)
+        ridge[-1, -1] = 0.0
+        solution = torch.linalg.solve(gram + ridge, cross)  # (n_in, C·f²)
+        weight = solution[:-1].T.reshape(-1, latent, side, side)
+        self.decoder_weight.copy_(weight.float())
+        self.decoder_bias.copy_(solution[-1].float())
 
 
 class PatchStats:

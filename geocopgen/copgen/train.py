@@ -120,10 +120,12 @@ def fit_codecs(
     keys: Sequence[str] | None = None,
     *,
     keep_means: bool = True,
+    decoder_reach: int = 0,
     log: Log = print,
 ) -> dict[str, PatchCodec]:
     """One fitted codec per image slot that some place has (or ``keys``); the
-    :data:`KEEP_MEANS_SLOTS` keep each channel's patch mean (see :class:`PatchCodec`)."""
+    :data:`KEEP_MEANS_SLOTS` keep each channel's patch mean, and ``decoder_reach`` > 0 gives
+    every decoder overlapping footprints (see :class:`PatchCodec`)."""
     keys = keys or [k for k in IMAGE_SLOTS if any(k in p.pixels for p in places)]
     codecs = {}
     for key in keys:
@@ -134,6 +136,7 @@ def fit_codecs(
             downsample=s.chip_px // s.latent_shape[1],
             transform=CODEC_TRANSFORMS[key],
             keep_means=keep_means and key in KEEP_MEANS_SLOTS,
+            decoder_reach=decoder_reach,
         )
         chips = [
             (_whole_patches(p.pixels[key], codec.config.downsample)[None],
