@@ -127,7 +127,7 @@ def load_model(
     model code are imported here, on first use, so that a bad input fails before they load.
     """
     from geocopgen.copgen.convert import load_copgen
-    from geocopgen.copgen.model import CopgenModel, is_copgen_model
+    from geocopgen.copgen.model import CopgenModel
     from geocopgen.models.pipeline import CopGenPipeline
     from geocopgen.weights import resolve_model
 
@@ -139,9 +139,34 @@ def load_model(
     if key not in _MODELS:
         if len(_MODELS) >= 2:
             _MODELS.pop(next(iter(_MODELS)))
-        loader = load_copgen if is_copgen_model(path) else CopGenPipeline.from_pretrained
-        _MODELS[key] = loader(path).to(dev)
+        loaders = {"CopgenModel": load_copgen, "CopGenPipeline": CopGenPipeline.from_pretrained}
+        _MODELS[key] = loaders[model_class(path, tuple(loaders))](path).to(dev)
     return _MODELS[key]
+
+
+def model_class(path: str | os.PathLike, known: Sequence[str]) -> str:
+    """The class a model folder's ``pipeline.json`` names (``_class_name``, as diffusers picks a
+    pipeline class from ``model_index.json``; a folder from before that key: its ``kind``); a hub
+    id: the published COP-GEN's is a ``CopgenModel``, any other a ``CopGenPipeline``."""
+    from geocopgen.copgen.model import HUB_BACKBONE_REPO, KIND
+    from geocopgen.models.checkpoints import read_config
+    from geocopgen.models.pipeline import PIPELINE_CONFIG
+
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        return "CopgenModel" if str(path) == HUB_BACKBONE_REPO else "CopGenPipeline"
+    if not folder.is_dir():
+        return "CopGenPipeline"  # its loader says what a model folder is
+    config = read_config(folder / PIPELINE_CONFIG)
+    name = config.get("_class_name") or (
+        "CopgenModel" if config.get("kind") == KIND else "CopGenPipeline"
+    )
+    if name not in known:
+        raise CheckpointError(
+            f"{folder}: {PIPELINE_CONFIG} names the class {name!r}, which this geocopgen does not "
+            f"load (it loads {', '.join(known)}); a newer geocopgen may"
+        )
+    return name
 
 
 def check_model(model: ModelLike, *, bundled: str = "model='default'") -> None:

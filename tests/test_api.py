@@ -19,6 +19,7 @@ from rasterio.warp import calculate_default_transform, reproject
 import geocopgen
 from geocopgen import api
 from geocopgen.errors import (
+    CheckpointError,
     ConfigError,
     MissingCRSError,
     ModalityError,
@@ -55,6 +56,32 @@ def test_top_level_exports_and_model_cache(tiny):
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="not available"):
             api.resolve_device("cuda")
+
+
+def test_load_model_picks_the_class_pipeline_json_names(tiny, tmp_path):
+    """Issue 24: as diffusers reads ``model_index.json``, ``load_model`` takes the class from
+    ``pipeline.json``'s ``_class_name`` (a folder from before that key: its ``kind``), and a
+    class this geocopgen does not know is refused in one line naming the folder."""
+    import json
+    import shutil
+
+    from geocopgen.copgen.model import CopgenModel
+    from geocopgen.models.pipeline import CopGenPipeline
+    from geocopgen.weights import DEFAULT_MODEL
+
+    assert isinstance(api.load_model("default", device="cpu"), CopgenModel)
+    assert isinstance(api.load_model(tiny, device="cpu"), CopGenPipeline)
+    for source, name in ((tiny, "older_pipeline"), (DEFAULT_MODEL, "older_copgen")):
+        older = shutil.copytree(source, tmp_path / name)
+        config = json.loads((older / "pipeline.json").read_text())
+        expected = config.pop("_class_name")
+        (older / "pipeline.json").write_text(json.dumps(config))
+        assert type(api.load_model(older, device="cpu")).__name__ == expected
+    future = shutil.copytree(tiny, tmp_path / "future")
+    config = json.loads((future / "pipeline.json").read_text())
+    (future / "pipeline.json").write_text(json.dumps({**config, "_class_name": "LayoutModel"}))
+    with pytest.raises(CheckpointError, match=r"future: pipeline.json names the class 'Layout"):
+        api.load_model(future)
 
 
 def test_everything_the_readme_and_guides_call_is_top_level():

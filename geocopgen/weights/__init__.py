@@ -1,7 +1,8 @@
 """Weights shipped with geocopgen.
 
-``default/`` is the bundled demonstration model (a :class:`~geocopgen.models.CopGenPipeline`
-folder: safetensors + JSON), trained by ``pipelines/train_default_model.py``; its model card is
+``default/`` is the bundled demonstration model (a COP-GEN-layout
+:class:`~geocopgen.copgen.model.CopgenModel` folder: safetensors + JSON, ``pipeline.json`` naming
+its class), trained by ``pipelines/train_default_model.py``; its model card is
 ``docs/model-card.md``.
 """
 
