@@ -94,7 +94,7 @@ def fill_template(template: str, source: str) -> str:
         ) from None
     if is_remote(filled) or Path(filled).is_absolute():
         return filled
-    return urljoin(source, filled) if remote else str(Path(parent) / filled)
+    return urljoin(source, filled) if remote else os.path.normpath(Path(parent) / filled)
 
 
 def scenes_from_files(
