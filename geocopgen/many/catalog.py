@@ -27,11 +27,13 @@ GENERATED = "geocopgen:generated"
 
 def _when(scene: Scene, tags: Mapping[str, str]) -> datetime:
     """The acquisition time the output stands for: the scene's, else the output's DATE tag,
-    else now (an undated input)."""
+    else now (an undated input: its DATE tag says why, e.g. "unknown")."""
     for text in (scene.datetime, tags.get("DATE")):
-        if text:
+        try:
             stamp = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-            return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
     return datetime.now(UTC)
 
 

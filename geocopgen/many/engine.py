@@ -303,7 +303,13 @@ def make_client(scheduler: str | None = None, workers: int | None = None,
                 dashboard: bool = False) -> tuple[Any, Any]:  # fmt: skip
     """A client of the scheduler at ``scheduler``, or of a new local cluster of ``workers``
     processes with one thread each (torch parallelises within a task only if asked to); returns
-    ``(client, cluster)``, ``cluster`` ``None`` when not ours to close."""
+    ``(client, cluster)``, ``cluster`` ``None`` when not ours to close.
+
+    The local workers start without dask's ``MALLOC_TRIM_THRESHOLD_=65536``: with it glibc hands
+    every large temporary back to the system and faults it in again, and a translation ran 40 %
+    slower in a worker than in a plain process (bench/bench_translate_many.py). A task holds one
+    scene, so memory stays bounded without it."""
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -311,9 +317,14 @@ def make_client(scheduler: str | None = None, workers: int | None = None,
             return Client(scheduler, timeout="30s"), None
         except OSError as exc:
             raise ConfigError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from None
-    cluster = LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
-                           dashboard_address=":0" if dashboard else None)  # fmt: skip
+    with dask.config.set({NO_TRIM: None}):
+        cluster = LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
+                               dashboard_address=":0" if dashboard else None)  # fmt: skip
     return Client(cluster), cluster
+
+
+#: The dask setting that makes worker processes return freed memory eagerly (see make_client).
+NO_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
 def check_writable(output: Path) -> None:
