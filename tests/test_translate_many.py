@@ -199,6 +199,19 @@ def test_rerun_skips_complete_outputs_and_redoes_partial_ones(client, scenes, tm
     assert _mtimes(out)[f"{PLACES[0]}.dem.tif"] == before[f"{PLACES[0]}.dem.tif"]
 
 
+def test_list_file_and_cog_outputs_carry_the_completion_tag(client, scenes, tmp_path) -> None:
+    listing = tmp_path / "scenes.txt"
+    listing.write_text(f"# one scene\n\n{scenes / 's2' / PLACES[3]}.tif\n")
+    report = translate_many([], "dem", tmp_path / "c", list_file=listing, client=client,
+                            steps=2, cog=True, progress=False)  # fmt: skip
+    assert report.count("done") == 1, report.summary()
+    with rasterio.open(tmp_path / "c" / f"{PLACES[3]}.dem.tif") as src:
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert len(src.tags()[COMPLETE_TAG]) == 64
+    item = next(pystac.Catalog.from_file(str(tmp_path / "c" / "catalog.json")).get_items())
+    assert item.assets["data"].media_type == pystac.MediaType.COG
+
+
 # --- STAC ----------------------------------------------------------------------------------------
 def _stac_items() -> list[dict]:
     """S2 L2A scenes of two places; S1 RTC items of one place at several dates (the nearest

@@ -54,7 +54,8 @@ def translate_many(
         list[str] | None,
         typer.Option(_CONDS, "-c", metavar="MODALITY=RULE",
                      help="A condition per scene by rule: a template on the scene's name for "
-                     "files (s1rtc={stem}_s1.tif, beside the scene), a collection for STAC "
+                     "files (s1rtc={stem}_s1.tif; relative to the scene's folder; also {name}, "
+                     "{parent}), a collection for STAC "
                      "(s1rtc=sentinel-1-rtc: the covering item nearest in time)."),
     ] = None,
     list_file: Annotated[
@@ -97,8 +98,8 @@ def translate_many(
     """Translate many scenes into another modality on dask.distributed, one task per scene;
     resumable, with a STAC catalog of the outputs. Exit code 1 if any scene failed.
 
-    Example: geocopgen translate-many 'scenes/*_s2.tif' --to dem -o out/ --cond
-    's1rtc={stem}_s1.tif' --workers 4
+    Example: geocopgen translate-many 's2/*.tif' --to dem -o out/ --cond
+    's1rtc=../s1/{stem}.tif' --workers 4
     """
     from geocopgen import api, many
 

@@ -118,8 +118,8 @@ def translate_many(
         raise InputError("no scene to translate; give paths, globs, a list file or STAC items")
     if not isinstance(model, (str, os.PathLike)):
         raise ConfigError("translate_many needs a model folder or 'default': workers load it")
-    reading, sampling, writing = split_options(options)
     folder = Path(output)
+    reading, sampling, writing = split_options(options, writing={"path": folder})  # per scene
     check_writable(folder)
     run = _run_properties(str(model), to, sampling, writing)
     jobs, settled = plan_jobs(planned, to, folder, name, str(model),
