@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -74,7 +77,8 @@ def _cli(*args: object) -> tuple[int, str]:
 
 
 def _mtimes(folder: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.tif")}
+    """Modification times of the outputs (not of temporary files, which start with a dot)."""
+    return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.tif") if p.name[0] != "."}
 
 
 def test_batch_reports_failures_and_catalogs_each_output_grid(client, scenes, tmp_path) -> None:
@@ -210,6 +214,31 @@ def test_list_file_and_cog_outputs_carry_the_completion_tag(client, scenes, tmp_
         assert len(src.tags()[COMPLETE_TAG]) == 64
     item = next(pystac.Catalog.from_file(str(tmp_path / "c" / "catalog.json")).get_items())
     assert item.assets["data"].media_type == pystac.MediaType.COG
+
+
+def test_a_killed_run_resumes_without_redoing_complete_outputs(client, scenes, tmp_path) -> None:
+    """The whole run (client, scheduler, worker) killed with SIGKILL after its first output:
+    the rerun keeps the outputs that were complete and makes the rest."""
+    out = tmp_path / "i"
+    paths = [str(scenes / "s2" / f"{p}.tif") for p in PLACES]
+    cmd = [sys.executable, "-m", "geocopgen", "-q", "translate-many", *paths, "--to", "dem",
+           "-o", str(out), "--cond", TEMPLATE, "--workers", "1", "--steps", "8"]  # fmt: skip
+    run = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while not _mtimes(out) and time.time() < deadline and run.poll() is None:
+        time.sleep(0.01)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    before = _mtimes(out)
+    assert 0 < len(before) < len(PLACES), before  # interrupted in the middle
+    report = translate_many(paths, "dem", out, cond={"s1rtc": TEMPLATE.split("=", 1)[1]},
+                            client=client, steps=8, progress=False)  # fmt: skip
+    status = {r.id: r.status for r in report.results}
+    assert [status[name.split(".")[0]] for name in before] == ["skipped"] * len(before)
+    assert report.count("done") == len(PLACES) - len(before)
+    assert all(_mtimes(out)[name] == mtime for name, mtime in before.items())
+    assert not [p for p in out.rglob(".*")]  # the killed writer's temporary files are gone
 
 
 # --- STAC ----------------------------------------------------------------------------------------

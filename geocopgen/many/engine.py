@@ -147,8 +147,7 @@ def translate_scene(job: Job) -> SceneResult:
 
     start = time.perf_counter()
     worker = _worker_name()
-    for leftover in remove_stale(job.output):  # a killed attempt's file, and its writer's
-        remove_stale(leftover)
+    remove_leftovers(job.output)
     tmp = temporary_name(job.output, ".tmp.tif")
     try:
         api.translate(
@@ -172,6 +171,14 @@ def translate_scene(job: Job) -> SceneResult:
             path.unlink(missing_ok=True)
     return SceneResult(job.scene.id, "done", str(job.output), "",
                        time.perf_counter() - start, worker)  # fmt: skip
+
+
+def remove_leftovers(output: Path) -> None:
+    """Remove the temporary files that killed writers of ``output`` left on this machine: a
+    task's own, and those of the GeoTIFF writer inside it. Run before each attempt, and for a
+    skipped output too (a run killed between renaming and cleaning up leaves one beside it)."""
+    for leftover in remove_stale(output):
+        remove_stale(leftover)
 
 
 def _tag_complete(tmp: Path, job: Job) -> None:
@@ -254,6 +261,7 @@ def plan_jobs(scenes: Sequence[Scene], to: str, output: Path, name: str, model: 
             settled.append(SceneResult(scene.id, "failed", str(out), "; ".join(scene.missing)))
             continue
         key = run_key(scene, to, weights, reading, sampling, writing)
+        remove_leftovers(out)
         tag = completion(out) if out.exists() else None
         if tag == key and not writing.overwrite:
             settled.append(SceneResult(scene.id, "skipped", str(out), "complete"))
