@@ -281,6 +281,20 @@ def test_stac_search_pairs_conditions_by_time(client, stac_url, tmp_path) -> Non
     assert item.id == "s2-a" and item.datetime.isoformat().startswith("2023-06-10T08:00")
 
 
+def test_item_collection_file_with_relative_hrefs(tmp_path) -> None:
+    items = _stac_items()
+    for item in items:  # hrefs relative to the file, as a catalog on disk would have them
+        href = item["assets"]["data"]["href"]
+        item["assets"]["data"]["href"] = os.path.relpath(href, tmp_path)
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+    scenes = scenes_from_stac(items=path, collection="s2", cond={"s1rtc": "s1"}, max_days=10)
+    by_id = {s.id: s for s in scenes}
+    assert Path(by_id["s2-a"].source).resolve() == terramind("S2L2A", PLACES[0]).resolve()
+    assert Path(by_id["s2-a"].cond["s1rtc"]).resolve() == terramind("S1RTC").resolve()
+    assert by_id["s2-b"].missing  # its only S1 item is 30 days off
+
+
 def test_nearest_item_ties_and_partial_cover() -> None:
     base = _item("s", "s2", [0.0, 0.0, 1.0, 1.0], "2023-06-10T00:00:00Z", {}, {})
     scene = pystac.Item.from_dict(base)

@@ -17,7 +17,7 @@ import typer
 
 from geocopgen.cli._common import VERBOSITY
 from geocopgen.cli.groups import READING, RUNNING, SAMPLING, Run, option_groups
-from geocopgen.cli.options import BBoxOpt, command, modality_pairs
+from geocopgen.cli.options import BBoxOpt, command, modality_pairs, output_ready
 from geocopgen.cli.translate import BUNDLED, ToOpt
 from geocopgen.options import ReadOptions, TranslateOptions
 
@@ -120,6 +120,8 @@ def translate_many(
     else:
         raise typer.BadParameter("give scene FILEs, --list, --items or --stac", param_hint="FILE")
     keywords = run.api_keywords(default_grid=None)
+    # the folder is made (and said) here, so that a run failing before any scene removes it
+    output_ready(output / "catalog.json", True, raster=False)
     report = many.translate_many(
         scenes, to, output, cond=rules or None, name=name, list_file=list_file,
         scheduler=scheduler, workers=workers, retries=retries,
