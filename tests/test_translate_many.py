@@ -216,6 +216,23 @@ def test_list_file_and_cog_outputs_carry_the_completion_tag(client, scenes, tmp_
     assert item.assets["data"].media_type == pystac.MediaType.COG
 
 
+def _wait_gone(group: int, timeout: float = 20.0) -> None:
+    """Wait until no process of process group ``group`` runs (zombies do not count)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        running = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == group and fields[0] != "Z":
+                running.append(stat)
+        if not running:
+            return
+        time.sleep(0.05)
+
+
 def test_a_killed_run_resumes_without_redoing_complete_outputs(client, scenes, tmp_path) -> None:
     """The whole run (client, scheduler, worker) killed with SIGKILL after its first output:
     the rerun keeps the outputs that were complete and makes the rest."""
@@ -230,6 +247,7 @@ def test_a_killed_run_resumes_without_redoing_complete_outputs(client, scenes, t
         time.sleep(0.01)
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
+    _wait_gone(run.pid)  # SIGKILL takes a moment to end the worker; a user reruns later
     before = _mtimes(out)
     assert 0 < len(before) < len(PLACES), before  # interrupted in the middle
     report = translate_many(paths, "dem", out, cond={"s1rtc": TEMPLATE.split("=", 1)[1]},

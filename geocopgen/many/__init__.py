@@ -118,7 +118,7 @@ def translate_many(
         raise InputError("no scene to translate; give paths, globs, a list file or STAC items")
     if not isinstance(model, (str, os.PathLike)):
         raise ConfigError("translate_many needs a model folder or 'default': workers load it")
-    folder = Path(output)
+    folder = Path(output).absolute()  # workers may run elsewhere
     reading, sampling, writing = split_options(options, writing={"path": folder})  # per scene
     check_writable(folder)
     run = _run_properties(str(model), to, sampling, writing)

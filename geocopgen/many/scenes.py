@@ -100,12 +100,13 @@ def fill_template(template: str, source: str) -> str:
 def scenes_from_files(
     paths: Sequence[str], cond: Mapping[str, str] | None = None
 ) -> list[Scene]:
-    """One scene per path; each condition from its template (modality → template). A condition
-    file that does not exist is recorded as missing (URLs are taken on trust: the worker's read
-    reports them)."""
+    """One scene per path, made absolute (a worker may run in another folder, and a rerun from
+    elsewhere must find its outputs complete); each condition from its template (modality →
+    template). A condition file that does not exist is recorded as missing (URLs are taken on
+    trust: the worker's read reports them)."""
     templates = {get_modality(k).name: v for k, v in (cond or {}).items()}
     scenes = []
-    for source in paths:
+    for source in (p if is_remote(p) else os.path.abspath(p) for p in paths):
         found, missing = {}, []
         for modality, template in templates.items():
             path = fill_template(template, source)
