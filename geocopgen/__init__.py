@@ -31,6 +31,7 @@ __all__ = [
     "load_model",
     "open_raster",
     "translate",
+    "translate_many",
 ]
 
 
@@ -39,6 +40,10 @@ def __getattr__(name: str) -> Any:
         from geocopgen import api
 
         return getattr(api, name)
+    if name == "translate_many":  # dask.distributed loads with it, not with geocopgen
+        from geocopgen.many import translate_many
+
+        return translate_many
     if name in _IO:
         from geocopgen import io
 

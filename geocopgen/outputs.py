@@ -216,14 +216,20 @@ def _owner() -> str:
 
 
 def _alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (on this machine)."""
+    """Whether a process ``pid`` runs (on this machine). A zombie (killed, not yet reaped by
+    its parent: a killed dask worker whose nanny died with it, in a container without an init
+    that reaps) no longer writes, so it counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process: alive
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS): trust kill
+        return True
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
 
 def move_into_place(tmp: Path, path: Path, *, overwrite: bool) -> None:

@@ -233,15 +233,20 @@ class _StacHandler(BaseHTTPRequestHandler):
         }
 
 
-@pytest.fixture(scope="module")
-def stac_url() -> Iterator[str]:
-    handler = type("Handler", (_StacHandler,), {"items": _catalog()})
+def serve(items: list[dict]) -> Iterator[str]:
+    """A STAC API on loopback serving ``items``; yields its URL (for a fixture to wrap)."""
+    handler = type("Handler", (_StacHandler,), {"items": items})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="module")
+def stac_url() -> Iterator[str]:
+    yield from serve(_catalog())
 
 
 @pytest.fixture(scope="module")

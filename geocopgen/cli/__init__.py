@@ -44,7 +44,7 @@ def _root(
 
 
 # --- command registrations (one line per area) ----------------------------------------------
-from geocopgen.cli import convert, data, engine, evaluate, fill, train, translate  # noqa: E402
+from geocopgen.cli import convert, data, engine, evaluate, fill, many, train, translate  # noqa: E402
 
 engine.register(app)
 translate.register(app)  # after engine: its info also says what the model can do
@@ -53,6 +53,7 @@ data.register(app)
 train.register(app)
 evaluate.register(app)
 convert.register(app)
+many.register(app)
 
 
 def main() -> None:
