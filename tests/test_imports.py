@@ -143,7 +143,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "translation",
         "training evaluation",
         "api",
-        "accessor",
+        "accessor many",
         "cli __main__ geocopgen",
     )
 )

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from geocopgen.errors import ConfigError, DataSourceError, InputError
-from geocopgen.io.source import is_remote
+from geocopgen.io.raster_source import is_remote
 from geocopgen.modalities import get_modality
 
 #: Share of a scene's footprint a STAC condition item must cover to be used (lon/lat areas; the
