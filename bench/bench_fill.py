@@ -50,7 +50,7 @@ def run_mode(mode: str, crop: int, cover: float, steps: int | None) -> dict:
 
     warnings.simplefilter("ignore")
     source = VIRGINIA
-    array = next(iter(open_inputs(source).values()))
+    array = next(iter(open_inputs(source).values())).array
     if crop:
         array = array.isel(y=slice(0, crop), x=slice(0, crop))
     grid = grid_of(array)
