@@ -20,6 +20,7 @@ import pytest
 import rasterio
 from conftest import terramind, truncated_copy
 from pystac.extensions.projection import ProjectionExtension
+from pystac.validation import validate_dict
 from rasterio.windows import Window
 from test_sources_stac import _asset, _bbox, _item, serve
 from typer.testing import CliRunner
@@ -100,7 +101,11 @@ def test_batch_reports_failures_and_catalogs_each_output_grid(client, scenes, tm
     assert set(reasons) == {"crop", "broken"} and all(reasons.values())
     items = {i.id: i for i in catalog.get_items()}
     assert set(items) == set(PLACES)
+    # pystac validates the catalog and every item against the STAC core schemas it ships
+    # (offline; the proj and raster extension schemas live on the web, checked by hand below)
+    validate_dict(catalog.to_dict(include_self_link=False), extensions=[])
     for place, item in items.items():
+        validate_dict(item.to_dict(include_self_link=False), extensions=[])
         # pystac reads back what it wrote, and the item round-trips through a dict unchanged
         assert pystac.Item.from_dict(item.to_dict()).to_dict() == item.to_dict()
         path = Path(item.assets["data"].get_absolute_href())
