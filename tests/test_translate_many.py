@@ -18,7 +18,7 @@ from pathlib import Path
 import pystac
 import pytest
 import rasterio
-from conftest import terramind, truncated_copy
+from conftest import DATA, terramind, truncated_copy
 from pystac.extensions.projection import ProjectionExtension
 from pystac.validation import validate_dict
 from rasterio.windows import Window
@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from geocopgen import api
 from geocopgen.cli import app
-from geocopgen.many import COMPLETE_TAG, scenes_from_stac, translate_many
+from geocopgen.many import COMPLETE_TAG, scenes_from_majortom, scenes_from_stac, translate_many
 from geocopgen.many.catalog import GENERATED
 from geocopgen.many.scenes import nearest_item
 
@@ -333,3 +333,37 @@ def test_nearest_item_ties_and_partial_cover() -> None:
     assert nearest_item(scene, [after, before], 10)[0].id == "before"
     match, why = nearest_item(scene, [half], 10)
     assert match is None and "half (50%)" in why
+
+
+def test_major_tom_cells_are_scenes_with_conditions_by_cell_and_time(client, tmp_path) -> None:
+    """``--majortom ROOT --cells``: one scene per product of the cells asked for; a condition
+    is the same cell's product of another source nearest in time within ``--max-days``, and a
+    cell without one is reported, not translated without it."""
+    root = tmp_path / "majortom"
+    root.mkdir()
+    (root / "Core-S2L2A").symlink_to(DATA / "majortom" / "Core-S2L2A")
+    for day in ("20220709T101010", "20220805T101010"):  # 3 and 30 days after 0U_199R's S2
+        product = root / "Core-S1RTC" / "0U" / "0U_199R" / f"S1A_IW_GRDH_1SDV_{day}_{day}_0"
+        product.mkdir(parents=True)
+        (product / "vv.tif").touch()  # pairing reads the layout, not the pixels
+    scenes = scenes_from_majortom(root, "Core-S2L2A", cond={"s1rtc": "Core-S1RTC"})
+    by_cell = {s.id.split("_S2")[0]: s for s in scenes}
+    assert set(by_cell) == {"0U_199R", "199U_1099R"}
+    assert by_cell["0U_199R"].cond["s1rtc"].endswith("20220709T101010_0")
+    assert by_cell["0U_199R"].datetime.startswith("2022-07-06") and not by_cell["0U_199R"].missing
+    assert "no Core-S1RTC product of cell 199U_1099R within 10 days (none)" in (
+        by_cell["199U_1099R"].missing[0]
+    )
+    near = scenes_from_majortom(root, "Core-S2L2A", cells=["0U_199R"],
+                                cond={"s1rtc": "Core-S1RTC"}, max_days=2)  # fmt: skip
+    assert len(near) == 1 and "the nearest is 3 days away" in near[0].missing[0]
+    out = tmp_path / "out"
+    code, text = _cli("--majortom", root, "--source", "Core-S2L2A", "--cells", "0U_199R",
+                      "--to", "dem", "-o", out, "--scheduler", client.scheduler.address,
+                      *FAST)  # fmt: skip
+    assert code == 0, text
+    (made,) = out.glob("*.tif")
+    assert made.name.startswith("0U_199R_") and made.name.endswith(".dem.tif")
+    b04 = Path(by_cell["0U_199R"].source) / "B04.tif"  # a 10 m band: the scene's grid
+    with rasterio.open(made) as dst, rasterio.open(b04) as src:
+        assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)

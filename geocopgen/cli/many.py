@@ -72,8 +72,20 @@ def translate_many(
     datetime: Annotated[str | None, typer.Option(
         "--datetime", metavar="A/B", help="STAC search time range, e.g. 2023-01-01/2023-12-31.")
     ] = None,
+    majortom: Annotated[Path | None, typer.Option(
+        "--majortom", metavar="ROOT",
+        help="A local Major TOM folder (ROOT/<source>/<row>/<cell>/<product>/): one scene per "
+        "product of --source; conditions name other sources (s1rtc=Core-S1RTC: the same "
+        "cell's product nearest in time).")] = None,
+    source: Annotated[str | None, typer.Option(
+        "--source", help="The Major TOM source of the scenes, e.g. Core-S2L2A (default: the "
+        "only one under --majortom).")] = None,
+    cells: Annotated[list[str] | None, typer.Option(
+        "--cells", metavar="CELL", help="Major TOM cells to translate, e.g. 433U_1171R "
+        "(repeat; default: every cell of the source).")] = None,
     max_days: Annotated[float, typer.Option(
-        "--max-days", help="STAC conditions: at most this many days from the scene.")] = 10.0,
+        "--max-days", help="STAC and Major TOM conditions: at most this many days from the "
+        "scene.")] = 10.0,
     asset: Annotated[str | None, typer.Option(
         "--asset", help="The STAC asset to translate (default: the item's one data asset).")
     ] = None,
@@ -108,8 +120,13 @@ def translate_many(
     logging.getLogger("distributed").setLevel(chatter)
     api.check_model(run.model, bundled=BUNDLED)
     rules = modality_pairs(cond, _CONDS, "RULE")
-    if stac or items:
-        scenes: list = many.scenes_from_stac(
+    if majortom is not None:
+        scenes: list = many.scenes_from_majortom(
+            majortom, source, cells=cells, cond=rules, max_days=max_days
+        )
+        rules = {}
+    elif stac or items:
+        scenes = many.scenes_from_stac(
             url=stac, items=items, collection=collection, cond=rules, bbox=bbox,
             datetime=datetime, max_days=max_days, asset=asset,
         )  # fmt: skip
@@ -118,7 +135,9 @@ def translate_many(
     elif inputs or list_file:
         scenes = list(inputs or [])
     else:
-        raise typer.BadParameter("give scene FILEs, --list, --items or --stac", param_hint="FILE")
+        raise typer.BadParameter(
+            "give scene FILEs, --list, --items, --stac or --majortom", param_hint="FILE"
+        )
     keywords = run.api_keywords(default_grid=None)
     # the folder is made (and said) here, so that a run failing before any scene removes it
     output_ready(output / "catalog.json", True, raster=False)

@@ -31,6 +31,7 @@ from geocopgen.many.scenes import (
     read_item_collection,
     scenes_from_files,
     scenes_from_items,
+    scenes_from_majortom,
     search_items,
 )
 
@@ -41,6 +42,7 @@ __all__ = [
     "ManyReport",
     "Scene",
     "SceneResult",
+    "scenes_from_majortom",
     "scenes_from_stac",
     "translate_many",
     "weights_sha256",

@@ -119,6 +119,52 @@ def scenes_from_files(
     return scenes
 
 
+# --- Major TOM ---------------------------------------------------------------------------------
+def scenes_from_majortom(
+    root: str | os.PathLike,
+    source: str | None = None,
+    *,
+    cells: Sequence[str] | None = None,
+    cond: Mapping[str, str] | None = None,
+    max_days: float = 10.0,
+) -> list[Scene]:
+    """One scene per product of a local Major TOM folder (``<root>/<source>/<row>/<cell>/
+    <product>/``, a band folder the readers read), narrowed to ``cells``. Each condition
+    (modality → another source under ``root``, e.g. ``s1rtc=Core-S1RTC``) is that source's
+    product of the same cell nearest in time within ``max_days``; ties go to the earlier
+    product, and a timeless product (Core-DEM) matches any time. A cell without one records the
+    condition as missing, with the reason."""
+    import pandas as pd
+
+    from geocopgen.sources.majortom import MajorTOM
+
+    dataset = MajorTOM.from_folder(root, source)
+    if cells:
+        dataset = dataset.filter(cells=list(cells))
+        if not len(dataset):
+            raise InputError(f"{root}: no product of the cells {', '.join(cells)} in {source}")
+    others = {get_modality(m).name: (s, MajorTOM.from_folder(root, s).table)
+              for m, s in (cond or {}).items()}  # fmt: skip
+    limit = pd.Timedelta(days=max_days)
+    scenes = []
+    for row in dataset.table.sort_values(["grid_cell", "timestamp"]).itertuples():
+        found, missing = {}, []
+        for modality, (name, table) in others.items():
+            same = table[table.grid_cell == row.grid_cell]
+            gap = (same.timestamp - row.timestamp).abs().fillna(pd.Timedelta(0))
+            near = same.assign(gap=gap).sort_values(["gap", "timestamp"])
+            if near.empty or near.gap.iloc[0] > limit:
+                why = "none" if near.empty else f"the nearest is {near.gap.iloc[0].days} days away"
+                missing.append(f"missing condition {modality}: no {name} product of cell "
+                               f"{row.grid_cell} within {max_days:g} days ({why})")  # fmt: skip
+            else:
+                found[modality] = str(near.path.iloc[0])
+        when = None if pd.isna(row.timestamp) else row.timestamp.isoformat()
+        scenes.append(Scene(f"{row.grid_cell}_{row.product_id}", str(Path(row.path).resolve()),
+                            found, datetime=when, missing=tuple(missing)))  # fmt: skip
+    return scenes
+
+
 # --- STAC --------------------------------------------------------------------------------------
 def asset_href(item: Any, asset: str | None, base: str | None = None) -> str:
     """The href of an item's asset ``asset`` or, if not given, of its one ``data`` asset; a
