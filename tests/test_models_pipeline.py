@@ -155,3 +155,23 @@ def test_the_pipeline_samples_in_the_precision_asked_and_stays_close(pipe, tiles
     assert set(seen[:5]) == {torch.float32} and set(seen[5:]) == {torch.bfloat16}
     assert fp32.dtype == bf16.dtype == torch.float32
     assert 0 < float((fp32 - bf16).abs().max()) < 0.1
+
+
+def test_a_folder_made_by_the_previous_release_loads_and_translates_as_it_did():
+    """Issue 24: a model folder written by an earlier geocopgen (tests/data/previous_release)
+    still loads, as the class its ``pipeline.json`` names, and translates a real tile as that
+    release did (to float32 kernel rounding: millimetres, from the thread count)."""
+    from pathlib import Path
+
+    import numpy as np
+    from conftest import terramind
+
+    from geocopgen import api
+
+    folder = Path(__file__).parent / "data" / "previous_release"
+    model = api.load_model(folder / "tiny_4modality", device="cpu")
+    assert isinstance(model, CopGenPipeline)
+    dem = api.translate(terramind("S2L2A"), "dem", model=model, steps=2, precision="fp32",
+                        progress=False)  # fmt: skip
+    then = np.load(folder / "tiny_4modality_s2l2a_to_dem.npz")["dem"]
+    np.testing.assert_allclose(dem.values, then, atol=0.01, rtol=1e-5)  # mm: thread order
