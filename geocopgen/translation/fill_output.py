@@ -32,8 +32,9 @@ from geocopgen.raster.grid import grid_of, rasterio_crs
 from geocopgen.translation.fill_mask import FillMask
 from geocopgen.translation.fill_methods import inverse_distance
 
-#: ``<stem>_filled`` values.
+#: ``<stem>_filled`` values, and what they mean (its tag).
 KEPT, FILLED, NO_DATA = 0, 1, 255
+FLAG_MEANING = "0 kept from the input, 1 filled, 255 no data"
 Values = xr.DataArray | np.ndarray
 
 
@@ -68,7 +69,7 @@ class Stored:
 
     @property
     def count(self) -> int:
-        return int(self.profile()["count"])
+        return int(self.profile["count"])
 
     def band(self, index: int) -> np.ndarray:
         """Stored band ``index`` (1-based, file order) as stored."""
@@ -93,12 +94,13 @@ class Stored:
         if self.decoding is None:
             out[where] = physical[where]
         else:
-            profile = self.profile()
-            out[where] = self.decoding.encode(physical[where], out.dtype, profile["nodata"] or 0)
+            nodata = self.profile["nodata"] or 0
+            out[where] = self.decoding.encode(physical[where], out.dtype, nodata)
         return out
 
+    @cached_property
     def profile(self) -> dict[str, Any]:
-        """The output file's profile: the input's, tiled and compressed."""
+        """The output file's profile: the input's, tiled and compressed (read once)."""
         grid = grid_of(self.array)
         if self.path is None:
             base: dict[str, Any] = {"count": self.array.sizes["band"], "dtype": "float32",
@@ -116,13 +118,15 @@ class Stored:
         """A name per stored band: the array's band name where it holds one, else the file's
         description, else ``band_<i>``."""
         names = []
-        for index, description in enumerate(self.descriptions(), start=1):
+        for index, description in enumerate(self.descriptions, start=1):
             b = self.array_band(index)
             names.append(str(self.array.band.values[b]) if b is not None
                          else description or f"band_{index}")  # fmt: skip
         return names
 
+    @cached_property
     def descriptions(self) -> tuple[str | None, ...]:
+        """The stored bands' descriptions (read once)."""
         if self.path is None:
             return tuple(str(b) for b in self.array.band.values)
         with rasterio.open(self.path) as src:
@@ -239,19 +243,19 @@ def write(
     for p in paths.values():
         check_output(p, overwrite=overwrite)
     text = {k: str(v) for k, v in tags.items()}
-    profile = fill.stored.profile()
+    profile = fill.stored.profile
     with contextlib.ExitStack() as stack:
         main = stack.enter_context(_atomic(path, profile, overwrite=overwrite))
         for index, values in fill.bands():
             main.write(values, index)
         main.update_tags(**text)
-        for i, description in enumerate(fill.stored.descriptions(), start=1):
+        for i, description in enumerate(fill.stored.descriptions, start=1):
             if description:
                 main.set_band_description(i, description)
         flags = {**profile, "count": 1, "dtype": "uint8", "nodata": NO_DATA}
         side = stack.enter_context(_atomic(paths["filled_mask"], flags, overwrite=overwrite))
         side.write(fill.flags(), 1)
-        side.update_tags(MEANING="0 kept from the input, 1 filled, 255 no data", **text)
+        side.update_tags(MEANING=FLAG_MEANING, **text)
         if fill.std is not None:
             bands = len(fill.stored.array.band)
             spread = {**profile, "count": bands, "dtype": "float32", "nodata": float("nan")}
@@ -270,11 +274,10 @@ def in_memory(fill: Composition, *, tags: Mapping[str, Any]) -> xr.Dataset:
     attrs = {str(k).lower(): str(v) for k, v in tags.items()}
     names = fill.stored.band_names()
     values = np.stack([v for _, v in fill.bands()])
-    nodata = fill.stored.profile()["nodata"]
+    nodata = fill.stored.profile["nodata"]
     out = {"filled": band_array(values, grid, names, name="filled", attrs=attrs, nodata=nodata)}
-    meaning = {"meaning": "0 kept from the input, 1 filled, 255 no data"}
-    flags = band_array(fill.flags()[None], grid, ["filled"], name="filled_mask", attrs=meaning,
-                       nodata=NO_DATA)  # fmt: skip
+    flags = band_array(fill.flags()[None], grid, ["filled"], name="filled_mask",
+                       attrs={"meaning": FLAG_MEANING}, nodata=NO_DATA)  # fmt: skip
     out["filled_mask"] = flags.isel(band=0, drop=True)
     if fill.std is not None:
         spread = np.stack(list(fill.spread()))
