@@ -37,6 +37,7 @@ from geocopgen.errors import ConfigError, GeoCopGenError, OutputError
 from geocopgen.many.scenes import Scene
 from geocopgen.options import ReadOptions, TranslateOptions, WriteOptions
 from geocopgen.outputs import make_parents, move_into_place, remove_stale, temporary_name
+from geocopgen.raster.mosaic import cog_copy
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +194,6 @@ def _tag_complete(tmp: Path, job: Job) -> None:
 def _to_cog(path: Path) -> None:
     """Rewrite ``path`` as a Cloud Optimized GeoTIFF in place (same compression; ``mode``
     overviews for a categorical output, which carries a colour table)."""
-    from rasterio.shutil import copy
-
     cog = path.with_name(path.name + ".cog.tif")
     with rasterio.open(path) as src:
         compress = (src.compression.value if src.compression else "deflate").lower()
@@ -202,8 +201,7 @@ def _to_cog(path: Path) -> None:
             categorical = src.colormap(1) is not None
         except ValueError:
             categorical = False
-    copy(path, cog, driver="COG", compress=compress, blocksize=512, bigtiff="IF_SAFER",
-         overview_resampling="mode" if categorical else "average")  # fmt: skip
+    cog_copy(path, cog, compress=compress, categorical=categorical)
     os.replace(cog, path)
 
 

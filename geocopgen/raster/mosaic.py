@@ -146,6 +146,23 @@ class _Scratch:
         self._file.close()
 
 
+def cog_copy(
+    path: Path, out: Path, *, compress: str, categorical: bool, predictor: int | None = None
+) -> None:
+    """``path`` copied to ``out`` as a Cloud Optimized GeoTIFF: 512 px blocks, overviews by
+    ``mode`` for class codes and by ``average`` otherwise, ``compress`` (and ``predictor``)."""
+    options: dict[str, Any] = {
+        "driver": "COG",
+        "compress": compress,
+        "blocksize": 512,
+        "overview_resampling": "mode" if categorical else "average",
+        "bigtiff": "IF_SAFER",
+    }
+    if predictor is not None:
+        options["predictor"] = predictor
+    rasterio.shutil.copy(path, out, **options)
+
+
 class MosaicWriter:
     """Blend chip outputs into a GeoTIFF on ``grid``, streaming tile by tile.
 
@@ -531,16 +548,9 @@ class MosaicWriter:
 
     def _to_cog(self, path: Path) -> Path:
         out = self._tmp_name(".tmp.cog.tif")
-        options = {
-            "driver": "COG",
-            "compress": self.compress,
-            "blocksize": 512,
-            "overview_resampling": "average" if self.categories is None else "mode",
-            "bigtiff": "IF_SAFER",
-        }
-        if self.compress.lower() in ("deflate", "lzw", "zstd"):
-            options["predictor"] = self._predictor
-        rasterio.shutil.copy(path, out, **options)
+        predicted = self.compress.lower() in ("deflate", "lzw", "zstd")
+        cog_copy(path, out, compress=self.compress, categorical=self.categories is not None,
+                 predictor=self._predictor if predicted else None)  # fmt: skip
         path.unlink()
         return out
 
